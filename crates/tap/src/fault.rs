@@ -1,0 +1,74 @@
+//! Fault injection for tests: [`FaultSys`] wraps a [`Sys`], records every
+//! call and fails the k-th one with a chosen errno (the way Ganeti's tests
+//! inject `_ioctl` and `_features_fn`). Not used by the library itself.
+
+use std::ffi::CStr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use libc::c_int;
+use nix::errno::Errno;
+
+use crate::sys::{Call, Ioctl, Sys};
+
+/// A [`Sys`] that fails call number `fail_at` (1-based; 0 = never).
+pub struct FaultSys<S: Sys> {
+    inner: S,
+    fail_at: usize,
+    errno: Errno,
+    count: AtomicUsize,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl<S: Sys> FaultSys<S> {
+    pub fn new(inner: S, fail_at: usize, errno: Errno) -> Self {
+        FaultSys {
+            inner,
+            fail_at,
+            errno,
+            count: AtomicUsize::new(0),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every call made so far, in order (including the failed one).
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The call that was failed, if the count reached it.
+    pub fn failed_call(&self) -> Option<Call> {
+        if self.fail_at == 0 {
+            return None;
+        }
+        self.calls().get(self.fail_at - 1).cloned()
+    }
+
+    fn enter(&self, call: Call) -> Result<(), Errno> {
+        self.calls.lock().unwrap().push(call);
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at {
+            Err(self.errno)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: Sys> Sys for FaultSys<S> {
+    fn open(&self, path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
+        self.enter(Call::Open(path.to_string_lossy().into_owned()))?;
+        self.inner.open(path, flags)
+    }
+
+    fn control_socket(&self) -> Result<OwnedFd, Errno> {
+        self.enter(Call::Socket)?;
+        self.inner.control_socket()
+    }
+
+    fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
+        self.enter(Call::Ioctl(op.name()))?;
+        self.inner.ioctl(fd, op)
+    }
+}

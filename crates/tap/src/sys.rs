@@ -1,0 +1,388 @@
+//! The syscall layer: every open, socket and ioctl the crate performs goes
+//! through the [`Sys`] trait, so tests can count calls and inject failures
+//! (see [`crate::fault`]). [`RealSys`] is the kernel.
+//!
+//! One function per ioctl, generated with nix's ioctl macros; the request
+//! numbers are checked against `<linux/if_tun.h>` in the tests below.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use libc::{c_int, c_short, c_uint, c_ulong};
+use nix::errno::Errno;
+
+/// `IFNAMSIZ` from `<linux/if.h>`: 15 bytes of name plus the NUL.
+pub const IFNAMSIZ: usize = 16;
+
+/// Flags and request numbers from `<linux/if_tun.h>` and `<linux/sockios.h>`.
+pub mod consts {
+    use libc::c_ulong;
+
+    pub const IFF_TUN: u16 = 0x0001;
+    pub const IFF_TAP: u16 = 0x0002;
+    pub const IFF_NAPI: u16 = 0x0010;
+    pub const IFF_NAPI_FRAGS: u16 = 0x0020;
+    pub const IFF_MULTI_QUEUE: u16 = 0x0100;
+    pub const IFF_ATTACH_QUEUE: u16 = 0x0200;
+    pub const IFF_DETACH_QUEUE: u16 = 0x0400;
+    pub const IFF_PERSIST: u16 = 0x0800;
+    pub const IFF_NO_PI: u16 = 0x1000;
+    pub const IFF_ONE_QUEUE: u16 = 0x2000;
+    pub const IFF_VNET_HDR: u16 = 0x4000;
+    pub const IFF_TUN_EXCL: u16 = 0x8000;
+
+    pub const TUN_F_CSUM: u32 = 0x01;
+    pub const TUN_F_TSO4: u32 = 0x02;
+    pub const TUN_F_TSO6: u32 = 0x04;
+    pub const TUN_F_TSO_ECN: u32 = 0x08;
+    pub const TUN_F_UFO: u32 = 0x10;
+    pub const TUN_F_USO4: u32 = 0x20;
+    pub const TUN_F_USO6: u32 = 0x40;
+
+    // _IOW('T', nr, int) = 0x40045400 | nr; _IOR(...) = 0x80045400 | nr.
+    pub const TUNSETIFF: c_ulong = 0x4004_54ca;
+    pub const TUNSETPERSIST: c_ulong = 0x4004_54cb;
+    pub const TUNSETOWNER: c_ulong = 0x4004_54cc;
+    pub const TUNSETGROUP: c_ulong = 0x4004_54ce;
+    pub const TUNGETFEATURES: c_ulong = 0x8004_54cf;
+    pub const TUNSETOFFLOAD: c_ulong = 0x4004_54d0;
+    pub const TUNGETIFF: c_ulong = 0x8004_54d2;
+    pub const TUNGETVNETHDRSZ: c_ulong = 0x8004_54d7;
+    pub const TUNSETVNETHDRSZ: c_ulong = 0x4004_54d8;
+    pub const TUNSETQUEUE: c_ulong = 0x4004_54d9;
+
+    pub const SIOCGIFFLAGS: c_ulong = 0x8913;
+    pub const SIOCSIFFLAGS: c_ulong = 0x8914;
+    pub const SIOCGIFMTU: c_ulong = 0x8921;
+    pub const SIOCSIFMTU: c_ulong = 0x8922;
+    pub const SIOCGIFHWADDR: c_ulong = 0x8927;
+    pub const SIOCSIFHWADDR: c_ulong = 0x8924;
+    pub const SIOCGIFINDEX: c_ulong = 0x8933;
+    pub const SIOCBRADDIF: c_ulong = 0x89a2;
+    pub const SIOCBRDELIF: c_ulong = 0x89a3;
+}
+
+/// `struct ifreq` from `<linux/if.h>`: a 16-byte name and a 24-byte union
+/// (8-byte aligned, because the union holds `struct ifmap` and pointers).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IfReq {
+    pub name: [u8; IFNAMSIZ],
+    pub data: IfReqData,
+}
+
+/// The union of `struct ifreq`; only the members vmtap uses are named.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union IfReqData {
+    pub flags: c_short,
+    pub ivalue: c_int,
+    pub hwaddr: libc::sockaddr,
+    pad: [c_ulong; 3],
+}
+
+impl IfReq {
+    /// An all-zero ifreq.
+    pub fn zeroed() -> Self {
+        IfReq {
+            name: [0; IFNAMSIZ],
+            data: IfReqData { pad: [0; 3] },
+        }
+    }
+
+    /// An ifreq naming `name`; the caller validated it (at most 15 bytes, no NUL).
+    pub fn with_name(name: &str) -> Self {
+        let mut req = Self::zeroed();
+        let bytes = name.as_bytes();
+        assert!(
+            bytes.len() < IFNAMSIZ,
+            "interface name longer than 15 bytes"
+        );
+        req.name[..bytes.len()].copy_from_slice(bytes);
+        req
+    }
+
+    /// An ifreq naming `name` with `ifr_flags` set.
+    pub fn with_name_flags(name: &str, flags: u16) -> Self {
+        let mut req = Self::with_name(name);
+        req.data.flags = flags as c_short;
+        req
+    }
+
+    /// The name up to the first NUL (the kernel always terminates it).
+    pub fn name(&self) -> String {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
+        String::from_utf8_lossy(&self.name[..end]).into_owned()
+    }
+
+    pub fn flags(&self) -> u16 {
+        // SAFETY: every bit pattern is a valid c_short.
+        unsafe { self.data.flags as u16 }
+    }
+
+    pub fn ivalue(&self) -> c_int {
+        // SAFETY: every bit pattern is a valid c_int.
+        unsafe { self.data.ivalue }
+    }
+}
+
+impl fmt::Debug for IfReq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IfReq")
+            .field("name", &self.name())
+            .field("flags", &format_args!("{:#x}", self.flags()))
+            .finish()
+    }
+}
+
+/// One ioctl with its argument. `name()` is what error messages and
+/// `TapError.syscall` show, e.g. `ioctl(TUNSETIFF)`.
+#[derive(Debug)]
+pub enum Ioctl<'a> {
+    TunSetIff(&'a mut IfReq),
+    TunGetIff(&'a mut IfReq),
+    TunGetFeatures(&'a mut c_uint),
+    TunSetPersist(bool),
+    TunSetOwner(u32),
+    TunSetGroup(u32),
+    TunSetOffload(c_uint),
+    TunGetVnetHdrSz(&'a mut c_int),
+    TunSetVnetHdrSz(c_int),
+    TunSetQueue(&'a mut IfReq),
+    GetIfFlags(&'a mut IfReq),
+    SetIfFlags(&'a mut IfReq),
+    GetIfMtu(&'a mut IfReq),
+    SetIfMtu(&'a mut IfReq),
+    GetIfHwAddr(&'a mut IfReq),
+    SetIfHwAddr(&'a mut IfReq),
+    GetIfIndex(&'a mut IfReq),
+    BridgeAddIf(&'a mut IfReq),
+    BridgeDelIf(&'a mut IfReq),
+}
+
+impl Ioctl<'_> {
+    /// The request's name as used in `syscall` fields: `ioctl(TUNSETIFF)`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Ioctl::TunSetIff(_) => "ioctl(TUNSETIFF)",
+            Ioctl::TunGetIff(_) => "ioctl(TUNGETIFF)",
+            Ioctl::TunGetFeatures(_) => "ioctl(TUNGETFEATURES)",
+            Ioctl::TunSetPersist(_) => "ioctl(TUNSETPERSIST)",
+            Ioctl::TunSetOwner(_) => "ioctl(TUNSETOWNER)",
+            Ioctl::TunSetGroup(_) => "ioctl(TUNSETGROUP)",
+            Ioctl::TunSetOffload(_) => "ioctl(TUNSETOFFLOAD)",
+            Ioctl::TunGetVnetHdrSz(_) => "ioctl(TUNGETVNETHDRSZ)",
+            Ioctl::TunSetVnetHdrSz(_) => "ioctl(TUNSETVNETHDRSZ)",
+            Ioctl::TunSetQueue(_) => "ioctl(TUNSETQUEUE)",
+            Ioctl::GetIfFlags(_) => "ioctl(SIOCGIFFLAGS)",
+            Ioctl::SetIfFlags(_) => "ioctl(SIOCSIFFLAGS)",
+            Ioctl::GetIfMtu(_) => "ioctl(SIOCGIFMTU)",
+            Ioctl::SetIfMtu(_) => "ioctl(SIOCSIFMTU)",
+            Ioctl::GetIfHwAddr(_) => "ioctl(SIOCGIFHWADDR)",
+            Ioctl::SetIfHwAddr(_) => "ioctl(SIOCSIFHWADDR)",
+            Ioctl::GetIfIndex(_) => "ioctl(SIOCGIFINDEX)",
+            Ioctl::BridgeAddIf(_) => "ioctl(SIOCBRADDIF)",
+            Ioctl::BridgeDelIf(_) => "ioctl(SIOCBRDELIF)",
+        }
+    }
+}
+
+/// What a syscall-layer call was, for fault injection and call tracing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Open(String),
+    Socket,
+    Ioctl(&'static str),
+}
+
+/// The syscalls vmtap makes. Implementations must be usable from any thread.
+pub trait Sys: Send + Sync {
+    /// `open(path, flags | O_CLOEXEC)`, retried on EINTR.
+    fn open(&self, path: &CStr, flags: c_int) -> Result<OwnedFd, Errno>;
+    /// An `AF_UNIX` datagram control socket for the SIOC* interface ioctls
+    /// (close-on-exec), as libvirt uses.
+    fn control_socket(&self) -> Result<OwnedFd, Errno>;
+    /// One ioctl.
+    fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno>;
+}
+
+mod raw {
+    use super::IfReq;
+    use libc::{c_int, c_uint};
+
+    nix::ioctl_write_ptr_bad!(
+        tun_set_iff,
+        nix::request_code_write!(b'T', 202, std::mem::size_of::<c_int>()),
+        IfReq
+    );
+    nix::ioctl_read_bad!(
+        tun_get_iff,
+        nix::request_code_read!(b'T', 210, std::mem::size_of::<c_uint>()),
+        IfReq
+    );
+    nix::ioctl_read!(tun_get_features, b'T', 207, c_uint);
+    nix::ioctl_write_int!(tun_set_persist, b'T', 203);
+    nix::ioctl_write_int!(tun_set_owner, b'T', 204);
+    nix::ioctl_write_int!(tun_set_group, b'T', 206);
+    nix::ioctl_write_int!(tun_set_offload, b'T', 208);
+    nix::ioctl_read!(tun_get_vnet_hdr_sz, b'T', 215, c_int);
+    nix::ioctl_write_ptr!(tun_set_vnet_hdr_sz, b'T', 216, c_int);
+    nix::ioctl_write_ptr_bad!(
+        tun_set_queue,
+        nix::request_code_write!(b'T', 217, std::mem::size_of::<c_int>()),
+        IfReq
+    );
+    nix::ioctl_read_bad!(get_if_flags, super::consts::SIOCGIFFLAGS, IfReq);
+    nix::ioctl_write_ptr_bad!(set_if_flags, super::consts::SIOCSIFFLAGS, IfReq);
+    nix::ioctl_read_bad!(get_if_mtu, super::consts::SIOCGIFMTU, IfReq);
+    nix::ioctl_write_ptr_bad!(set_if_mtu, super::consts::SIOCSIFMTU, IfReq);
+    nix::ioctl_read_bad!(get_if_hwaddr, super::consts::SIOCGIFHWADDR, IfReq);
+    nix::ioctl_write_ptr_bad!(set_if_hwaddr, super::consts::SIOCSIFHWADDR, IfReq);
+    nix::ioctl_read_bad!(get_if_index, super::consts::SIOCGIFINDEX, IfReq);
+    nix::ioctl_write_ptr_bad!(bridge_add_if, super::consts::SIOCBRADDIF, IfReq);
+    nix::ioctl_write_ptr_bad!(bridge_del_if, super::consts::SIOCBRDELIF, IfReq);
+}
+
+/// The kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealSys;
+
+impl Sys for RealSys {
+    fn open(&self, path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
+        loop {
+            // SAFETY: path is NUL-terminated; open has no other preconditions.
+            let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                // SAFETY: open returned a fresh descriptor that nothing else owns.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+    }
+
+    fn control_socket(&self) -> Result<OwnedFd, Errno> {
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: socket returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
+        let fd = fd.as_raw_fd();
+        // SAFETY: each request is paired with the argument type the kernel
+        // expects for it (see <linux/if_tun.h> and netdevice(7)); pointers
+        // come from live Rust references.
+        let res = unsafe {
+            match op {
+                Ioctl::TunSetIff(r) => raw::tun_set_iff(fd, &**r),
+                Ioctl::TunGetIff(r) => raw::tun_get_iff(fd, &mut **r),
+                Ioctl::TunGetFeatures(v) => raw::tun_get_features(fd, &mut **v),
+                Ioctl::TunSetPersist(on) => raw::tun_set_persist(fd, c_ulong::from(*on)),
+                Ioctl::TunSetOwner(uid) => raw::tun_set_owner(fd, c_ulong::from(*uid)),
+                Ioctl::TunSetGroup(gid) => raw::tun_set_group(fd, c_ulong::from(*gid)),
+                Ioctl::TunSetOffload(bits) => raw::tun_set_offload(fd, c_ulong::from(*bits)),
+                Ioctl::TunGetVnetHdrSz(v) => raw::tun_get_vnet_hdr_sz(fd, &mut **v),
+                Ioctl::TunSetVnetHdrSz(v) => raw::tun_set_vnet_hdr_sz(fd, &*v),
+                Ioctl::TunSetQueue(r) => raw::tun_set_queue(fd, &**r),
+                Ioctl::GetIfFlags(r) => raw::get_if_flags(fd, &mut **r),
+                Ioctl::SetIfFlags(r) => raw::set_if_flags(fd, &**r),
+                Ioctl::GetIfMtu(r) => raw::get_if_mtu(fd, &mut **r),
+                Ioctl::SetIfMtu(r) => raw::set_if_mtu(fd, &**r),
+                Ioctl::GetIfHwAddr(r) => raw::get_if_hwaddr(fd, &mut **r),
+                Ioctl::SetIfHwAddr(r) => raw::set_if_hwaddr(fd, &**r),
+                Ioctl::GetIfIndex(r) => raw::get_if_index(fd, &mut **r),
+                Ioctl::BridgeAddIf(r) => raw::bridge_add_if(fd, &**r),
+                Ioctl::BridgeDelIf(r) => raw::bridge_del_if(fd, &**r),
+            }
+        };
+        res.map(|_| ())
+    }
+}
+
+/// `size_of::<IfReq>()` must match the kernel's `struct ifreq` (40 bytes on
+/// 64-bit Linux, 32 on 32-bit).
+pub const IFREQ_SIZE: usize = size_of::<IfReq>();
+
+#[cfg(test)]
+mod tests {
+    use super::consts::*;
+    use super::*;
+
+    #[test]
+    fn ifreq_has_kernel_layout() {
+        assert_eq!(IFREQ_SIZE, size_of::<libc::ifreq>());
+        assert_eq!(
+            std::mem::align_of::<IfReq>(),
+            std::mem::align_of::<libc::ifreq>()
+        );
+        let r = IfReq::zeroed();
+        let base = &r as *const IfReq as usize;
+        assert_eq!(&r.data as *const IfReqData as usize - base, IFNAMSIZ);
+    }
+
+    #[test]
+    fn ifreq_packs_name_and_flags() {
+        let r = IfReq::with_name_flags("vm0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+        assert_eq!(&r.name[..4], b"vm0\0");
+        assert!(r.name[3..].iter().all(|&b| b == 0));
+        assert_eq!(r.flags(), 0x5002);
+        assert_eq!(r.name(), "vm0");
+        // The flags are a native-endian short at offset 16, as the kernel reads them.
+        // SAFETY: IfReq is plain old data; viewing its bytes is fine.
+        let bytes: &[u8; IFREQ_SIZE] = unsafe { &*(&r as *const IfReq as *const [u8; IFREQ_SIZE]) };
+        assert_eq!(&bytes[16..18], &0x5002u16.to_ne_bytes());
+        let full = IfReq::with_name("abcdefghijklmno");
+        assert_eq!(full.name(), "abcdefghijklmno");
+        assert_eq!(full.name[15], 0);
+    }
+
+    #[test]
+    #[should_panic]
+    fn ifreq_refuses_sixteen_bytes() {
+        IfReq::with_name("abcdefghijklmnop");
+    }
+
+    #[test]
+    fn request_numbers_match_if_tun_h() {
+        use nix::{request_code_read, request_code_write};
+        let w = |nr| request_code_write!(b'T', nr, size_of::<c_int>()) as c_ulong;
+        let r = |nr| request_code_read!(b'T', nr, size_of::<c_uint>()) as c_ulong;
+        assert_eq!(w(202), TUNSETIFF);
+        assert_eq!(w(203), TUNSETPERSIST);
+        assert_eq!(w(204), TUNSETOWNER);
+        assert_eq!(w(206), TUNSETGROUP);
+        assert_eq!(r(207), TUNGETFEATURES);
+        assert_eq!(w(208), TUNSETOFFLOAD);
+        assert_eq!(r(210), TUNGETIFF);
+        assert_eq!(r(215), TUNGETVNETHDRSZ);
+        assert_eq!(w(216), TUNSETVNETHDRSZ);
+        assert_eq!(w(217), TUNSETQUEUE);
+        assert_eq!(SIOCGIFFLAGS, libc::SIOCGIFFLAGS as c_ulong);
+        assert_eq!(SIOCSIFFLAGS, libc::SIOCSIFFLAGS as c_ulong);
+        assert_eq!(SIOCGIFMTU, libc::SIOCGIFMTU as c_ulong);
+        assert_eq!(SIOCSIFMTU, libc::SIOCSIFMTU as c_ulong);
+        assert_eq!(SIOCGIFHWADDR, libc::SIOCGIFHWADDR as c_ulong);
+        assert_eq!(SIOCSIFHWADDR, libc::SIOCSIFHWADDR as c_ulong);
+        assert_eq!(SIOCGIFINDEX, libc::SIOCGIFINDEX as c_ulong);
+        assert_eq!(IFF_TAP as libc::c_int, libc::IFF_TAP);
+        assert_eq!(IFF_NO_PI as libc::c_int, libc::IFF_NO_PI);
+        assert_eq!(IFF_VNET_HDR as libc::c_int, libc::IFF_VNET_HDR);
+        assert_eq!(IFF_MULTI_QUEUE as libc::c_int, libc::IFF_MULTI_QUEUE);
+        assert_eq!(IFF_ONE_QUEUE as libc::c_int, libc::IFF_ONE_QUEUE);
+    }
+
+    #[test]
+    fn ioctl_names_are_syscall_labels() {
+        let mut r = IfReq::zeroed();
+        assert_eq!(Ioctl::TunSetIff(&mut r).name(), "ioctl(TUNSETIFF)");
+        assert_eq!(Ioctl::TunSetPersist(true).name(), "ioctl(TUNSETPERSIST)");
+    }
+}
