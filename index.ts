@@ -14,6 +14,26 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
+import { TapError, type TapErrorFields } from './lib/errors'
+import { snapshotOptions, validateInteger, validateName, validatePath, validateTristate } from './lib/validate'
+
+export { TapError, type TapErrorFields } from './lib/errors'
+export {
+  cloudHypervisorArgs,
+  cloudHypervisorNet,
+  handOff,
+  qemuArgs,
+  qemuDevice,
+  qemuNetdev,
+  type CloudHypervisorNetOptions,
+  type HandedDevice,
+  type HandOff,
+  type HandOffOptions,
+  type HandOffSource,
+  type QemuNetOptions,
+  type StdioEntry,
+} from './lib/handoff'
+
 // ---------------------------------------------------------------------------
 // Native binding: types and loader
 // ---------------------------------------------------------------------------
@@ -113,89 +133,8 @@ export function native(): NativeBinding {
 }
 
 // ---------------------------------------------------------------------------
-// Errors
+// Errors from the addon
 // ---------------------------------------------------------------------------
-
-/** Fields of a kernel failure, like Node's fs errors. */
-export interface TapErrorFields {
-  /** The errno name: `EPERM`, `EBUSY`, `EINVAL`, `ENOENT`, `E2BIG`, ... */
-  code: string
-  /** The negative errno, as in Node's fs errors (`-1` for EPERM). */
-  errno: number
-  /** The failed call: `open`, `ioctl(TUNSETIFF)`, ... */
-  syscall: string
-  /** The file involved, e.g. `/dev/vhost-net`. */
-  path?: string
-  /** The interface involved. */
-  ifname?: string
-}
-
-/** A kernel failure. `message` says what happened and what to do. */
-export class TapError extends Error implements TapErrorFields {
-  readonly code: string
-  readonly errno: number
-  readonly syscall: string
-  declare readonly path?: string
-  declare readonly ifname?: string
-
-  constructor(message: string, fields: TapErrorFields) {
-    super(message)
-    this.code = fields.code
-    this.errno = fields.errno
-    this.syscall = fields.syscall
-    if (fields.path !== undefined) (this as { path?: string }).path = fields.path
-    if (fields.ifname !== undefined) (this as { ifname?: string }).ifname = fields.ifname
-  }
-}
-Object.defineProperty(TapError.prototype, 'name', { value: 'TapError', configurable: true, writable: true })
-
-type CodedError = Error & { code: string }
-
-function codedError<E extends Error>(Ctor: new (m: string) => E, code: string, message: string): E & CodedError {
-  const e = new Ctor(message) as E & CodedError
-  e.code = code
-  return e
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (typeof value === 'function') return `function ${(value as { name?: string }).name || '(anonymous)'}`
-  if (typeof value === 'object') {
-    if (Array.isArray(value)) return 'an instance of Array'
-    const ctor = (value as { constructor?: { name?: string } }).constructor?.name
-    return ctor ? `an instance of ${ctor}` : '[object]'
-  }
-  let shown: string
-  try {
-    shown = typeof value === 'string' ? JSON.stringify(value.length > 28 ? `${value.slice(0, 25)}...` : value) : String(value)
-  } catch {
-    shown = '?'
-  }
-  if (typeof value === 'number' && Object.is(value, -0)) shown = '-0'
-  return `type ${typeof value} (${shown})`
-}
-
-/** @internal */
-export function invalidType(name: string, expected: string, value: unknown): TypeError {
-  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be ${expected}. Received ${describe(value)}`)
-}
-
-/** @internal */
-export function invalidValue(name: string, reason: string, value: unknown): TypeError {
-  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument '${name}' ${reason}. Received ${describe(value)}`)
-}
-
-/** @internal */
-export function outOfRange(name: string, range: string, value: unknown): RangeError {
-  let shown: string
-  try {
-    shown = Object.is(value, -0) ? '-0' : String(value)
-  } catch {
-    shown = '?'
-  }
-  return codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be ${range}. Received ${shown}`)
-}
 
 /** Turn what the addon threw into the public error types. */
 function fromNative(e: unknown): unknown {
@@ -221,103 +160,6 @@ function call<T>(f: () => T): T {
     if (err !== e) Error.captureStackTrace(err as Error, call)
     throw err
   }
-}
-
-// ---------------------------------------------------------------------------
-// Validation
-// ---------------------------------------------------------------------------
-
-/**
- * Read an options object exactly once: own string keys only (inherited and
- * prototype-polluted properties are ignored), unknown keys refused, getters
- * called once (a throwing getter becomes ERR_INVALID_ARG_VALUE).
- * @internal
- */
-export function snapshotOptions(value: unknown, argName: string, known: readonly string[]): Record<string, unknown> {
-  if (value === undefined) return {}
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw invalidType(argName, 'of type object', value)
-  }
-  let keys: (string | symbol)[]
-  try {
-    keys = Reflect.ownKeys(value)
-  } catch (e) {
-    throw Object.assign(invalidValue(argName, 'could not be read', value), { cause: e })
-  }
-  const out: Record<string, unknown> = Object.create(null)
-  for (const key of keys) {
-    if (typeof key !== 'string') continue
-    let desc: PropertyDescriptor | undefined
-    try {
-      desc = Reflect.getOwnPropertyDescriptor(value, key)
-    } catch (e) {
-      throw Object.assign(invalidValue(`${argName}.${key}`, 'could not be read', value), { cause: e })
-    }
-    if (!desc || !desc.enumerable) continue
-    if (!known.includes(key)) {
-      throw invalidValue(`${argName}.${key}`, `is not a known option (known: ${known.join(', ')})`, safeGet(desc, value))
-    }
-    out[key] = readDescriptor(desc, value, `${argName}.${key}`)
-  }
-  return out
-}
-
-function safeGet(desc: PropertyDescriptor, target: object): unknown {
-  if ('value' in desc) return desc.value
-  return '[getter]'
-}
-
-function readDescriptor(desc: PropertyDescriptor, target: object, name: string): unknown {
-  if ('value' in desc) return desc.value
-  if (!desc.get) return undefined
-  try {
-    return desc.get.call(target)
-  } catch (e) {
-    throw Object.assign(invalidValue(name, 'could not be read (its getter threw)', '[getter]'), { cause: e })
-  }
-}
-
-/** @internal */
-export function validateInteger(value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw invalidType(name, 'of type number', value)
-  if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
-  if (value < min || value > max || Object.is(value, -0)) throw outOfRange(name, `>= ${min} && <= ${max}`, value)
-  return value
-}
-
-/** @internal 0 = off, 1 = auto, 2 = on. */
-export function validateTristate(value: unknown, name: string, dflt: 0 | 1 | 2): 0 | 1 | 2 {
-  if (value === undefined) return dflt
-  if (value === true) return 2
-  if (value === false) return 0
-  if (value === 'auto') return 1
-  if (typeof value === 'string') throw invalidValue(name, "must be true, false or 'auto'", value)
-  throw invalidType(name, "of type boolean or the string 'auto'", value)
-}
-
-const NAME_RULE =
-  "must be '' (the kernel picks tap%d), a template with one %d, or 1 to 15 bytes of printable ASCII without '/', ':', whitespace or '%'"
-
-/** @internal The interface-name rules of crates/tap/src/name.rs, checked before any syscall. */
-export function validateName(value: unknown, name: string): string {
-  if (value === undefined) return ''
-  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
-  if (value === '') return ''
-  if (Buffer.byteLength(value) > 15) throw invalidValue(name, `is longer than 15 bytes; it ${NAME_RULE}`, value)
-  if (value === '.' || value === '..') throw invalidValue(name, 'is reserved', value)
-  // Printable ASCII, no whitespace, '/', ':'; '%' only in one '%d'.
-  if (!/^[\x21-\x7e]+$/.test(value) || /[/:]/.test(value)) throw invalidValue(name, NAME_RULE, value)
-  const templates = value.split('%d').length - 1
-  if (value.replace(/%d/g, '').includes('%') || templates > 1) throw invalidValue(name, NAME_RULE, value)
-  return value
-}
-
-/** @internal */
-export function validatePath(value: unknown, name: string, dflt: string): string {
-  if (value === undefined) return dflt
-  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
-  if (!value.startsWith('/') || value.includes('\0')) throw invalidValue(name, 'must be an absolute path without NUL bytes', value)
-  return value
 }
 
 // ---------------------------------------------------------------------------

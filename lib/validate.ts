@@ -1,0 +1,97 @@
+// Argument validation, done before any syscall (no native code here).
+
+import { invalidType, invalidValue, outOfRange } from './errors'
+
+
+/**
+ * Read an options object exactly once: own string keys only (inherited and
+ * prototype-polluted properties are ignored), unknown keys refused, getters
+ * called once (a throwing getter becomes ERR_INVALID_ARG_VALUE).
+ * @internal
+ */
+export function snapshotOptions(value: unknown, argName: string, known: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {}
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidType(argName, 'of type object', value)
+  }
+  let keys: (string | symbol)[]
+  try {
+    keys = Reflect.ownKeys(value)
+  } catch (e) {
+    throw Object.assign(invalidValue(argName, 'could not be read', value), { cause: e })
+  }
+  const out: Record<string, unknown> = Object.create(null)
+  for (const key of keys) {
+    if (typeof key !== 'string') continue
+    let desc: PropertyDescriptor | undefined
+    try {
+      desc = Reflect.getOwnPropertyDescriptor(value, key)
+    } catch (e) {
+      throw Object.assign(invalidValue(`${argName}.${key}`, 'could not be read', value), { cause: e })
+    }
+    if (!desc || !desc.enumerable) continue
+    if (!known.includes(key)) {
+      throw invalidValue(`${argName}.${key}`, `is not a known option (known: ${known.join(', ')})`, safeGet(desc, value))
+    }
+    out[key] = readDescriptor(desc, value, `${argName}.${key}`)
+  }
+  return out
+}
+
+function safeGet(desc: PropertyDescriptor, target: object): unknown {
+  if ('value' in desc) return desc.value
+  return '[getter]'
+}
+
+function readDescriptor(desc: PropertyDescriptor, target: object, name: string): unknown {
+  if ('value' in desc) return desc.value
+  if (!desc.get) return undefined
+  try {
+    return desc.get.call(target)
+  } catch (e) {
+    throw Object.assign(invalidValue(name, 'could not be read (its getter threw)', '[getter]'), { cause: e })
+  }
+}
+
+/** @internal */
+export function validateInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw invalidType(name, 'of type number', value)
+  if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
+  if (value < min || value > max || Object.is(value, -0)) throw outOfRange(name, `>= ${min} && <= ${max}`, value)
+  return value
+}
+
+/** @internal 0 = off, 1 = auto, 2 = on. */
+export function validateTristate(value: unknown, name: string, dflt: 0 | 1 | 2): 0 | 1 | 2 {
+  if (value === undefined) return dflt
+  if (value === true) return 2
+  if (value === false) return 0
+  if (value === 'auto') return 1
+  if (typeof value === 'string') throw invalidValue(name, "must be true, false or 'auto'", value)
+  throw invalidType(name, "of type boolean or the string 'auto'", value)
+}
+
+const NAME_RULE =
+  "must be '' (the kernel picks tap%d), a template with one %d, or 1 to 15 bytes of printable ASCII without '/', ':', whitespace or '%'"
+
+/** @internal The interface-name rules of crates/tap/src/name.rs, checked before any syscall. */
+export function validateName(value: unknown, name: string): string {
+  if (value === undefined) return ''
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  if (value === '') return ''
+  if (Buffer.byteLength(value) > 15) throw invalidValue(name, `is longer than 15 bytes; it ${NAME_RULE}`, value)
+  if (value === '.' || value === '..') throw invalidValue(name, 'is reserved', value)
+  // Printable ASCII, no whitespace, '/', ':'; '%' only in one '%d'.
+  if (!/^[\x21-\x7e]+$/.test(value) || /[/:]/.test(value)) throw invalidValue(name, NAME_RULE, value)
+  const templates = value.split('%d').length - 1
+  if (value.replace(/%d/g, '').includes('%') || templates > 1) throw invalidValue(name, NAME_RULE, value)
+  return value
+}
+
+/** @internal */
+export function validatePath(value: unknown, name: string, dflt: string): string {
+  if (value === undefined) return dflt
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  if (!value.startsWith('/') || value.includes('\0')) throw invalidValue(name, 'must be an absolute path without NUL bytes', value)
+  return value
+}
