@@ -15,7 +15,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { TapError, type TapErrorFields } from './lib/errors'
-import { snapshotOptions, validateInteger, validateName, validatePath, validateTristate } from './lib/validate'
+import { invalidType, invalidValue, outOfRange } from './lib/errors'
+import { snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
 
 export { TapError, type TapErrorFields } from './lib/errors'
 export {
@@ -59,6 +60,17 @@ export interface NativeOpenOptions {
   vhost: 0 | 1 | 2
   tunPath: string
   vhostPath: string
+  exclusive: boolean
+  uniqueName: boolean
+  persist: boolean
+  owner: number | null
+  group: number | null
+  vnetHdrSize: number | null
+  offloads: number | null
+  mtu: number | null
+  mac: string | null
+  bridge: string | null
+  up: boolean
 }
 
 /** @internal The functions the addon exports (see crates/node/src/lib.rs). */
@@ -67,6 +79,21 @@ export interface NativeBinding {
   close(handle: NativeHandle): boolean
   probeFeatures(tunPath: string, vhostPath: string): { raw: number | null; vhostNet: boolean }
   getTunFeatures(fd: number): number | null
+  setPersist(handle: NativeHandle, on: boolean): void
+  setOwner(handle: NativeHandle, uid: number): void
+  setGroup(handle: NativeHandle, gid: number): void
+  getVnetHdrSize(handle: NativeHandle): number
+  setVnetHdrSize(handle: NativeHandle, size: number): void
+  setOffloads(handle: NativeHandle, bits: number): number
+  setQueueEnabled(handle: NativeHandle, index: number, enabled: boolean): void
+  setLinkUp(handle: NativeHandle, up: boolean): void
+  linkInfo(handle: NativeHandle): LinkInfo
+  setMtu(handle: NativeHandle, mtu: number): void
+  setMac(handle: NativeHandle, mac: string): void
+  bridgeAdd(handle: NativeHandle, bridge: string): void
+  bridgeDel(handle: NativeHandle, bridge: string): void
+  probeOffloads(tunPath: string): number
+  deleteTap(name: string, tunPath: string): void
   constants: Readonly<Record<string, number>>
 }
 
@@ -166,13 +193,76 @@ function call<T>(f: () => T): T {
 // Public API
 // ---------------------------------------------------------------------------
 
+/** TUNSETOFFLOAD flags by name. Missing keys are false. */
+export interface Offloads {
+  /** TUN_F_CSUM: the guest may send partially checksummed packets. Every other offload needs it. */
+  csum?: boolean
+  /** TUN_F_TSO4 */
+  tso4?: boolean
+  /** TUN_F_TSO6 */
+  tso6?: boolean
+  /** TUN_F_TSO_ECN */
+  ecn?: boolean
+  /** TUN_F_UFO */
+  ufo?: boolean
+  /** TUN_F_USO4 (the kernel takes USO4 and USO6 together) */
+  uso4?: boolean
+  /** TUN_F_USO6 */
+  uso6?: boolean
+}
+
+const OFFLOAD_BITS: Readonly<Record<keyof Offloads, number>> = Object.freeze({
+  csum: 0x01,
+  tso4: 0x02,
+  tso6: 0x04,
+  ecn: 0x08,
+  ufo: 0x10,
+  uso4: 0x20,
+  uso6: 0x40,
+})
+const OFFLOAD_KEYS = Object.keys(OFFLOAD_BITS) as (keyof Offloads)[]
+
+/** @internal */
+export function offloadsToBits(value: unknown, name: string): number {
+  const o = snapshotOptions(value, name, OFFLOAD_KEYS)
+  let bits = 0
+  for (const k of OFFLOAD_KEYS) {
+    if (o[k] === undefined) continue
+    if (validateBoolean(o[k], `${name}.${k}`)) bits |= OFFLOAD_BITS[k]
+  }
+  if (bits !== 0 && (bits & OFFLOAD_BITS.csum) === 0) {
+    throw invalidValue(name, 'needs csum: true for any other offload (the kernel ignores them without it)', value)
+  }
+  return bits
+}
+
+/** @internal */
+export function bitsToOffloads(bits: number): Required<Offloads> {
+  const out = {} as Required<Offloads>
+  for (const k of OFFLOAD_KEYS) out[k] = (bits & OFFLOAD_BITS[k]) !== 0
+  return out
+}
+
+/** Link settings, applied in libvirt's order: MTU, MAC, bridge, then up. */
+export interface LinkOptions {
+  /** 68-65535 (a TAP device takes at most 65521). */
+  mtu?: number
+  /** The host-side MAC, e.g. `hostMacFor(guestMac)`. Unicast. */
+  mac?: string
+  /** A Linux bridge to enslave the device to (SIOCBRADDIF). */
+  bridge?: string
+  /** Bring the link up. */
+  up?: boolean
+}
+
 /** Options of {@link openTap}. All are optional; unknown keys are refused. */
-export interface OpenTapOptions {
+export interface OpenTapOptions extends LinkOptions {
   /**
    * `''` or omitted: the kernel picks `tap%d`. A template with one `%d`
-   * (`vm%d`): the kernel fills the lowest free number. Otherwise an exact
-   * name of 1-15 bytes of printable ASCII without `/`, `:`, whitespace or `%`;
-   * an existing TAP device of that name is attached to.
+   * (`vm%d`): the kernel fills the lowest free number (or vmtap does, see
+   * `uniqueName`). Otherwise an exact name of 1-15 bytes of printable ASCII
+   * without `/`, `:`, whitespace or `%`; an existing TAP device of that
+   * name is attached to (unless `exclusive`).
    */
   name?: string
   /** 1-256 (the kernel's MAX_TAP_QUEUES); more than 1 makes a multi-queue device. Default 1. */
@@ -181,29 +271,116 @@ export interface OpenTapOptions {
   vnetHdr?: boolean | 'auto'
   /** `false` (default): no vhost fds; `true`: one /dev/vhost-net fd per queue or fail; `'auto'`: all of them when possible, else none. */
   vhost?: boolean | 'auto'
+  /** Fail with EBUSY when the name exists (IFF_TUN_EXCL) instead of attaching to it. */
+  exclusive?: boolean
+  /**
+   * Fill the `%d` of `name` (default template `tap%d`) from vmtap's own
+   * process-wide counter, with an existence check and exclusive creation,
+   * like libvirt's `vnet%d`: the kernel would hand out a name freed a moment
+   * ago again at once, which races with anyone still looking it up.
+   */
+  uniqueName?: boolean
+  /** Make the device persistent (TUNSETPERSIST): it outlives its fds. Delete it with {@link deleteTap}. */
+  persist?: boolean
+  /** TUNSETOWNER: this uid may attach to the device without CAP_NET_ADMIN. */
+  owner?: number
+  /** TUNSETGROUP: members of this gid may attach without CAP_NET_ADMIN. */
+  group?: number
+  /** TUNSETVNETHDRSZ: 10, 12 or 20. Needs vnetHdr. */
+  vnetHdrSize?: 10 | 12 | 20
+  /** TUNSETOFFLOAD with QEMU's fallback (retry without USO, then without UFO). Needs vnetHdr. */
+  offloads?: Offloads
   /** The TUN/TAP clone device. Default `/dev/net/tun`. */
   tunPath?: string
   /** The vhost-net device. Default `/dev/vhost-net`. */
   vhostPath?: string
 }
 
-const OPEN_KEYS = ['name', 'queues', 'vnetHdr', 'vhost', 'tunPath', 'vhostPath'] as const
+const OPEN_KEYS = [
+  'name',
+  'queues',
+  'vnetHdr',
+  'vhost',
+  'tunPath',
+  'vhostPath',
+  'exclusive',
+  'uniqueName',
+  'persist',
+  'owner',
+  'group',
+  'vnetHdrSize',
+  'offloads',
+  'mtu',
+  'mac',
+  'bridge',
+  'up',
+] as const
+
+const MAX_ID = 2 ** 32 - 2
+
+/** @internal */
+export function validateVnetHdrSize(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw invalidType(name, 'of type number', value)
+  if (value !== 10 && value !== 12 && value !== 20) throw outOfRange(name, '10, 12 or 20', value)
+  return value
+}
+
+/** @internal */
+export function validateBridge(value: unknown, name: string): string {
+  const b = validateName(value, name)
+  if (b === '' || b.includes('%d')) throw invalidValue(name, 'must be an interface name', value)
+  return b
+}
 
 /** @internal Validate and normalize openTap options (no syscall). */
 export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   const o = snapshotOptions(options, 'options', OPEN_KEYS)
-  return {
+  const opt = <T>(v: unknown, f: (v: unknown) => T): T | null => (v === undefined ? null : f(v))
+  const bool = (v: unknown, n: string) => (v === undefined ? false : validateBoolean(v, n))
+  const n: NativeOpenOptions = {
     name: validateName(o.name, 'options.name'),
     queues: o.queues === undefined ? 1 : validateInteger(o.queues, 'options.queues', 1, MAX_QUEUES),
     vnetHdr: validateTristate(o.vnetHdr, 'options.vnetHdr', 1),
     vhost: validateTristate(o.vhost, 'options.vhost', 0),
     tunPath: validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun'),
     vhostPath: validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+    exclusive: bool(o.exclusive, 'options.exclusive'),
+    uniqueName: bool(o.uniqueName, 'options.uniqueName'),
+    persist: bool(o.persist, 'options.persist'),
+    owner: opt(o.owner, (v) => validateInteger(v, 'options.owner', 0, MAX_ID)),
+    group: opt(o.group, (v) => validateInteger(v, 'options.group', 0, MAX_ID)),
+    vnetHdrSize: opt(o.vnetHdrSize, (v) => validateVnetHdrSize(v, 'options.vnetHdrSize')),
+    offloads: opt(o.offloads, (v) => offloadsToBits(v, 'options.offloads')),
+    mtu: opt(o.mtu, (v) => validateInteger(v, 'options.mtu', 68, 65535)),
+    mac: opt(o.mac, (v) => validateMac(v, 'options.mac')),
+    bridge: opt(o.bridge, (v) => validateBridge(v, 'options.bridge')),
+    up: bool(o.up, 'options.up'),
   }
+  if (n.uniqueName && n.name !== '' && !n.name.includes('%d')) {
+    throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
+  }
+  if (n.vnetHdr === 0 && ((n.offloads ?? 0) !== 0 || n.vnetHdrSize !== null)) {
+    throw invalidValue('options.vnetHdr', 'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)', o.vnetHdr)
+  }
+  return n
 }
 
 /** The kernel's maximum number of queues of one TAP device (MAX_TAP_QUEUES). */
 export const MAX_QUEUES = 256
+
+/** What the kernel reports about the link. */
+export interface LinkInfo {
+  up: boolean
+  mtu: number
+  mac: string
+  ifindex: number
+}
+
+function closedError(ifname: string): Error & { code: string } {
+  const e = new Error(`The TAP device ${ifname} is closed; its fd numbers may belong to something else now`) as Error & { code: string }
+  e.code = 'ERR_VMTAP_CLOSED'
+  return e
+}
 
 const kToken = Symbol('vmtap.TapDevice')
 const kDispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose)
@@ -278,6 +455,133 @@ export class TapDevice implements Disposable {
     call(() => native().close(h))
   }
 
+  /** The handle, or ERR_VMTAP_CLOSED: never touch an fd number after close(). */
+  #open(): NativeHandle {
+    if (this.#handle === null) throw closedError(this.ifname)
+    return this.#handle
+  }
+
+  #do<R>(f: (n: NativeBinding, h: NativeHandle) => R): R {
+    const h = this.#open()
+    return call(() => f(native(), h))
+  }
+
+  /** Bring the link up (or down with `false`). SIOCSIFFLAGS. */
+  setLinkUp(up = true): void {
+    const v = validateBoolean(up, 'up')
+    this.#do((n, h) => n.setLinkUp(h, v))
+  }
+
+  /** The link as the kernel has it now: up, MTU, MAC, ifindex. */
+  getLinkInfo(): LinkInfo {
+    return this.#do((n, h) => n.linkInfo(h))
+  }
+
+  /** SIOCGIFMTU. */
+  getMtu(): number {
+    return this.getLinkInfo().mtu
+  }
+
+  /** SIOCSIFMTU: 68-65535; a TAP device takes at most 65521 (EINVAL above). */
+  setMtu(mtu: number): void {
+    const v = validateInteger(mtu, 'mtu', 68, 65535)
+    this.#do((n, h) => n.setMtu(h, v))
+  }
+
+  /** SIOCGIFHWADDR, as `aa:bb:cc:dd:ee:ff`. */
+  getMac(): string {
+    return this.getLinkInfo().mac
+  }
+
+  /** SIOCSIFHWADDR: the host-side MAC (unicast). See {@link hostMacFor}. */
+  setMac(mac: string): void {
+    const v = validateMac(mac, 'mac')
+    this.#do((n, h) => n.setMac(h, v))
+  }
+
+  /** Make the device a port of the Linux bridge `bridge` (SIOCBRADDIF). */
+  attachToBridge(bridge: string): void {
+    const b = validateBridge(bridge, 'bridge')
+    this.#do((n, h) => n.bridgeAdd(h, b))
+  }
+
+  /** Remove the device from `bridge` (SIOCBRDELIF). */
+  detachFromBridge(bridge: string): void {
+    const b = validateBridge(bridge, 'bridge')
+    this.#do((n, h) => n.bridgeDel(h, b))
+  }
+
+  /**
+   * Apply link settings in libvirt's order: MTU (before enslaving, so the
+   * bridge does not clamp), MAC, bridge, then up.
+   */
+  configure(options: LinkOptions): void {
+    const o = snapshotOptions(options, 'options', ['mtu', 'mac', 'bridge', 'up'])
+    const mtu = o.mtu === undefined ? undefined : validateInteger(o.mtu, 'options.mtu', 68, 65535)
+    const mac = o.mac === undefined ? undefined : validateMac(o.mac, 'options.mac')
+    const bridge = o.bridge === undefined ? undefined : validateBridge(o.bridge, 'options.bridge')
+    const up = o.up === undefined ? undefined : validateBoolean(o.up, 'options.up')
+    this.#do((n, h) => {
+      if (mtu !== undefined) n.setMtu(h, mtu)
+      if (mac !== undefined) n.setMac(h, mac)
+      if (bridge !== undefined) n.bridgeAdd(h, bridge)
+      if (up !== undefined) n.setLinkUp(h, up)
+    })
+  }
+
+  /** TUNGETVNETHDRSZ. */
+  getVnetHdrSize(): number {
+    return this.#do((n, h) => n.getVnetHdrSize(h))
+  }
+
+  /** TUNSETVNETHDRSZ: 10, 12 or 20. Per device; it persists across users of a persistent device. */
+  setVnetHdrSize(size: 10 | 12 | 20): void {
+    const v = validateVnetHdrSize(size, 'size')
+    if (!this.vnetHdr) throw invalidValue('size', `needs a device with vnetHdr (${this.ifname} has none)`, size)
+    this.#do((n, h) => n.setVnetHdrSize(h, v))
+  }
+
+  /**
+   * TUNSETOFFLOAD with QEMU's probe-and-fallback: when the kernel refuses the
+   * set, it is retried without USO, then without UFO. Returns what was
+   * applied. `{}` turns every offload off.
+   */
+  setOffloads(offloads: Offloads): Required<Offloads> {
+    const bits = offloadsToBits(offloads, 'offloads')
+    if (bits !== 0 && !this.vnetHdr) throw invalidValue('offloads', `need a device with vnetHdr (${this.ifname} has none)`, offloads)
+    return bitsToOffloads(this.#do((n, h) => n.setOffloads(h, bits)))
+  }
+
+  /**
+   * Enable or disable queue `index` of a multi-queue device (TUNSETQUEUE
+   * with IFF_ATTACH_QUEUE / IFF_DETACH_QUEUE). A disabled queue's fd stays
+   * open but gets no packets.
+   */
+  setQueueEnabled(index: number, enabled: boolean): void {
+    if (!this.multiQueue) throw invalidValue('index', `needs a multi-queue device (${this.ifname} has one queue)`, index)
+    const i = validateInteger(index, 'index', 0, this.tapFds.length - 1)
+    const on = validateBoolean(enabled, 'enabled')
+    this.#do((n, h) => n.setQueueEnabled(h, i, on))
+  }
+
+  /** TUNSETPERSIST. A persistent device outlives its fds; `false` lets it go with the last one. */
+  setPersist(persist: boolean): void {
+    const v = validateBoolean(persist, 'persist')
+    this.#do((n, h) => n.setPersist(h, v))
+  }
+
+  /** TUNSETOWNER: `uid` may attach without CAP_NET_ADMIN. */
+  setOwner(uid: number): void {
+    const v = validateInteger(uid, 'uid', 0, MAX_ID)
+    this.#do((n, h) => n.setOwner(h, v))
+  }
+
+  /** TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN. */
+  setGroup(gid: number): void {
+    const v = validateInteger(gid, 'gid', 0, MAX_ID)
+    this.#do((n, h) => n.setGroup(h, v))
+  }
+
   [kDispose](): void {
     this.close()
   }
@@ -330,6 +634,35 @@ export function getTunFeatures(fd: number): number | null {
   return call(() => native().getTunFeatures(fd))
 }
 
+/**
+ * Which offloads this kernel accepts (TUNSETOFFLOAD tried on a throwaway
+ * kernel-named TAP device). Needs CAP_NET_ADMIN.
+ */
+export function probeOffloads(): Required<Offloads> {
+  return bitsToOffloads(call(() => native().probeOffloads('/dev/net/tun')))
+}
+
+/**
+ * Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close. A
+ * device still held by a process disappears when that one closes it.
+ */
+export function deleteTap(name: string, options?: { tunPath?: string }): void {
+  const n = validateBridge(name, 'name')
+  const o = snapshotOptions(options, 'options', ['tunPath'])
+  const tunPath = validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun')
+  call(() => native().deleteTap(n, tunPath))
+}
+
+/**
+ * The host-side MAC for a guest's MAC, as libvirt and Ganeti derive it: the
+ * first octet becomes 0xfe (0xfa if it already is 0xfe), so a bridge never
+ * takes the guest's address as its own.
+ */
+export function hostMacFor(guestMac: string): string {
+  const m = validateMac(guestMac, 'guestMac')
+  return `${m.startsWith('fe') ? 'fa' : 'fe'}${m.slice(2)}`
+}
+
 /** Values from `<linux/if_tun.h>`. */
 export interface TunConstants {
   readonly TUNSETIFF: number
@@ -352,6 +685,13 @@ export interface TunConstants {
   readonly IFF_DETACH_QUEUE: number
   readonly IFF_PERSIST: number
   readonly IFF_TUN_EXCL: number
+  readonly TUN_F_CSUM: number
+  readonly TUN_F_TSO4: number
+  readonly TUN_F_TSO6: number
+  readonly TUN_F_TSO_ECN: number
+  readonly TUN_F_UFO: number
+  readonly TUN_F_USO4: number
+  readonly TUN_F_USO6: number
   readonly MAX_QUEUES: number
 }
 
@@ -377,5 +717,12 @@ export const constants: TunConstants = Object.freeze({
   IFF_DETACH_QUEUE: 0x0400,
   IFF_PERSIST: 0x0800,
   IFF_TUN_EXCL: 0x8000,
+  TUN_F_CSUM: 0x01,
+  TUN_F_TSO4: 0x02,
+  TUN_F_TSO6: 0x04,
+  TUN_F_TSO_ECN: 0x08,
+  TUN_F_UFO: 0x10,
+  TUN_F_USO4: 0x20,
+  TUN_F_USO6: 0x40,
   MAX_QUEUES: 256,
 })

@@ -9,7 +9,7 @@
 import type { StdioNull, StdioPipe } from 'node:child_process'
 
 import { invalidType, invalidValue } from './errors'
-import { snapshotOptions, validateInteger } from './validate'
+import { snapshotOptions, validateInteger, validateMac } from './validate'
 
 /** The part of a TapDevice the hand-off needs (a `TapDevice` is one). */
 export interface HandOffSource {
@@ -108,18 +108,6 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
   })
   const fds = handed.flatMap((h) => [...h.tapFds, ...h.vhostFds])
   return Object.freeze({ stdio: Object.freeze(stdio), devices: Object.freeze(handed), fds: Object.freeze(fds) })
-}
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i
-
-/** @internal A unicast MAC in `aa:bb:cc:dd:ee:ff` form, lower-cased. */
-export function validateMac(value: unknown, name: string): string {
-  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
-  if (!MAC_RE.test(value)) throw invalidValue(name, "must be a MAC address like '52:54:00:12:34:56'", value)
-  const first = parseInt(value.slice(0, 2), 16)
-  if (first & 1) throw invalidValue(name, 'must be a unicast MAC address (the first octet must be even)', value)
-  if (/^(00:){5}00$/.test(value)) throw invalidValue(name, 'must not be all zeros', value)
-  return value.toLowerCase()
 }
 
 // QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'.

@@ -61,6 +61,12 @@ export function validateInteger(value: unknown, name: string, min: number, max: 
   return value
 }
 
+/** @internal */
+export function validateBoolean(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw invalidType(name, 'of type boolean', value)
+  return value
+}
+
 /** @internal 0 = off, 1 = auto, 2 = on. */
 export function validateTristate(value: unknown, name: string, dflt: 0 | 1 | 2): 0 | 1 | 2 {
   if (value === undefined) return dflt
@@ -94,4 +100,16 @@ export function validatePath(value: unknown, name: string, dflt: string): string
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
   if (!value.startsWith('/') || value.includes('\0')) throw invalidValue(name, 'must be an absolute path without NUL bytes', value)
   return value
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i
+
+/** @internal A unicast MAC in `aa:bb:cc:dd:ee:ff` form, lower-cased. */
+export function validateMac(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  if (!MAC_RE.test(value)) throw invalidValue(name, "must be a MAC address like '52:54:00:12:34:56'", value)
+  const first = parseInt(value.slice(0, 2), 16)
+  if (first & 1) throw invalidValue(name, 'must be a unicast MAC address (the first octet must be even)', value)
+  if (/^(00:){5}00$/.test(value)) throw invalidValue(name, 'must not be all zeros', value)
+  return value.toLowerCase()
 }

@@ -10,6 +10,11 @@
 //! - `probeFeatures(tunPath, vhostPath)` → `{ raw: number | null, vhostNet }`
 //! - `getTunFeatures(fd)` → `number | null`
 //! - `constants` → frozen object of `<linux/if_tun.h>` values
+//! - device methods taking the handle first: `setPersist`, `setOwner`,
+//!   `setGroup`, `get/setVnetHdrSize`, `setOffloads` (→ applied bits),
+//!   `setQueueEnabled`, `setLinkUp`, `linkInfo`, `setMtu`, `setMac`,
+//!   `bridgeAdd`, `bridgeDel`
+//! - `probeOffloads(tunPath)` → accepted bits; `deleteTap(name, tunPath)`
 
 mod napi;
 
@@ -17,9 +22,9 @@ use std::ffi::{CStr, CString};
 use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
 
-use napi::{napi_env, napi_type_tag, napi_value, Env, JsError, JsResult, Prop, Value};
+use napi::{napi_env, napi_type_tag, napi_value, Env, JsError, JsResult, Prop, Value, ValueType};
 use vmtap_core::sys::consts;
-use vmtap_core::{Error, OpenOptions, RealSys, Tap, Want};
+use vmtap_core::{link, Error, OpenOptions, RealSys, Tap, Want};
 
 /// The native side of a `TapDevice`: the core's `Tap`, taken out on close.
 struct Handle {
@@ -92,24 +97,51 @@ fn c_path(s: String, what: &str) -> JsResult<CString> {
     })
 }
 
-/// `open({ name, queues, vnetHdr: 0|1|2, vhost: 0|1|2, tunPath, vhostPath })`.
+/// `None` for `null`/`undefined`, else `f(value)`.
+fn optional<T>(env: Env, v: Value, f: impl FnOnce(Value) -> JsResult<T>) -> JsResult<Option<T>> {
+    match env.type_of(v)? {
+        ValueType::Undefined | ValueType::Null => Ok(None),
+        _ => f(v).map(Some),
+    }
+}
+
+fn mac_of(env: Env, v: Value, what: &str) -> JsResult<[u8; 6]> {
+    let s = env.string_of(v, what)?;
+    link::parse_mac(&s).ok_or_else(|| JsError::Type {
+        code: "ERR_INVALID_ARG_VALUE",
+        message: format!("{what} must be a MAC address like 52:54:00:12:34:56"),
+    })
+}
+
+/// `open({ name, queues, vnetHdr: 0|1|2, vhost: 0|1|2, tunPath, vhostPath,
+/// exclusive, uniqueName, persist, owner, group, vnetHdrSize, offloads, mtu,
+/// mac, bridge, up })`; the optional ones may be null.
 fn open_options(env: Env, o: Value) -> JsResult<OpenOptions> {
-    let mut opts = OpenOptions {
-        name: env.string_of(env.get(o, c"name")?, "name")?,
-        queues: env.int_in(env.get(o, c"queues")?, 1, 256, "queues")? as u32,
-        vnet_hdr: want(env, env.get(o, c"vnetHdr")?, "vnetHdr")?,
-        vhost: want(env, env.get(o, c"vhost")?, "vhost")?,
-        ..OpenOptions::default()
+    let get = |k: &CStr| env.get(o, k);
+    let u32_opt = |k: &CStr, what: &str, min: i64, max: i64| -> JsResult<Option<u32>> {
+        optional(env, get(k)?, |v| {
+            env.int_in(v, min, max, what).map(|n| n as u32)
+        })
     };
-    opts.tun_path = c_path(
-        env.string_of(env.get(o, c"tunPath")?, "tunPath")?,
-        "tunPath",
-    )?;
-    opts.vhost_path = c_path(
-        env.string_of(env.get(o, c"vhostPath")?, "vhostPath")?,
-        "vhostPath",
-    )?;
-    Ok(opts)
+    Ok(OpenOptions {
+        name: env.string_of(get(c"name")?, "name")?,
+        queues: env.int_in(get(c"queues")?, 1, 256, "queues")? as u32,
+        vnet_hdr: want(env, get(c"vnetHdr")?, "vnetHdr")?,
+        vhost: want(env, get(c"vhost")?, "vhost")?,
+        tun_path: c_path(env.string_of(get(c"tunPath")?, "tunPath")?, "tunPath")?,
+        vhost_path: c_path(env.string_of(get(c"vhostPath")?, "vhostPath")?, "vhostPath")?,
+        exclusive: env.bool_of(get(c"exclusive")?, "exclusive")?,
+        unique_name: env.bool_of(get(c"uniqueName")?, "uniqueName")?,
+        persist: env.bool_of(get(c"persist")?, "persist")?,
+        owner: u32_opt(c"owner", "owner", 0, u32::MAX as i64 - 1)?,
+        group: u32_opt(c"group", "group", 0, u32::MAX as i64 - 1)?,
+        vnet_hdr_size: u32_opt(c"vnetHdrSize", "vnetHdrSize", 10, 20)?.map(|n| n as i32),
+        offloads: u32_opt(c"offloads", "offloads", 0, 0x7f)?,
+        mtu: u32_opt(c"mtu", "mtu", 68, 65535)?,
+        mac: optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?,
+        bridge: optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?,
+        up: env.bool_of(get(c"up")?, "up")?,
+    })
 }
 
 fn tap_result(env: Env, tap: Tap) -> JsResult<Value> {
@@ -147,6 +179,141 @@ fn take(h: &Handle) -> Option<Tap> {
 fn close(env: Env, args: &[Value]) -> JsResult<Value> {
     let h = handle(&env, args)?;
     env.boolean(take(h).map(Tap::close).is_some())
+}
+
+/// Run `f` on the open device behind `args[0]`; a closed one is ERR_VMTAP_CLOSED.
+fn with_tap<R>(env: Env, args: &[Value], f: impl FnOnce(&Tap) -> Result<R, Error>) -> JsResult<R> {
+    let h = handle(&env, args)?;
+    let guard = h.tap.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_ref() {
+        Some(tap) => f(tap).map_err(js_error),
+        None => Err(js_error(Error::Closed)),
+    }
+}
+
+fn undefined_after(env: Env, r: JsResult<()>) -> JsResult<Value> {
+    r?;
+    env.undefined()
+}
+
+fn set_persist(env: Env, args: &[Value]) -> JsResult<Value> {
+    let on = env.bool_of(arg(args, 1, env)?, "persist")?;
+    undefined_after(env, with_tap(env, args, |t| t.set_persist(&RealSys, on)))
+}
+
+fn set_owner(env: Env, args: &[Value]) -> JsResult<Value> {
+    let uid = env.int_in(arg(args, 1, env)?, 0, u32::MAX as i64 - 1, "uid")? as u32;
+    undefined_after(env, with_tap(env, args, |t| t.set_owner(&RealSys, uid)))
+}
+
+fn set_group(env: Env, args: &[Value]) -> JsResult<Value> {
+    let gid = env.int_in(arg(args, 1, env)?, 0, u32::MAX as i64 - 1, "gid")? as u32;
+    undefined_after(env, with_tap(env, args, |t| t.set_group(&RealSys, gid)))
+}
+
+fn get_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
+    let n = with_tap(env, args, |t| t.vnet_hdr_size(&RealSys))?;
+    env.int32(n)
+}
+
+fn set_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
+    let n = env.int_in(arg(args, 1, env)?, 10, 20, "size")? as i32;
+    undefined_after(
+        env,
+        with_tap(env, args, |t| t.set_vnet_hdr_size(&RealSys, n)),
+    )
+}
+
+fn set_offloads(env: Env, args: &[Value]) -> JsResult<Value> {
+    let bits = env.int_in(arg(args, 1, env)?, 0, 0x7f, "offloads")? as u32;
+    let applied = with_tap(env, args, |t| t.set_offloads(&RealSys, bits))?;
+    env.uint32(applied)
+}
+
+fn set_queue_enabled(env: Env, args: &[Value]) -> JsResult<Value> {
+    let index = env.int_in(arg(args, 1, env)?, 0, 255, "index")? as usize;
+    let on = env.bool_of(arg(args, 2, env)?, "enabled")?;
+    undefined_after(
+        env,
+        with_tap(env, args, |t| t.set_queue_enabled(&RealSys, index, on)),
+    )
+}
+
+fn set_link_up(env: Env, args: &[Value]) -> JsResult<Value> {
+    let up = env.bool_of(arg(args, 1, env)?, "up")?;
+    undefined_after(
+        env,
+        with_tap(env, args, |t| link::set_up(&RealSys, t.ifname(), up)),
+    )
+}
+
+fn link_info(env: Env, args: &[Value]) -> JsResult<Value> {
+    let (flags, mtu, mac, index) = with_tap(env, args, |t| {
+        let n = t.ifname();
+        Ok((
+            link::flags(&RealSys, n)?,
+            link::mtu(&RealSys, n)?,
+            link::mac(&RealSys, n)?,
+            link::ifindex(&RealSys, n)?,
+        ))
+    })?;
+    let o = env.object()?;
+    env.set(o, c"up", env.boolean(flags & link::IFF_UP != 0)?)?;
+    env.set(o, c"mtu", env.uint32(mtu)?)?;
+    env.set(o, c"mac", env.string(&link::format_mac(&mac))?)?;
+    env.set(o, c"ifindex", env.int32(index)?)?;
+    Ok(o)
+}
+
+fn set_mtu(env: Env, args: &[Value]) -> JsResult<Value> {
+    let mtu = env.int_in(arg(args, 1, env)?, 68, 65535, "mtu")? as u32;
+    undefined_after(
+        env,
+        with_tap(env, args, |t| link::set_mtu(&RealSys, t.ifname(), mtu)),
+    )
+}
+
+fn set_mac(env: Env, args: &[Value]) -> JsResult<Value> {
+    let mac = mac_of(env, arg(args, 1, env)?, "mac")?;
+    undefined_after(
+        env,
+        with_tap(env, args, |t| link::set_mac(&RealSys, t.ifname(), &mac)),
+    )
+}
+
+fn bridge(env: Env, args: &[Value], add: bool) -> JsResult<Value> {
+    let br = env.string_of(arg(args, 1, env)?, "bridge")?;
+    undefined_after(
+        env,
+        with_tap(env, args, |t| {
+            if add {
+                link::bridge_add(&RealSys, &br, t.ifname())
+            } else {
+                link::bridge_del(&RealSys, &br, t.ifname())
+            }
+        }),
+    )
+}
+
+fn bridge_add(env: Env, args: &[Value]) -> JsResult<Value> {
+    bridge(env, args, true)
+}
+
+fn bridge_del(env: Env, args: &[Value]) -> JsResult<Value> {
+    bridge(env, args, false)
+}
+
+fn probe_offloads(env: Env, args: &[Value]) -> JsResult<Value> {
+    let tun = c_path(env.string_of(arg(args, 0, env)?, "tunPath")?, "tunPath")?;
+    let bits = vmtap_core::probe_offloads(&RealSys, &tun).map_err(js_error)?;
+    env.uint32(bits)
+}
+
+fn delete_tap(env: Env, args: &[Value]) -> JsResult<Value> {
+    let name = env.string_of(arg(args, 0, env)?, "name")?;
+    let tun = c_path(env.string_of(arg(args, 1, env)?, "tunPath")?, "tunPath")?;
+    vmtap_core::delete_tap(&RealSys, &name, &tun).map_err(js_error)?;
+    env.undefined()
 }
 
 fn probe_features(env: Env, args: &[Value]) -> JsResult<Value> {
@@ -199,6 +366,13 @@ fn constants(env: Env) -> JsResult<Value> {
     set(c"IFF_DETACH_QUEUE", flag(consts::IFF_DETACH_QUEUE))?;
     set(c"IFF_PERSIST", flag(consts::IFF_PERSIST))?;
     set(c"IFF_TUN_EXCL", flag(consts::IFF_TUN_EXCL))?;
+    set(c"TUN_F_CSUM", env.uint32(consts::TUN_F_CSUM))?;
+    set(c"TUN_F_TSO4", env.uint32(consts::TUN_F_TSO4))?;
+    set(c"TUN_F_TSO6", env.uint32(consts::TUN_F_TSO6))?;
+    set(c"TUN_F_TSO_ECN", env.uint32(consts::TUN_F_TSO_ECN))?;
+    set(c"TUN_F_UFO", env.uint32(consts::TUN_F_UFO))?;
+    set(c"TUN_F_USO4", env.uint32(consts::TUN_F_USO4))?;
+    set(c"TUN_F_USO6", env.uint32(consts::TUN_F_USO6))?;
     set(c"MAX_QUEUES", env.uint32(vmtap_core::MAX_QUEUES))?;
     env.freeze(o)?;
     Ok(o)
@@ -209,6 +383,21 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"close", close)?;
     env.export(exports, c"probeFeatures", probe_features)?;
     env.export(exports, c"getTunFeatures", get_tun_features)?;
+    env.export(exports, c"setPersist", set_persist)?;
+    env.export(exports, c"setOwner", set_owner)?;
+    env.export(exports, c"setGroup", set_group)?;
+    env.export(exports, c"getVnetHdrSize", get_vnet_hdr_size)?;
+    env.export(exports, c"setVnetHdrSize", set_vnet_hdr_size)?;
+    env.export(exports, c"setOffloads", set_offloads)?;
+    env.export(exports, c"setQueueEnabled", set_queue_enabled)?;
+    env.export(exports, c"setLinkUp", set_link_up)?;
+    env.export(exports, c"linkInfo", link_info)?;
+    env.export(exports, c"setMtu", set_mtu)?;
+    env.export(exports, c"setMac", set_mac)?;
+    env.export(exports, c"bridgeAdd", bridge_add)?;
+    env.export(exports, c"bridgeDel", bridge_del)?;
+    env.export(exports, c"probeOffloads", probe_offloads)?;
+    env.export(exports, c"deleteTap", delete_tap)?;
     env.set(exports, c"constants", constants(env)?)?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 pub mod diagnose;
 pub mod error;
 pub mod fault;
+pub mod link;
 pub mod name;
 pub mod sys;
 pub mod tap;
@@ -20,6 +21,6 @@ pub use error::{Error, OsError, Result};
 pub use name::{parse_name, IfName};
 pub use sys::{RealSys, Sys};
 pub use tap::{
-    open_tap, probe_features, tun_features, Features, OpenOptions, Tap, Want, MAX_QUEUES, TUN_PATH,
-    VHOST_NET_PATH,
+    delete_tap, open_tap, probe_features, probe_offloads, tun_features, Features, OpenOptions, Tap,
+    Want, ALL_OFFLOADS, MAX_QUEUES, TUN_PATH, VHOST_NET_PATH, VNET_HDR_SIZES,
 };

@@ -5,14 +5,17 @@
 //! [`Tap`]; on any failure everything opened so far is closed (and so a
 //! device the call created is gone).
 
+use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use nix::errno::Errno;
 
 use crate::diagnose;
 use crate::error::{Error, Result};
-use crate::name::parse_name;
+use crate::link;
+use crate::name::{parse_name, IfName};
 use crate::sys::consts::*;
 use crate::sys::{IfReq, Ioctl, Sys};
 
@@ -46,6 +49,27 @@ pub struct OpenOptions {
     pub tun_path: CString,
     /// The vhost-net device; tests point it elsewhere.
     pub vhost_path: CString,
+    /// Fail with EBUSY if the name exists (IFF_TUN_EXCL) instead of attaching.
+    pub exclusive: bool,
+    /// Fill a `%d` template from vmtap's process-wide counter (with an
+    /// existence check and IFF_TUN_EXCL) instead of the kernel's lowest free
+    /// number, so a name freed a moment ago is not handed out again.
+    pub unique_name: bool,
+    /// Make the device persistent (TUNSETPERSIST): it outlives its fds.
+    pub persist: bool,
+    /// TUNSETOWNER: this uid may attach without CAP_NET_ADMIN.
+    pub owner: Option<u32>,
+    /// TUNSETGROUP: this gid may attach without CAP_NET_ADMIN.
+    pub group: Option<u32>,
+    /// TUNSETVNETHDRSZ: 10, 12 or 20.
+    pub vnet_hdr_size: Option<i32>,
+    /// TUNSETOFFLOAD bits, with QEMU's fallback (without USO, then without UFO).
+    pub offloads: Option<u32>,
+    /// Link configuration, applied in libvirt's order: MTU, MAC, bridge, up.
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub bridge: Option<String>,
+    pub up: bool,
 }
 
 impl Default for OpenOptions {
@@ -57,6 +81,17 @@ impl Default for OpenOptions {
             vhost: Want::Off,
             tun_path: CString::new(TUN_PATH).unwrap(),
             vhost_path: CString::new(VHOST_NET_PATH).unwrap(),
+            exclusive: false,
+            unique_name: false,
+            persist: false,
+            owner: None,
+            group: None,
+            vnet_hdr_size: None,
+            offloads: None,
+            mtu: None,
+            mac: None,
+            bridge: None,
+            up: false,
         }
     }
 }
@@ -208,6 +243,95 @@ fn set_iff(sys: &dyn Sys, fd: BorrowedFd<'_>, name: &str, flags: u16) -> Result<
     Ok(req.name())
 }
 
+/// Check an exact name before TUNSETIFF: an existing device must be a TAP
+/// device whose multi_queue flag matches the request (libvirt's hint).
+fn precheck_existing(sys: &dyn Sys, name: &str, flags: u16) -> Result<()> {
+    let Some(info) = diagnose::inspect(sys, name) else {
+        return Ok(());
+    };
+    if !info.sysfs_matches {
+        return Ok(()); // sysfs shows another namespace; let the kernel decide
+    }
+    let mismatch = match info.tun_flags {
+        None => true,
+        Some(f) => f & IFF_TUN != 0 || (f & IFF_MULTI_QUEUE != 0) != (flags & IFF_MULTI_QUEUE != 0),
+    };
+    if mismatch {
+        return Err(diagnose::set_iff(sys, Errno::EINVAL, name, flags));
+    }
+    Ok(())
+}
+
+static NAME_COUNTERS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
+
+/// The next name from `template` (`vnet%d`) that does not exist now, from a
+/// process-wide counter that never goes back (libvirt's `vnet%d` scheme).
+fn next_unique_name(sys: &dyn Sys, template: &str) -> Result<String> {
+    for _ in 0..UNIQUE_NAME_TRIES {
+        let n = {
+            let mut counters = NAME_COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
+            let c = counters.entry(template.to_owned()).or_insert(0);
+            let n = *c;
+            *c = c.wrapping_add(1);
+            n
+        };
+        let name = template.replacen("%d", &n.to_string(), 1);
+        if name.len() >= crate::sys::IFNAMSIZ {
+            break;
+        }
+        match diagnose::ifindex(sys, &name) {
+            Err(Errno::ENODEV) => return Ok(name),
+            Ok(_) => continue,
+            Err(e) => return Err(Error::os(e, "ioctl(SIOCGIFINDEX)").with_ifname(name)),
+        }
+    }
+    Err(Error::os(Errno::ENFILE, "ioctl(SIOCGIFINDEX)")
+        .with_ifname(template)
+        .with_hint(format!(
+            "no free name left for the template {template} within 15 bytes"
+        )))
+}
+
+const UNIQUE_NAME_TRIES: usize = 4096;
+
+/// Attach the first queue: TUNSETIFF with the requested name (or, with
+/// `unique_name`, vmtap's own next free name, created exclusively).
+fn attach_first(
+    sys: &dyn Sys,
+    fd: BorrowedFd<'_>,
+    name: &IfName,
+    flags: u16,
+    opts: &OpenOptions,
+) -> Result<String> {
+    if !opts.unique_name {
+        if let IfName::Exact(n) = name {
+            if !opts.exclusive {
+                precheck_existing(sys, n, flags)?;
+            }
+        }
+        return set_iff(sys, fd, name.as_request(), flags);
+    }
+    let template = match name {
+        IfName::Kernel => "tap%d",
+        IfName::Template(t) => t.as_str(),
+        IfName::Exact(_) => {
+            return Err(Error::invalid(
+                "uniqueName",
+                "uniqueName needs a name template with %d (or no name)",
+            ))
+        }
+    };
+    for _ in 0..UNIQUE_NAME_TRIES {
+        let candidate = next_unique_name(sys, template)?;
+        match set_iff(sys, fd, &candidate, flags | IFF_TUN_EXCL) {
+            // Someone created it between the check and TUNSETIFF: next one.
+            Err(e) if e.errno() == Some(Errno::EBUSY) => continue,
+            other => return other,
+        }
+    }
+    Err(Error::os(Errno::EBUSY, "ioctl(TUNSETIFF)").with_ifname(template))
+}
+
 /// Open a TAP device as `opts` asks. See the module docs.
 pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     let name = parse_name(&opts.name)?;
@@ -217,6 +341,7 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
             format!("queues must be 1 to {MAX_QUEUES}, got {}", opts.queues),
         ));
     }
+    check_config(opts)?;
     let queues = opts.queues as usize;
 
     // vhost first: a missing /dev/vhost-net fails before any device exists.
@@ -233,27 +358,353 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
             .with_path(path_str(&opts.tun_path))
             .with_hint("the TUN driver did not report its features; is this really /dev/net/tun?")
     })?;
-    let flags = compute_flags(features, opts.queues, opts.vnet_hdr)?;
+    let mut flags = compute_flags(features, opts.queues, opts.vnet_hdr)?;
+    if opts.exclusive {
+        flags |= IFF_TUN_EXCL;
+    }
 
     let mut tap_fds = Vec::with_capacity(queues);
-    let ifname = set_iff(sys, first.as_fd(), name.as_request(), flags)?;
+    let ifname = attach_first(sys, first.as_fd(), &name, flags, opts)?;
     tap_fds.push(first);
+    // The other queues attach to the device the first one made or found.
+    let later = flags & !IFF_TUN_EXCL;
     for _ in 1..queues {
         let fd = open_tun(sys, &opts.tun_path)?;
-        set_iff(sys, fd.as_fd(), &ifname, flags)?;
+        set_iff(sys, fd.as_fd(), &ifname, later)?;
         tap_fds.push(fd);
     }
 
     let (_, actual) = get_iff(sys, tap_fds[0].as_fd())
         .map_err(|e| Error::os(e, "ioctl(TUNGETIFF)").with_ifname(ifname.clone()))?;
 
-    Ok(Tap {
+    let tap = Tap {
         ifname,
         tap_fds,
         vhost_fds,
         flags: actual,
         features,
-    })
+    };
+    let was_persistent = actual & IFF_PERSIST != 0;
+    if let Err(e) = configure(sys, &tap, opts) {
+        // A device this call made persistent must not outlive the failure.
+        if opts.persist && !was_persistent {
+            let _ = tap.set_persist(sys, false);
+        }
+        return Err(e);
+    }
+    Ok(tap)
+}
+
+/// Validate the configuration part of `opts` (before any syscall).
+fn check_config(opts: &OpenOptions) -> Result<()> {
+    if let Some(sz) = opts.vnet_hdr_size {
+        check_vnet_hdr_size(sz)?;
+    }
+    if let Some(bits) = opts.offloads {
+        check_offloads(bits)?;
+        if opts.vnet_hdr == Want::Off && bits != 0 {
+            return Err(Error::invalid(
+                "offloads",
+                "offloads need vnetHdr (virtio-net headers carry them)",
+            ));
+        }
+    }
+    if let Some(mtu) = opts.mtu {
+        if !(link::MIN_MTU..=link::MAX_MTU).contains(&mtu) {
+            return Err(Error::range(
+                "mtu",
+                format!(
+                    "mtu must be {} to {}, got {mtu}",
+                    link::MIN_MTU,
+                    link::MAX_MTU
+                ),
+            ));
+        }
+    }
+    if let Some(mac) = &opts.mac {
+        link::check_unicast(mac)?;
+    }
+    if let Some(br) = &opts.bridge {
+        match parse_name(br)? {
+            IfName::Exact(_) => {}
+            _ => return Err(Error::invalid("bridge", "bridge must be an interface name")),
+        }
+    }
+    if opts.owner == Some(u32::MAX) || opts.group == Some(u32::MAX) {
+        return Err(Error::range(
+            "owner",
+            "owner and group must be 0 to 4294967294",
+        ));
+    }
+    Ok(())
+}
+
+/// Apply the open-time configuration: persistence and ownership, then the
+/// virtio plumbing, then the link in libvirt's order (MTU before enslaving,
+/// then up).
+fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions) -> Result<()> {
+    if opts.persist {
+        tap.set_persist(sys, true)?;
+    }
+    if let Some(uid) = opts.owner {
+        tap.set_owner(sys, uid)?;
+    }
+    if let Some(gid) = opts.group {
+        tap.set_group(sys, gid)?;
+    }
+    if let Some(sz) = opts.vnet_hdr_size {
+        tap.set_vnet_hdr_size(sys, sz)?;
+    }
+    if let Some(bits) = opts.offloads {
+        tap.set_offloads(sys, bits)?;
+    }
+    if let Some(mtu) = opts.mtu {
+        link::set_mtu(sys, &tap.ifname, mtu)?;
+    }
+    if let Some(mac) = &opts.mac {
+        link::set_mac(sys, &tap.ifname, mac)?;
+    }
+    if let Some(br) = &opts.bridge {
+        link::bridge_add(sys, br, &tap.ifname)?;
+    }
+    if opts.up {
+        link::set_up(sys, &tap.ifname, true)?;
+    }
+    Ok(())
+}
+
+/// The vnet header sizes virtio uses: 10 (legacy), 12 (mergeable rx
+/// buffers / virtio 1.0), 20 (with hash report).
+pub const VNET_HDR_SIZES: [i32; 3] = [10, 12, 20];
+
+fn check_vnet_hdr_size(sz: i32) -> Result<()> {
+    if !VNET_HDR_SIZES.contains(&sz) {
+        return Err(Error::invalid(
+            "vnetHdrSize",
+            format!("vnetHdrSize must be 10, 12 or 20, got {sz}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Every TUNSETOFFLOAD bit vmtap knows.
+pub const ALL_OFFLOADS: u32 =
+    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6;
+
+fn check_offloads(bits: u32) -> Result<()> {
+    if bits & !ALL_OFFLOADS != 0 {
+        return Err(Error::invalid(
+            "offloads",
+            format!("unknown offload bits {:#x}", bits & !ALL_OFFLOADS),
+        ));
+    }
+    if bits != 0 && bits & TUN_F_CSUM == 0 {
+        return Err(Error::invalid(
+            "offloads",
+            "every offload needs csum (the kernel ignores TSO/UFO/USO without it)",
+        ));
+    }
+    Ok(())
+}
+
+impl Tap {
+    fn tun_ioctl(&self, sys: &dyn Sys, fd: BorrowedFd<'_>, mut op: Ioctl<'_>) -> Result<()> {
+        let label = op.name();
+        sys.ioctl(fd, &mut op).map_err(|e| {
+            let err = Error::os(e, label).with_ifname(self.ifname.clone());
+            match e {
+                Errno::EPERM => err.with_hint("this needs CAP_NET_ADMIN"),
+                Errno::EBADFD => {
+                    err.with_hint("the fd is not attached to the device (a detached queue?)")
+                }
+                _ => err,
+            }
+        })
+    }
+
+    /// TUNSETPERSIST: a persistent device outlives its fds (delete it with
+    /// `set_persist(false)` and closing, or [`delete_tap`]).
+    pub fn set_persist(&self, sys: &dyn Sys, on: bool) -> Result<()> {
+        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetPersist(on))
+    }
+
+    /// TUNSETOWNER: `uid` may attach to the device without CAP_NET_ADMIN.
+    pub fn set_owner(&self, sys: &dyn Sys, uid: u32) -> Result<()> {
+        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetOwner(uid))
+    }
+
+    /// TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN.
+    pub fn set_group(&self, sys: &dyn Sys, gid: u32) -> Result<()> {
+        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetGroup(gid))
+    }
+
+    /// TUNGETVNETHDRSZ.
+    pub fn vnet_hdr_size(&self, sys: &dyn Sys) -> Result<i32> {
+        let mut v = 0;
+        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunGetVnetHdrSz(&mut v))?;
+        Ok(v)
+    }
+
+    /// TUNSETVNETHDRSZ: 10, 12 or 20. The size is per device and persists
+    /// across users of a persistent device (QEMU resets it for that reason).
+    pub fn set_vnet_hdr_size(&self, sys: &dyn Sys, size: i32) -> Result<()> {
+        check_vnet_hdr_size(size)?;
+        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetVnetHdrSz(size))
+    }
+
+    /// TUNSETOFFLOAD with QEMU's probe-and-fallback: if the kernel refuses
+    /// the set, retry without USO, then without UFO. Returns the bits that
+    /// were applied. `0` turns every offload off.
+    pub fn set_offloads(&self, sys: &dyn Sys, wanted: u32) -> Result<u32> {
+        check_offloads(wanted)?;
+        if wanted != 0 && !self.vnet_hdr() {
+            return Err(Error::invalid(
+                "offloads",
+                "offloads need a device opened with vnetHdr",
+            ));
+        }
+        let mut bits = wanted;
+        loop {
+            match sys.ioctl(self.control_fd(), &mut Ioctl::TunSetOffload(bits)) {
+                Ok(()) => return Ok(bits),
+                Err(Errno::EINVAL) if bits & (TUN_F_USO4 | TUN_F_USO6) != 0 => {
+                    bits &= !(TUN_F_USO4 | TUN_F_USO6)
+                }
+                Err(Errno::EINVAL) if bits & TUN_F_UFO != 0 => bits &= !TUN_F_UFO,
+                Err(e) => {
+                    return Err(Error::os(e, "ioctl(TUNSETOFFLOAD)")
+                        .with_ifname(self.ifname.clone())
+                        .with_hint(format!("the kernel refused offloads {bits:#x}")))
+                }
+            }
+        }
+    }
+
+    /// Enable or disable queue `index` (TUNSETQUEUE with IFF_ATTACH_QUEUE /
+    /// IFF_DETACH_QUEUE), as QEMU does when the guest changes its number of
+    /// queue pairs. Multi-queue devices only.
+    pub fn set_queue_enabled(&self, sys: &dyn Sys, index: usize, enabled: bool) -> Result<()> {
+        if !self.multi_queue() {
+            return Err(Error::invalid(
+                "index",
+                "queues can be enabled/disabled on multi-queue devices only",
+            ));
+        }
+        let Some(fd) = self.tap_fds.get(index) else {
+            return Err(Error::range(
+                "index",
+                format!(
+                    "queue index must be 0 to {}, got {index}",
+                    self.tap_fds.len() - 1
+                ),
+            ));
+        };
+        let flags = if enabled {
+            IFF_ATTACH_QUEUE
+        } else {
+            IFF_DETACH_QUEUE
+        };
+        let mut req = IfReq::with_name_flags("", flags);
+        sys.ioctl(fd.as_fd(), &mut Ioctl::TunSetQueue(&mut req))
+            .map_err(|e| {
+                let err = Error::os(e, "ioctl(TUNSETQUEUE)").with_ifname(self.ifname.clone());
+                match e {
+                    Errno::EINVAL => err.with_hint(format!(
+                        "queue {index} is already {}",
+                        if enabled { "enabled" } else { "disabled" }
+                    )),
+                    Errno::E2BIG => err.with_hint("the device already has 256 queues enabled"),
+                    _ => err,
+                }
+            })
+    }
+
+    /// Link helpers on this device's name (see [`crate::link`]).
+    pub fn set_up(&self, sys: &dyn Sys, up: bool) -> Result<()> {
+        link::set_up(sys, &self.ifname, up)
+    }
+}
+
+/// Which TUNSETOFFLOAD bits this kernel accepts: a throwaway TAP device
+/// (kernel-named, vnet_hdr) is opened and each offload tried with csum.
+/// Needs CAP_NET_ADMIN.
+pub fn probe_offloads(sys: &dyn Sys, tun_path: &CStr) -> Result<u32> {
+    let opts = OpenOptions {
+        tun_path: tun_path.to_owned(),
+        vnet_hdr: Want::On,
+        ..OpenOptions::default()
+    };
+    let tap = open_tap(sys, &opts)?;
+    let mut accepted = 0;
+    for bits in [
+        TUN_F_CSUM,
+        TUN_F_CSUM | TUN_F_TSO4,
+        TUN_F_CSUM | TUN_F_TSO6,
+        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN,
+        TUN_F_CSUM | TUN_F_UFO,
+        TUN_F_CSUM | TUN_F_USO4 | TUN_F_USO6,
+    ] {
+        match sys.ioctl(tap.control_fd(), &mut Ioctl::TunSetOffload(bits)) {
+            Ok(()) => accepted |= bits,
+            Err(Errno::EINVAL) => {}
+            Err(e) => {
+                return Err(Error::os(e, "ioctl(TUNSETOFFLOAD)").with_ifname(tap.ifname.clone()))
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close.
+/// A device still held by another process goes away when that one closes
+/// it (a held single-queue device cannot be attached: EBUSY).
+pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
+    let IfName::Exact(name) = parse_name(name)? else {
+        return Err(Error::invalid(
+            "name",
+            "delete needs an exact interface name",
+        ));
+    };
+    if let Err(e) = diagnose::ifindex(sys, &name) {
+        let err = Error::os(e, "ioctl(SIOCGIFINDEX)").with_ifname(name.clone());
+        return Err(if e == Errno::ENODEV {
+            err.with_hint(format!(
+                "there is no interface {name} in this network namespace"
+            ))
+        } else {
+            err
+        });
+    }
+    let fd = open_tun(sys, tun_path)?;
+    // Never create: attach exclusively is impossible, so check the type first
+    // and try both multi-queue settings.
+    let mq_first = diagnose::inspect(sys, &name)
+        .and_then(|i| i.tun_flags)
+        .is_some_and(|f| f & IFF_MULTI_QUEUE != 0);
+    let base = IFF_TAP | IFF_NO_PI;
+    let order = if mq_first {
+        [base | IFF_MULTI_QUEUE, base]
+    } else {
+        [base, base | IFF_MULTI_QUEUE]
+    };
+    let mut last = None;
+    for flags in order {
+        match set_iff(sys, fd.as_fd(), &name, flags) {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) if e.errno() == Some(Errno::EINVAL) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = last {
+        return Err(e);
+    }
+    sys.ioctl(fd.as_fd(), &mut Ioctl::TunSetPersist(false))
+        .map_err(|e| Error::os(e, "ioctl(TUNSETPERSIST)").with_ifname(name.clone()))?;
+    drop(fd);
+    Ok(())
 }
 
 /// What this host's TUN driver and vhost-net support.

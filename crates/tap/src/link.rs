@@ -1,0 +1,289 @@
+//! Interface configuration with the classic SIOC* ioctls on a control
+//! socket, by interface name, in the caller's network namespace: link
+//! up/down, MTU, MAC, bridge ports. What Ganeti's `kvm-nic-setup` and
+//! libvirt's `virNetDevTapCreateInBridgePort` do, without `ip` or `brctl`.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+
+use crate::diagnose;
+use crate::error::{Error, Result};
+use crate::sys::{IfReq, Ioctl, Sys};
+
+/// `IFF_UP` from `<linux/if.h>`.
+pub const IFF_UP: u16 = 0x1;
+/// `ARPHRD_ETHER`.
+const ARPHRD_ETHER: u16 = 1;
+/// The smallest MTU an Ethernet device takes (IPv4's minimum).
+pub const MIN_MTU: u32 = 68;
+/// The largest MTU `SIOCSIFMTU` can carry; a TAP device's own maximum is lower (65521).
+pub const MAX_MTU: u32 = 65535;
+
+fn socket(sys: &dyn Sys) -> Result<OwnedFd> {
+    sys.control_socket()
+        .map_err(|e| Error::os(e, "socket").with_hint("could not create a control socket"))
+}
+
+fn run(sys: &dyn Sys, sock: &OwnedFd, op: &mut Ioctl<'_>, name: &str) -> Result<()> {
+    let label = op.name();
+    sys.ioctl(sock.as_fd(), op)
+        .map_err(|e| link_error(e, label, name))
+}
+
+fn link_error(errno: Errno, syscall: &'static str, name: &str) -> Error {
+    let err = Error::os(errno, syscall).with_ifname(name);
+    let hint = match errno {
+        Errno::ENODEV => format!("there is no interface {name} in this network namespace"),
+        Errno::EPERM | Errno::EACCES => {
+            "changing an interface needs CAP_NET_ADMIN in its network namespace".to_owned()
+        }
+        _ => return err,
+    };
+    err.with_hint(hint)
+}
+
+/// The interface's flags (`IFF_UP`, ...).
+pub fn flags(sys: &dyn Sys, name: &str) -> Result<u16> {
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
+    Ok(req.flags())
+}
+
+/// Bring the link up or down (SIOCGIFFLAGS, then SIOCSIFFLAGS).
+pub fn set_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
+    let old = req.flags();
+    let new = if up { old | IFF_UP } else { old & !IFF_UP };
+    if new == old {
+        return Ok(());
+    }
+    let mut req = IfReq::with_name_flags(name, new);
+    run(sys, &sock, &mut Ioctl::SetIfFlags(&mut req), name)
+}
+
+/// The MTU (SIOCGIFMTU).
+pub fn mtu(sys: &dyn Sys, name: &str) -> Result<u32> {
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfMtu(&mut req), name)?;
+    Ok(req.ivalue() as u32)
+}
+
+/// Set the MTU (SIOCSIFMTU). `mtu` must be 68..=65535; the device may
+/// allow less (a TAP device: 65521).
+pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        return Err(Error::range(
+            "mtu",
+            format!("mtu must be {MIN_MTU} to {MAX_MTU}, got {mtu}"),
+        ));
+    }
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    req.data.ivalue = mtu as libc::c_int;
+    run(sys, &sock, &mut Ioctl::SetIfMtu(&mut req), name).map_err(|e| match e.errno() {
+        Some(Errno::EINVAL) => e.with_hint(format!(
+            "{name} does not take MTU {mtu}: it is above the device's maximum (65521 for a TAP device)"
+        )),
+        _ => e,
+    })
+}
+
+/// The MAC address (SIOCGIFHWADDR).
+pub fn mac(sys: &dyn Sys, name: &str) -> Result<[u8; 6]> {
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfHwAddr(&mut req), name)?;
+    // SAFETY: SIOCGIFHWADDR filled the sockaddr member.
+    let data = unsafe { req.data.hwaddr.sa_data };
+    let mut out = [0u8; 6];
+    for (o, d) in out.iter_mut().zip(data.iter()) {
+        *o = *d as u8;
+    }
+    Ok(out)
+}
+
+/// Validate a MAC for use as an interface address: unicast, not all zeros.
+pub fn check_unicast(mac: &[u8; 6]) -> Result<()> {
+    if mac[0] & 1 != 0 {
+        return Err(Error::invalid(
+            "mac",
+            format!(
+                "{} is a multicast address; an interface needs a unicast one",
+                format_mac(mac)
+            ),
+        ));
+    }
+    if mac.iter().all(|&b| b == 0) {
+        return Err(Error::invalid(
+            "mac",
+            "the MAC address must not be all zeros",
+        ));
+    }
+    Ok(())
+}
+
+/// Set the MAC address (SIOCSIFHWADDR, ARPHRD_ETHER).
+pub fn set_mac(sys: &dyn Sys, name: &str, mac: &[u8; 6]) -> Result<()> {
+    check_unicast(mac)?;
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    // SAFETY: writing plain data into the sockaddr member of the union.
+    unsafe {
+        req.data.hwaddr.sa_family = ARPHRD_ETHER;
+        for (d, m) in req.data.hwaddr.sa_data.iter_mut().zip(mac.iter()) {
+            *d = *m as libc::c_char;
+        }
+    }
+    run(sys, &sock, &mut Ioctl::SetIfHwAddr(&mut req), name)
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff` (case-insensitive).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for o in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// The host-side MAC for a guest MAC, as libvirt and Ganeti derive it: the
+/// same address with the first octet 0xFE (0xFA if it already is 0xFE), so
+/// the bridge never takes the guest's address as its own and the two differ.
+pub fn host_mac_for(guest: &[u8; 6]) -> [u8; 6] {
+    let mut m = *guest;
+    m[0] = if guest[0] == 0xfe { 0xfa } else { 0xfe };
+    m
+}
+
+/// The ifindex of `name` (SIOCGIFINDEX).
+pub fn ifindex(sys: &dyn Sys, name: &str) -> Result<i32> {
+    diagnose::ifindex(sys, name).map_err(|e| link_error(e, "ioctl(SIOCGIFINDEX)", name))
+}
+
+fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
+    let index = ifindex(sys, port)?;
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(bridge);
+    req.data.ivalue = index;
+    let mut op = if add {
+        Ioctl::BridgeAddIf(&mut req)
+    } else {
+        Ioctl::BridgeDelIf(&mut req)
+    };
+    let label = op.name();
+    sys.ioctl(sock.as_fd(), &mut op).map_err(|errno| {
+        let err = Error::os(errno, label).with_ifname(port);
+        let hint = match (errno, add) {
+            (Errno::ENODEV, _) => format!("there is no bridge {bridge} in this network namespace"),
+            (Errno::EOPNOTSUPP, _) => format!("{bridge} is not a bridge"),
+            (Errno::EBUSY, true) => {
+                format!("{port} is already a port of a bridge (or another master); detach it first")
+            }
+            (Errno::EINVAL, false) => format!("{port} is not a port of {bridge}"),
+            (Errno::ELOOP, true) => format!("adding {port} to {bridge} would make a loop"),
+            (Errno::EPERM, _) => "changing a bridge needs CAP_NET_ADMIN".to_owned(),
+            _ => return err,
+        };
+        err.with_hint(hint)
+    })
+}
+
+/// Make `port` a port of the Linux bridge `bridge` (SIOCBRADDIF by ifindex).
+pub fn bridge_add(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
+    bridge_op(sys, bridge, port, true)
+}
+
+/// Remove `port` from `bridge` (SIOCBRDELIF).
+pub fn bridge_del(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
+    bridge_op(sys, bridge, port, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_mac_follows_libvirt() {
+        assert_eq!(
+            host_mac_for(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            [0xfe, 0x54, 0, 0x12, 0x34, 0x56]
+        );
+        assert_eq!(host_mac_for(&[0xfe, 1, 2, 3, 4, 5]), [0xfa, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn macs_parse_and_format() {
+        let m = parse_mac("52:54:00:AB:cd:0f").unwrap();
+        assert_eq!(m, [0x52, 0x54, 0, 0xab, 0xcd, 0x0f]);
+        assert_eq!(format_mac(&m), "52:54:00:ab:cd:0f");
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:0f:00",
+            "5:54:00:ab:cd:0f",
+            "zz:54:00:ab:cd:0f",
+            "52-54-00-ab-cd-0f",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert!(check_unicast(&[1, 0, 0, 0, 0, 1]).is_err());
+        assert!(check_unicast(&[0; 6]).is_err());
+        assert!(check_unicast(&m).is_ok());
+    }
+
+    #[test]
+    fn mtu_range_is_checked_before_any_syscall() {
+        struct NoSys;
+        impl Sys for NoSys {
+            fn open(
+                &self,
+                _: &std::ffi::CStr,
+                _: libc::c_int,
+            ) -> std::result::Result<OwnedFd, Errno> {
+                panic!("syscall")
+            }
+            fn control_socket(&self) -> std::result::Result<OwnedFd, Errno> {
+                panic!("syscall")
+            }
+            fn ioctl(
+                &self,
+                _: std::os::fd::BorrowedFd<'_>,
+                _: &mut Ioctl<'_>,
+            ) -> std::result::Result<(), Errno> {
+                panic!("syscall")
+            }
+        }
+        assert_eq!(
+            set_mtu(&NoSys, "x", 67).unwrap_err().code(),
+            "ERR_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            set_mtu(&NoSys, "x", 65536).unwrap_err().code(),
+            "ERR_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            set_mac(&NoSys, "x", &[1, 2, 3, 4, 5, 6])
+                .unwrap_err()
+                .code(),
+            "ERR_INVALID_ARG_VALUE"
+        );
+    }
+}
