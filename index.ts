@@ -14,8 +14,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { TapError, type TapErrorFields } from './lib/errors'
-import { invalidType, invalidValue, outOfRange } from './lib/errors'
+import { invalidType, TapError, type TapErrorFields } from './lib/errors'
+import { invalidValue, outOfRange } from './lib/errors'
 import { snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
 
 export { TapError, type TapErrorFields } from './lib/errors'
@@ -77,6 +77,9 @@ export interface NativeOpenOptions {
 export interface NativeBinding {
   open(options: NativeOpenOptions): NativeOpenResult
   close(handle: NativeHandle): boolean
+  openAsync(options: NativeOpenOptions): Promise<NativeOpenResult>
+  closeAsync(handle: NativeHandle): Promise<boolean>
+  closeAll(handles: NativeHandle[], maxThreads: number): Promise<(Error | null)[]>
   probeFeatures(tunPath: string, vhostPath: string): { raw: number | null; vhostNet: boolean }
   getTunFeatures(fd: number): number | null
   setPersist(handle: NativeHandle, on: boolean): void
@@ -384,6 +387,11 @@ function closedError(ifname: string): Error & { code: string } {
 
 const kToken = Symbol('vmtap.TapDevice')
 const kDispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose)
+const kAsyncDispose: typeof Symbol.asyncDispose =
+  Symbol.asyncDispose ?? (Symbol.for('nodejs.asyncDispose') as typeof Symbol.asyncDispose)
+
+/** Take the native handle out of a device (marking it closed), or null if it was closed. */
+let takeHandle: (d: TapDevice) => NativeHandle | null
 
 interface Held {
   handle: NativeHandle
@@ -393,17 +401,18 @@ interface Held {
 // The backstop for devices nobody closed: release the fds when the TapDevice
 // is garbage-collected, and say so, as Node does for an unclosed FileHandle.
 const unclosed = new FinalizationRegistry<Held>((held) => {
-  let closedNow = false
+  // Only open devices are registered (closing unregisters), so this one
+  // was never closed. Release it off the JS thread and say so.
+  process.emitWarning(
+    `Closing TAP device ${held.ifname} on garbage collection; close it with tap.close() or closeAsync() (or \`using\`) instead`,
+    { type: 'Warning', code: 'VMTAP_UNCLOSED_DEVICE' },
+  )
   try {
-    closedNow = native().close(held.handle)
+    native()
+      .closeAsync(held.handle)
+      .catch(() => undefined)
   } catch {
-    // nothing more can be done here
-  }
-  if (closedNow) {
-    process.emitWarning(
-      `Closing TAP device ${held.ifname} on garbage collection; close it with tap.close() (or \`using\`) instead`,
-      { type: 'Warning', code: 'VMTAP_UNCLOSED_DEVICE' },
-    )
+    // nothing more can be done here; the handle's own finalizer closes the fds
   }
 })
 
@@ -413,7 +422,7 @@ const unclosed = new FinalizationRegistry<Held>((held) => {
  * them to a VMM explicitly. `close()` closes every fd (idempotent); a
  * non-persistent device disappears with its last fd.
  */
-export class TapDevice implements Disposable {
+export class TapDevice implements Disposable, AsyncDisposable {
   /** The interface name, e.g. `tap0`. */
   readonly ifname!: string
   /** One `/dev/net/tun` fd per queue, all attached to this device. */
@@ -425,6 +434,16 @@ export class TapDevice implements Disposable {
   /** Whether the device is multi-queue (IFF_MULTI_QUEUE). */
   readonly multiQueue!: boolean
   #handle: NativeHandle | null
+
+  static {
+    takeHandle = (d) => {
+      const h = d.#handle
+      if (h === null) return null
+      d.#handle = null
+      unclosed.unregister(d)
+      return h
+    }
+  }
 
   /** @internal Use {@link openTap}. */
   constructor(token: symbol, raw: NativeOpenResult) {
@@ -446,13 +465,36 @@ export class TapDevice implements Disposable {
     return this.#handle === null
   }
 
-  /** Close every fd. Calling it again does nothing. */
+  /**
+   * Close every fd. Calling it again does nothing. The kernel tears a
+   * non-persistent device down inside the last close (~16 ms here), which
+   * blocks the event loop: prefer {@link closeAsync} or {@link closeAll}.
+   * Every fd is released even if one fails (then a TapError with code
+   * EBADF says an fd was closed behind the device's back).
+   */
   close(): void {
-    const h = this.#handle
+    const h = takeHandle(this)
     if (h === null) return
-    this.#handle = null
-    unclosed.unregister(this)
     call(() => native().close(h))
+  }
+
+  /**
+   * Close every fd off the JS thread (the libuv pool). The device counts as
+   * closed at once; the promise settles when the kernel is done.
+   */
+  closeAsync(): Promise<void> {
+    const h = takeHandle(this)
+    if (h === null) return Promise.resolve()
+    return native()
+      .closeAsync(h)
+      .then(
+        () => undefined,
+        (e) => Promise.reject(fromNative(e)),
+      )
+  }
+
+  [kAsyncDispose](): Promise<void> {
+    return this.closeAsync()
   }
 
   /** The handle, or ERR_VMTAP_CLOSED: never touch an fd number after close(). */
@@ -596,6 +638,64 @@ export function openTap(options?: OpenTapOptions): TapDevice {
   const opts = normalizeOpenOptions(options)
   const raw = call(() => native().open(opts))
   return new TapDevice(kToken, raw)
+}
+
+/**
+ * {@link openTap} with the syscalls on the libuv pool. Invalid options
+ * reject (TypeError/RangeError) before any syscall; kernel failures reject
+ * with the same TapError openTap throws.
+ */
+export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice> {
+  const opts = normalizeOpenOptions(options)
+  let raw: NativeOpenResult
+  try {
+    raw = await native().openAsync(opts)
+  } catch (e) {
+    throw fromNative(e)
+  }
+  return new TapDevice(kToken, raw)
+}
+
+/** Options of {@link closeAll}. */
+export interface CloseAllOptions {
+  /** How many threads tear devices down at once. Default 128. */
+  maxThreads?: number
+}
+
+/**
+ * Close many devices in parallel on threads of their own: the kernel's
+ * per-device teardown (RCU grace periods) overlaps, so 64 devices take
+ * about as long as a few. Every device is marked closed at once and every
+ * fd is released; if some failed, the promise rejects with an
+ * AggregateError of their TapErrors (each with `ifname`) after all are done.
+ * Already-closed devices are skipped.
+ */
+export async function closeAll(devices: Iterable<TapDevice>, options?: CloseAllOptions): Promise<void> {
+  if (devices === null || typeof devices !== 'object' || typeof (devices as Iterable<TapDevice>)[Symbol.iterator] !== 'function') {
+    throw invalidType('devices', 'an iterable of TapDevice', devices)
+  }
+  const list = [...devices]
+  list.forEach((d, i) => {
+    if (!(d instanceof TapDevice)) throw invalidType(`devices[${i}]`, 'a TapDevice', d)
+  })
+  const o = snapshotOptions(options, 'options', ['maxThreads'])
+  const maxThreads = o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, 1024)
+  const handles: NativeHandle[] = []
+  const owners: TapDevice[] = []
+  for (const d of list) {
+    const h = takeHandle(d)
+    if (h !== null) {
+      handles.push(h)
+      owners.push(d)
+    }
+  }
+  if (handles.length === 0) return
+  const results = await native().closeAll(handles, maxThreads)
+  const failures = results.flatMap((e, i) => (e ? [fromNative(e) as Error] : []))
+  if (failures.length) {
+    const names = results.flatMap((e, i) => (e ? [owners[i].ifname] : [])).join(', ')
+    throw new AggregateError(failures, `${failures.length} of ${handles.length} devices did not close cleanly (${names}); every fd was released`)
+  }
 }
 
 /** What this host supports (from TUNGETFEATURES and /dev/vhost-net). */

@@ -7,6 +7,9 @@
 //! Exported functions (internal; see `NativeBinding` in index.ts):
 //! - `open(opts)` → `{ handle, ifname, tapFds, vhostFds, flags, features }`
 //! - `close(handle)` → `boolean` (whether it was open)
+//! - `openAsync(opts)`, `closeAsync(handle)` → Promises; the work runs on the
+//!   libuv pool
+//! - `closeAll(handles, maxThreads)` → Promise of per-handle `null | Error`
 //! - `probeFeatures(tunPath, vhostPath)` → `{ raw: number | null, vhostNet }`
 //! - `getTunFeatures(fd)` → `number | null`
 //! - `constants` → frozen object of `<linux/if_tun.h>` values
@@ -22,7 +25,9 @@ use std::ffi::{CStr, CString};
 use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
 
-use napi::{napi_env, napi_type_tag, napi_value, Env, JsError, JsResult, Prop, Value, ValueType};
+use napi::{
+    napi_env, napi_type_tag, napi_value, AsyncTask, Env, JsError, JsResult, Prop, Value, ValueType,
+};
 use vmtap_core::sys::consts;
 use vmtap_core::{link, Error, OpenOptions, RealSys, Tap, Want};
 
@@ -176,9 +181,91 @@ fn take(h: &Handle) -> Option<Tap> {
     h.tap.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
+/// `close(handle)` → whether it was open. Every fd is released even when
+/// one fails to close (then a TapError says so).
 fn close(env: Env, args: &[Value]) -> JsResult<Value> {
     let h = handle(&env, args)?;
-    env.boolean(take(h).map(Tap::close).is_some())
+    match take(h) {
+        None => env.boolean(false),
+        Some(tap) => {
+            tap.close().map_err(js_error)?;
+            env.boolean(true)
+        }
+    }
+}
+
+/// `openAsync(opts)` → Promise of what `open` returns; the syscalls run on
+/// the libuv pool.
+fn open_async(env: Env, args: &[Value]) -> JsResult<Value> {
+    let opts = open_options(env, arg(args, 0, env)?)?;
+    AsyncTask::spawn(
+        env,
+        "vmtap.openTap",
+        move || vmtap_core::open_tap(&RealSys, &opts),
+        |env, r| match r {
+            Ok(tap) => tap_result(env, tap),
+            Err(e) => Err(js_error(e)),
+        },
+    )
+}
+
+/// `closeAsync(handle)` → Promise<boolean>: the device is taken out of the
+/// handle at once (on the JS thread) and its fds closed on the libuv pool.
+fn close_async(env: Env, args: &[Value]) -> JsResult<Value> {
+    let tap = take(handle(&env, args)?);
+    AsyncTask::spawn(
+        env,
+        "vmtap.close",
+        move || tap.map(Tap::close),
+        |env, r| match r {
+            None => env.boolean(false),
+            Some(Ok(_)) => env.boolean(true),
+            Some(Err(e)) => Err(js_error(e)),
+        },
+    )
+}
+
+/// `closeAll(handles, maxThreads)` → Promise<Array<null | Error>>: every
+/// device is taken out at once; one pool task closes them on up to
+/// `maxThreads` threads of its own. Per handle: null (closed, or already
+/// closed) or the error of that device.
+fn close_all(env: Env, args: &[Value]) -> JsResult<Value> {
+    let list = arg(args, 0, env)?;
+    let n = env.array_len(list, "handles")?;
+    let mut slots: Vec<Option<Tap>> = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let v = env.element(list, i)?;
+        let h = env.external_ref::<Handle>(v, &HANDLE_TAG, "handles[i]")?;
+        slots.push(take(h));
+    }
+    let threads = env.int_in(arg(args, 1, env)?, 1, 1024, "maxThreads")? as usize;
+    AsyncTask::spawn(
+        env,
+        "vmtap.closeAll",
+        move || {
+            let (idx, taps): (Vec<usize>, Vec<Tap>) = slots
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| (i, t)))
+                .unzip();
+            let mut out: Vec<Option<Error>> = vec![None; n as usize];
+            for (i, r) in idx.into_iter().zip(vmtap_core::close_all(taps, threads)) {
+                out[i] = r.err();
+            }
+            out
+        },
+        |env, out| {
+            let arr = env.array(out.len())?;
+            for (i, e) in out.into_iter().enumerate() {
+                let v = match e {
+                    None => env.null()?,
+                    Some(e) => env.error_value(&js_error(e))?,
+                };
+                env.set_element(arr, i as u32, v)?;
+            }
+            Ok(arr)
+        },
+    )
 }
 
 /// Run `f` on the open device behind `args[0]`; a closed one is ERR_VMTAP_CLOSED.
@@ -381,6 +468,9 @@ fn constants(env: Env) -> JsResult<Value> {
 fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"open", open)?;
     env.export(exports, c"close", close)?;
+    env.export(exports, c"openAsync", open_async)?;
+    env.export(exports, c"closeAsync", close_async)?;
+    env.export(exports, c"closeAll", close_all)?;
     env.export(exports, c"probeFeatures", probe_features)?;
     env.export(exports, c"getTunFeatures", get_tun_features)?;
     env.export(exports, c"setPersist", set_persist)?;

@@ -444,6 +444,34 @@ impl Env {
         })
     }
 
+    /// A new array of `len` holes.
+    pub fn array(&self, len: usize) -> JsResult<Value> {
+        self.make(|o| unsafe { napi_create_array_with_length(self.raw, len, o) })
+    }
+
+    pub fn set_element(&self, arr: Value, index: u32, v: Value) -> JsResult<()> {
+        // SAFETY: valid env and handles.
+        self.check(unsafe { napi_set_element(self.raw, arr.0, index, v.0) })
+    }
+
+    /// The length of an array (TypeError when `v` is not one).
+    pub fn array_len(&self, v: Value, what: &str) -> JsResult<u32> {
+        if !self.is_array(v)? {
+            return Err(JsError::Type {
+                code: "ERR_INVALID_ARG_TYPE",
+                message: format!("{what} must be an array"),
+            });
+        }
+        let mut len = 0u32;
+        // SAFETY: valid env; v is an array.
+        self.check(unsafe { napi_get_array_length(self.raw, v.0, &mut len) })?;
+        Ok(len)
+    }
+
+    pub fn element(&self, arr: Value, index: u32) -> JsResult<Value> {
+        self.make(|o| unsafe { napi_get_element(self.raw, arr.0, index, o) })
+    }
+
     /// An array of integers, each in `[min, max]`.
     pub fn int_array_of(&self, v: Value, min: i64, max: i64, what: &str) -> JsResult<Vec<i64>> {
         if !self.is_array(v)? {

@@ -21,6 +21,6 @@ pub use error::{Error, OsError, Result};
 pub use name::{parse_name, IfName};
 pub use sys::{RealSys, Sys};
 pub use tap::{
-    delete_tap, open_tap, probe_features, probe_offloads, tun_features, Features, OpenOptions, Tap,
-    Want, ALL_OFFLOADS, MAX_QUEUES, TUN_PATH, VHOST_NET_PATH, VNET_HDR_SIZES,
+    close_all, delete_tap, open_tap, probe_features, probe_offloads, tun_features, Features,
+    OpenOptions, Tap, Want, ALL_OFFLOADS, MAX_QUEUES, TUN_PATH, VHOST_NET_PATH, VNET_HDR_SIZES,
 };

@@ -35,7 +35,7 @@ fn opens_a_kernel_named_tap_and_closing_removes_it() {
         tun_features(&RealSys, tap.control_fd()),
         Some(tap.features())
     );
-    assert_eq!(tap.close(), 1);
+    assert_eq!(tap.close().unwrap(), 1);
     assert!(!exists(&name));
 }
 
