@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 
-use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::sys::{IfReq, Ioctl, Sys};
 
@@ -175,7 +174,19 @@ pub fn host_mac_for(guest: &[u8; 6]) -> [u8; 6] {
 
 /// The ifindex of `name` (SIOCGIFINDEX).
 pub fn ifindex(sys: &dyn Sys, name: &str) -> Result<i32> {
-    diagnose::ifindex(sys, name).map_err(|e| link_error(e, "ioctl(SIOCGIFINDEX)", name))
+    let sock = socket(sys)?;
+    let mut req = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfIndex(&mut req), name)?;
+    Ok(req.ivalue())
+}
+
+/// The ifindex of `name`, or `None` when there is no such interface.
+pub fn lookup(sys: &dyn Sys, name: &str) -> Result<Option<i32>> {
+    match ifindex(sys, name) {
+        Ok(i) => Ok(Some(i)),
+        Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {

@@ -297,10 +297,8 @@ fn next_unique_name(sys: &dyn Sys, template: &str) -> Result<String> {
         if name.len() >= crate::sys::IFNAMSIZ {
             break;
         }
-        match diagnose::ifindex(sys, &name) {
-            Err(Errno::ENODEV) => return Ok(name),
-            Ok(_) => continue,
-            Err(e) => return Err(Error::os(e, "ioctl(SIOCGIFINDEX)").with_ifname(name)),
+        if link::lookup(sys, &name)?.is_none() {
+            return Ok(name);
         }
     }
     Err(Error::os(Errno::ENFILE, "ioctl(SIOCGIFINDEX)")
