@@ -12,9 +12,11 @@
  */
 
 import { existsSync, readFileSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 
 import { invalidType, TapError, type TapErrorFields } from './lib/errors'
+import { QmpClient, type QmpConnectOptions } from './lib/qmp'
 import { invalidValue, outOfRange } from './lib/errors'
 import { snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
 
@@ -34,6 +36,7 @@ export {
   type QemuNetOptions,
   type StdioEntry,
 } from './lib/handoff'
+export { hotplugNic, QmpClient, QmpError, unplugNic, type HotpluggedNic, type HotplugNicOptions, type QmpConnectOptions, type QmpEvent } from './lib/qmp'
 
 // ---------------------------------------------------------------------------
 // Native binding: types and loader
@@ -97,6 +100,8 @@ export interface NativeBinding {
   bridgeDel(handle: NativeHandle, bridge: string): void
   probeOffloads(tunPath: string): number
   deleteTap(name: string, tunPath: string): void
+  sendFds(socket: number, data: Buffer, fds: number[], timeoutMs: number | null): Promise<number>
+  recvFds(socket: number, maxBytes: number, maxFds: number, timeoutMs: number | null): Promise<{ data: Buffer; fds: number[]; truncated: boolean }>
   constants: Readonly<Record<string, number>>
 }
 
@@ -732,6 +737,107 @@ export function probeFeatures(): TapFeatures {
 export function getTunFeatures(fd: number): number | null {
   validateInteger(fd, 'fd', 0, 2 ** 31 - 1)
   return call(() => native().getTunFeatures(fd))
+}
+
+/** A connected Unix stream socket: a `net.Socket` or a raw fd number. */
+export type FdSocket = Socket | number
+
+/**
+ * The fd of a connected Unix stream socket. For a `net.Socket` this reads
+ * `socket._handle.fd`, the fd of the libuv stream Node exposes on POSIX
+ * (undocumented but stable since Node 0.x, and what fd-passing addons rely
+ * on). vmtap borrows it for the call (working on a close-on-exec duplicate
+ * that it closes again); the socket keeps owning its fd.
+ */
+function socketFd(socket: unknown, name: string): number {
+  if (typeof socket === 'number') return validateInteger(socket, name, 0, 2 ** 31 - 1)
+  if (socket !== null && typeof socket === 'object') {
+    const fd = (socket as { _handle?: { fd?: unknown } | null })._handle?.fd
+    if (typeof fd === 'number' && Number.isInteger(fd) && fd >= 0) return fd
+    if (typeof (socket as Socket).write === 'function') throw invalidValue(name, 'is not a connected socket (it has no fd)', '[net.Socket]')
+  }
+  throw invalidType(name, 'a connected net.Socket or an fd number', socket)
+}
+
+/** Options of {@link sendFds}. */
+export interface SendFdsOptions {
+  /** How long to wait for a full socket to drain. Default: no limit. */
+  timeoutMs?: number
+}
+
+/**
+ * Send `data` with `fds` attached (sendmsg + SCM_RIGHTS) over a connected
+ * Unix stream socket: what QEMU's QMP `getfd` and cloud-hypervisor's
+ * `add-net` take. At most 253 fds (SCM_MAX_FD); `data` must not be empty.
+ * A partial write sends the rest without fds; a full non-blocking socket is
+ * waited for with poll(2) on the libuv pool, never busy-looped. Resolves
+ * with the number of bytes sent. Do not `socket.write()` while it runs: bytes
+ * Node still buffers would go out after these.
+ */
+export async function sendFds(socket: FdSocket, data: string | Uint8Array, fds: readonly number[], options?: SendFdsOptions): Promise<number> {
+  const fd = socketFd(socket, 'socket')
+  let buf: Buffer
+  if (typeof data === 'string') buf = Buffer.from(data, 'utf8')
+  else if (data instanceof Uint8Array) buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  else throw invalidType('data', 'a string, Buffer or Uint8Array', data)
+  if (buf.length === 0) throw invalidValue('data', 'must not be empty: fds travel with at least one byte', data)
+  if (!Array.isArray(fds)) throw invalidType('fds', 'an array of fd numbers', fds)
+  if (fds.length > 253) throw outOfRange('fds.length', '<= 253 (SCM_MAX_FD)', fds.length)
+  const list = fds.map((f, i) => validateInteger(f, `fds[${i}]`, 0, 2 ** 31 - 1))
+  const o = snapshotOptions(options, 'options', ['timeoutMs'])
+  const timeoutMs = o.timeoutMs === undefined ? null : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1)
+  try {
+    return await native().sendFds(fd, buf, list, timeoutMs)
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** Options of {@link recvFds}. */
+export interface RecvFdsOptions {
+  /** The most bytes to read. Default 65536. */
+  maxBytes?: number
+  /** The most fds to accept (extra ones are closed and `truncated` set). Default 253. */
+  maxFds?: number
+  /** How long to wait for a message. Default: no limit. */
+  timeoutMs?: number
+}
+
+/** What {@link recvFds} received. */
+export interface ReceivedFds {
+  /** The bytes read (empty when the peer closed the connection). */
+  data: Buffer
+  /** The fds that came with them: close-on-exec, and yours to close. */
+  fds: number[]
+  /** The peer sent more fds than `maxFds`. */
+  truncated: boolean
+}
+
+/**
+ * Receive one message and its fds (recvmsg with MSG_CMSG_CLOEXEC) from a
+ * connected Unix stream socket. Node must not be reading the same socket
+ * (create the server with `pauseOnConnect: true`, or pass a raw fd).
+ */
+export async function recvFds(socket: FdSocket, options?: RecvFdsOptions): Promise<ReceivedFds> {
+  const fd = socketFd(socket, 'socket')
+  const o = snapshotOptions(options, 'options', ['maxBytes', 'maxFds', 'timeoutMs'])
+  const maxBytes = o.maxBytes === undefined ? 65536 : validateInteger(o.maxBytes, 'options.maxBytes', 1, 2 ** 30)
+  const maxFds = o.maxFds === undefined ? 253 : validateInteger(o.maxFds, 'options.maxFds', 0, 253)
+  const timeoutMs = o.timeoutMs === undefined ? null : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1)
+  try {
+    return await native().recvFds(fd, maxBytes, maxFds, timeoutMs)
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/**
+ * Connect to QEMU's QMP socket (`-qmp unix:PATH,server=on,wait=off`),
+ * negotiate capabilities, and return a client whose commands can carry fds
+ * (see {@link hotplugNic}).
+ */
+export function connectQmp(path: string | Socket, options?: QmpConnectOptions): Promise<QmpClient> {
+  return QmpClient.connect(path, (sock, data, fds) => sendFds(sock, data, fds), options)
 }
 
 /**

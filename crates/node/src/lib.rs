@@ -18,18 +18,20 @@
 //!   `setQueueEnabled`, `setLinkUp`, `linkInfo`, `setMtu`, `setMac`,
 //!   `bridgeAdd`, `bridgeDel`
 //! - `probeOffloads(tunPath)` → accepted bits; `deleteTap(name, tunPath)`
+//! - `sendFds(sock, data, fds, timeoutMs)`, `recvFds(sock, maxBytes, maxFds,
+//!   timeoutMs)` → Promises (SCM_RIGHTS over a Unix stream socket)
 
 mod napi;
 
 use std::ffi::{CStr, CString};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::sync::Mutex;
 
 use napi::{
     napi_env, napi_type_tag, napi_value, AsyncTask, Env, JsError, JsResult, Prop, Value, ValueType,
 };
 use vmtap_core::sys::consts;
-use vmtap_core::{link, Error, OpenOptions, RealSys, Tap, Want};
+use vmtap_core::{fdpass, link, Error, OpenOptions, RealSys, Tap, Want};
 
 /// The native side of a `TapDevice`: the core's `Tap`, taken out on close.
 struct Handle {
@@ -465,6 +467,58 @@ fn constants(env: Env) -> JsResult<Value> {
     Ok(o)
 }
 
+fn timeout_of(env: Env, v: Value) -> JsResult<Option<std::time::Duration>> {
+    optional(env, v, |v| {
+        env.int_in(v, 0, i32::MAX as i64, "timeoutMs")
+            .map(|ms| std::time::Duration::from_millis(ms as u64))
+    })
+}
+
+/// `sendFds(socketFd, data: Buffer, fds: number[], timeoutMs | null)` →
+/// Promise<number> (bytes sent). Runs on the libuv pool: EAGAIN waits in poll.
+fn send_fds(env: Env, args: &[Value]) -> JsResult<Value> {
+    let sock = env.int_in(arg(args, 0, env)?, 0, i32::MAX as i64, "socket")? as i32;
+    let data = env.bytes_of(arg(args, 1, env)?, "data")?;
+    let fds: Vec<i32> = env
+        .int_array_of(arg(args, 2, env)?, 0, i32::MAX as i64, "fds")?
+        .into_iter()
+        .map(|n| n as i32)
+        .collect();
+    let timeout = timeout_of(env, arg(args, 3, env)?)?;
+    AsyncTask::spawn(
+        env,
+        "vmtap.sendFds",
+        move || fdpass::send_fds(sock, &data, &fds, timeout),
+        |env, r| match r {
+            Ok(n) => env.double(n as f64),
+            Err(e) => Err(js_error(e)),
+        },
+    )
+}
+
+/// `recvFds(socketFd, maxBytes, maxFds, timeoutMs | null)` → Promise of
+/// `{ data: Buffer, fds: number[], truncated }`; the fds are the caller's.
+fn recv_fds(env: Env, args: &[Value]) -> JsResult<Value> {
+    let sock = env.int_in(arg(args, 0, env)?, 0, i32::MAX as i64, "socket")? as i32;
+    let max_bytes = env.int_in(arg(args, 1, env)?, 1, 1 << 30, "maxBytes")? as usize;
+    let max_fds = env.int_in(arg(args, 2, env)?, 0, fdpass::SCM_MAX_FD as i64, "maxFds")? as usize;
+    let timeout = timeout_of(env, arg(args, 3, env)?)?;
+    AsyncTask::spawn(
+        env,
+        "vmtap.recvFds",
+        move || fdpass::recv_fds(sock, max_bytes, max_fds, timeout),
+        |env, r| {
+            let got = r.map_err(js_error)?;
+            let raw: Vec<i32> = got.fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
+            let o = env.object()?;
+            env.set(o, c"data", env.buffer(&got.data)?)?;
+            env.set(o, c"fds", env.int_array(&raw)?)?;
+            env.set(o, c"truncated", env.boolean(got.truncated)?)?;
+            Ok(o)
+        },
+    )
+}
+
 fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"open", open)?;
     env.export(exports, c"close", close)?;
@@ -488,6 +542,8 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"bridgeDel", bridge_del)?;
     env.export(exports, c"probeOffloads", probe_offloads)?;
     env.export(exports, c"deleteTap", delete_tap)?;
+    env.export(exports, c"sendFds", send_fds)?;
+    env.export(exports, c"recvFds", recv_fds)?;
     env.set(exports, c"constants", constants(env)?)?;
     Ok(())
 }

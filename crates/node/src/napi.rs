@@ -202,6 +202,20 @@ extern "C" {
         result: *mut bool,
     ) -> napi_status;
     fn napi_object_freeze(env: napi_env, object: napi_value) -> napi_status;
+    fn napi_is_buffer(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
+    fn napi_get_buffer_info(
+        env: napi_env,
+        value: napi_value,
+        data: *mut *mut c_void,
+        length: *mut usize,
+    ) -> napi_status;
+    fn napi_create_buffer_copy(
+        env: napi_env,
+        length: usize,
+        data: *const c_void,
+        result_data: *mut *mut c_void,
+        result: *mut napi_value,
+    ) -> napi_status;
     fn napi_create_promise(
         env: napi_env,
         deferred: *mut napi_deferred,
@@ -441,6 +455,42 @@ impl Env {
         String::from_utf8(buf).map_err(|_| JsError::Type {
             code: "ERR_INVALID_ARG_VALUE",
             message: format!("{what} is not valid UTF-8"),
+        })
+    }
+
+    /// A copy of the bytes of a Buffer (or Uint8Array).
+    pub fn bytes_of(&self, v: Value, what: &str) -> JsResult<Vec<u8>> {
+        let mut is = false;
+        // SAFETY: valid env and handle.
+        self.check(unsafe { napi_is_buffer(self.raw, v.0, &mut is) })?;
+        if !is {
+            return Err(JsError::Type {
+                code: "ERR_INVALID_ARG_TYPE",
+                message: format!("{what} must be a Buffer"),
+            });
+        }
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: v is a buffer; the pointer is valid for len bytes now.
+        self.check(unsafe { napi_get_buffer_info(self.raw, v.0, &mut data, &mut len) })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        // SAFETY: as above; copied before anything can run JS.
+        Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec())
+    }
+
+    /// A new Buffer holding a copy of `bytes`.
+    pub fn buffer(&self, bytes: &[u8]) -> JsResult<Value> {
+        let mut out_data: *mut c_void = ptr::null_mut();
+        self.make(|o| unsafe {
+            napi_create_buffer_copy(
+                self.raw,
+                bytes.len(),
+                bytes.as_ptr().cast(),
+                &mut out_data,
+                o,
+            )
         })
     }
 

@@ -12,6 +12,7 @@
 pub mod diagnose;
 pub mod error;
 pub mod fault;
+pub mod fdpass;
 pub mod link;
 pub mod name;
 pub mod sys;

@@ -1,0 +1,363 @@
+// A small QMP client for one job: hot-plugging a NIC whose fds vmtap opened
+// into a running QEMU, the way Ganeti does it — `getfd` per fd over the QMP
+// Unix socket with SCM_RIGHTS, then `netdev_add` and `device_add`; and the
+// reverse `device_del` + `netdev_del` + `closefd`. It is not a general QMP
+// client: commands run one at a time, events are only waited for.
+
+import { EventEmitter } from 'node:events'
+import { connect as netConnect, type Socket } from 'node:net'
+
+import { invalidType, invalidValue } from './errors'
+import type { HandOffSource } from './handoff'
+import { snapshotOptions, validateInteger, validateMac } from './validate'
+
+/** A QMP command's error reply, typed. */
+export class QmpError extends Error {
+  readonly code = 'ERR_VMTAP_QMP'
+  /** QMP's error class: `GenericError`, `DeviceNotFound`, ... */
+  readonly errorClass: string
+  /** QMP's description. */
+  readonly desc: string
+  /** The command that failed. */
+  readonly command: string
+
+  constructor(command: string, errorClass: string, desc: string) {
+    super(`QMP ${command} failed: ${errorClass}: ${desc}`)
+    this.command = command
+    this.errorClass = errorClass
+    this.desc = desc
+  }
+}
+Object.defineProperty(QmpError.prototype, 'name', { value: 'QmpError', configurable: true, writable: true })
+
+/** A QMP event. */
+export interface QmpEvent {
+  event: string
+  data?: Record<string, unknown>
+  timestamp?: { seconds: number; microseconds: number }
+}
+
+/** How to send bytes with fds over the socket (vmtap's sendFds). */
+export type SendFdsFn = (socket: Socket, data: Buffer, fds: readonly number[]) => Promise<number>
+
+export interface QmpConnectOptions {
+  /** How long to wait for the greeting and each reply. Default 30000 ms. */
+  timeoutMs?: number
+}
+
+function qmpError(message: string, code = 'ERR_VMTAP_QMP_PROTOCOL'): Error & { code: string } {
+  return Object.assign(new Error(message), { code })
+}
+
+/**
+ * A connected, capability-negotiated QMP session. Create it with
+ * `connectQmp(path)` from the package (which supplies fd passing).
+ */
+export class QmpClient extends EventEmitter {
+  readonly greeting: { QMP: { version: unknown; capabilities: unknown[] } }
+  #socket: Socket
+  #sendFds: SendFdsFn
+  #timeoutMs: number
+  #buffer = ''
+  #pending: { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string } | null = null
+  #queue: Promise<unknown> = Promise.resolve()
+  #events: QmpEvent[] = []
+  #closed = false
+  #nextId = 1
+
+  private constructor(socket: Socket, sendFds: SendFdsFn, timeoutMs: number, greeting: QmpClient['greeting'], rest: string) {
+    super()
+    this.#socket = socket
+    this.#sendFds = sendFds
+    this.#timeoutMs = timeoutMs
+    this.greeting = greeting
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk.toString('utf8')))
+    socket.on('close', () => this.#onClose(qmpError('the QMP connection closed', 'ERR_VMTAP_QMP_CLOSED')))
+    socket.on('error', (e) => this.#onClose(e))
+    if (rest) this.#onData(rest)
+  }
+
+  /** @internal Use `connectQmp()`. */
+  static async connect(path: string | Socket, sendFds: SendFdsFn, options?: QmpConnectOptions): Promise<QmpClient> {
+    const o = snapshotOptions(options, 'options', ['timeoutMs'])
+    const timeoutMs = o.timeoutMs === undefined ? 30000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
+    let socket: Socket
+    if (typeof path === 'string') {
+      if (path === '' || path.includes('\0')) throw invalidValue('path', 'must be a Unix socket path', path)
+      socket = netConnect({ path })
+    } else if (path !== null && typeof path === 'object' && typeof (path as Socket).write === 'function') {
+      socket = path
+    } else {
+      throw invalidType('path', 'a socket path or a connected net.Socket', path)
+    }
+    const { greeting, rest } = await new Promise<{ greeting: QmpClient['greeting']; rest: string }>((resolve, reject) => {
+      let buf = ''
+      const timer = setTimeout(() => done(qmpError(`no QMP greeting within ${timeoutMs} ms`, 'ETIMEDOUT')), timeoutMs)
+      const onData = (c: Buffer) => {
+        buf += c.toString('utf8')
+        const nl = buf.indexOf('\n')
+        if (nl < 0) return
+        try {
+          const g = JSON.parse(buf.slice(0, nl))
+          if (!g || typeof g !== 'object' || !('QMP' in g)) throw new Error('not a QMP greeting')
+          done(null, { greeting: g, rest: buf.slice(nl + 1) })
+        } catch (e) {
+          done(qmpError(`bad QMP greeting: ${(e as Error).message}`))
+        }
+      }
+      const onErr = (e: Error) => done(e)
+      const done = (e: Error | null, v?: { greeting: QmpClient['greeting']; rest: string }) => {
+        clearTimeout(timer)
+        socket.off('data', onData)
+        socket.off('error', onErr)
+        if (e) {
+          socket.destroy()
+          reject(e)
+        } else resolve(v!)
+      }
+      socket.on('data', onData)
+      socket.once('error', onErr)
+    })
+    const client = new QmpClient(socket, sendFds, timeoutMs, greeting, rest)
+    await client.execute('qmp_capabilities')
+    return client
+  }
+
+  #onData(text: string): void {
+    this.#buffer += text
+    let nl: number
+    while ((nl = this.#buffer.indexOf('\n')) >= 0) {
+      const line = this.#buffer.slice(0, nl).trim()
+      this.#buffer = this.#buffer.slice(nl + 1)
+      if (!line) continue
+      let msg: Record<string, unknown>
+      try {
+        msg = JSON.parse(line)
+      } catch {
+        this.#fail(qmpError(`QMP sent a line that is not JSON: ${line.slice(0, 80)}`))
+        continue
+      }
+      if (typeof msg.event === 'string') {
+        this.#events.push(msg as unknown as QmpEvent)
+        this.emit('event', msg)
+        continue
+      }
+      const p = this.#pending
+      if (!p) continue
+      this.#pending = null
+      if (msg.error && typeof msg.error === 'object') {
+        const err = msg.error as { class?: string; desc?: string }
+        p.reject(new QmpError(p.command, String(err.class ?? 'GenericError'), String(err.desc ?? '')))
+      } else p.resolve(msg.return)
+    }
+  }
+
+  #fail(e: Error): void {
+    const p = this.#pending
+    this.#pending = null
+    p?.reject(e)
+  }
+
+  #onClose(e: Error): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#fail(e)
+    this.emit('close')
+  }
+
+  /**
+   * Run one QMP command and resolve with its `return` value; a QMP error
+   * rejects with a QmpError. `fds` are attached to the command's bytes with
+   * SCM_RIGHTS (for `getfd` / `add-fd`). Commands run one at a time.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, fds: readonly number[] = []): Promise<T> {
+    if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]*$/i.test(command)) throw invalidValue('command', 'must be a QMP command name', command)
+    const run = async (): Promise<T> => {
+      if (this.#closed) throw qmpError('the QMP connection is closed', 'ERR_VMTAP_QMP_CLOSED')
+      const line = Buffer.from(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id: this.#nextId++ })}\r\n`)
+      const reply = new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          if (this.#pending?.command === command) this.#pending = null
+          reject(qmpError(`QMP ${command}: no reply within ${this.#timeoutMs} ms`, 'ETIMEDOUT'))
+        }, this.#timeoutMs)
+        this.#pending = {
+          command,
+          resolve: (v) => {
+            clearTimeout(timer)
+            resolve(v as T)
+          },
+          reject: (e) => {
+            clearTimeout(timer)
+            reject(e)
+          },
+        }
+      })
+      if (fds.length) {
+        await this.#sendFds(this.#socket, line, fds)
+      } else {
+        await new Promise<void>((resolve, reject) => this.#socket.write(line, (e) => (e ? reject(e) : resolve())))
+      }
+      return reply
+    }
+    const result = this.#queue.then(run, run)
+    this.#queue = result.catch(() => undefined)
+    return result
+  }
+
+  /**
+   * Resolve with the first event named `name` (matching `filter`) seen
+   * since the client connected and not consumed before, waiting up to
+   * `timeoutMs` for it.
+   */
+  waitForEvent(name: string, filter: (e: QmpEvent) => boolean = () => true, timeoutMs = this.#timeoutMs): Promise<QmpEvent> {
+    const take = () => {
+      const i = this.#events.findIndex((e) => e.event === name && filter(e))
+      return i < 0 ? undefined : this.#events.splice(i, 1)[0]
+    }
+    const seen = take()
+    if (seen) return Promise.resolve(seen)
+    return new Promise((resolve, reject) => {
+      const onEvent = () => {
+        const e = take()
+        if (!e) return
+        cleanup()
+        resolve(e)
+      }
+      const onClose = () => {
+        cleanup()
+        reject(qmpError(`the QMP connection closed while waiting for ${name}`, 'ERR_VMTAP_QMP_CLOSED'))
+      }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(qmpError(`no ${name} event within ${timeoutMs} ms`, 'ETIMEDOUT'))
+      }, timeoutMs)
+      const cleanup = () => {
+        clearTimeout(timer)
+        this.off('event', onEvent)
+        this.off('close', onClose)
+      }
+      this.on('event', onEvent)
+      this.once('close', onClose)
+    })
+  }
+
+  /** Close the connection. */
+  close(): void {
+    this.#socket.end()
+    this.#socket.destroy()
+  }
+}
+
+/** Options of {@link hotplugNic}. */
+export interface HotplugNicOptions {
+  /** The netdev id; fds are registered as `<id>-<i>` and `<id>-vhost-<i>`. */
+  id: string
+  /** The device id. Default `<id>-dev`. */
+  deviceId?: string
+  /** The guest MAC. */
+  mac?: string
+  /** The NIC model. Default `virtio-net-pci`. */
+  driver?: string
+  /** Extra `device_add` properties (`bus`, `addr`, ...). */
+  deviceProps?: Record<string, string | number | boolean>
+}
+
+/** What {@link hotplugNic} added, for {@link unplugNic}. */
+export interface HotpluggedNic {
+  readonly id: string
+  readonly deviceId: string
+  readonly fdNames: readonly string[]
+  readonly vhostFdNames: readonly string[]
+}
+
+const QMP_ID = /^[A-Za-z][A-Za-z0-9_.-]*$/
+
+/**
+ * Hot-add a NIC backed by `tap` to a running QEMU: `getfd` for every tap and
+ * vhost fd (sent with SCM_RIGHTS), `netdev_add` naming them, then
+ * `device_add` (with `mq=on,vectors=2N+2` for N > 1 queues). QEMU keeps its
+ * own copies, so the caller may close `tap` afterwards. On failure the
+ * commands that succeeded are undone (`netdev_del`, `closefd`) and the
+ * error is thrown.
+ */
+export async function hotplugNic(qmp: QmpClient, tap: HandOffSource, options: HotplugNicOptions): Promise<HotpluggedNic> {
+  if (!(qmp instanceof QmpClient)) throw invalidType('qmp', 'a QmpClient', qmp)
+  if (tap === null || typeof tap !== 'object' || !Array.isArray(tap.tapFds) || !Array.isArray(tap.vhostFds)) {
+    throw invalidType('tap', 'a TapDevice', tap)
+  }
+  if (tap.closed) throw invalidValue('tap', `is closed (${tap.ifname})`, tap.ifname)
+  const o = snapshotOptions(options, 'options', ['id', 'deviceId', 'mac', 'driver', 'deviceProps'])
+  if (typeof o.id !== 'string' || !QMP_ID.test(o.id)) throw invalidValue('options.id', 'must be a QEMU id (a letter, then letters, digits, -, . or _)', o.id)
+  const id = o.id
+  const deviceId = o.deviceId === undefined ? `${id}-dev` : String(o.deviceId)
+  if (!QMP_ID.test(deviceId)) throw invalidValue('options.deviceId', 'must be a QEMU id', o.deviceId)
+  const mac = o.mac === undefined ? undefined : validateMac(o.mac, 'options.mac')
+  const driver = o.driver === undefined ? 'virtio-net-pci' : o.driver
+  if (typeof driver !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(driver)) throw invalidValue('options.driver', 'must be a QEMU device name', driver)
+  const props = o.deviceProps === undefined ? {} : (o.deviceProps as Record<string, unknown>)
+  if (props === null || typeof props !== 'object') throw invalidType('options.deviceProps', 'an object', props)
+  const n = tap.tapFds.length
+  if (tap.vhostFds.length !== 0 && tap.vhostFds.length !== n) throw invalidValue('tap.vhostFds', 'must be empty or one per tap fd', tap.vhostFds)
+  const fdNames = tap.tapFds.map((_, i) => `${id}-${i}`)
+  const vhostFdNames = tap.vhostFds.map((_, i) => `${id}-vhost-${i}`)
+
+  const registered: string[] = []
+  let netdevAdded = false
+  try {
+    for (const [i, fd] of tap.tapFds.entries()) {
+      await qmp.execute('getfd', { fdname: fdNames[i] }, [fd])
+      registered.push(fdNames[i])
+    }
+    for (const [i, fd] of tap.vhostFds.entries()) {
+      await qmp.execute('getfd', { fdname: vhostFdNames[i] }, [fd])
+      registered.push(vhostFdNames[i])
+    }
+    const netdev: Record<string, unknown> = { type: 'tap', id }
+    if (n > 1) netdev.fds = fdNames.join(':')
+    else netdev.fd = fdNames[0]
+    if (vhostFdNames.length) {
+      netdev.vhost = true
+      if (n > 1) netdev.vhostfds = vhostFdNames.join(':')
+      else netdev.vhostfd = vhostFdNames[0]
+    }
+    await qmp.execute('netdev_add', netdev)
+    netdevAdded = true
+    const device: Record<string, unknown> = { driver, id: deviceId, netdev: id, ...props }
+    if (mac) device.mac = mac
+    if (n > 1) {
+      device.mq = true
+      device.vectors = 2 * n + 2
+    }
+    await qmp.execute('device_add', device)
+    return Object.freeze({ id, deviceId, fdNames: Object.freeze(fdNames), vhostFdNames: Object.freeze(vhostFdNames) })
+  } catch (e) {
+    if (netdevAdded) await qmp.execute('netdev_del', { id }).catch(() => undefined)
+    // Named fds QEMU did not consume (netdev_add takes them) are released.
+    for (const name of registered) await qmp.execute('closefd', { fdname: name }).catch(() => undefined)
+    throw e
+  }
+}
+
+/**
+ * Hot-remove a NIC added by {@link hotplugNic}: `device_del`, wait for the
+ * guest to release it (DEVICE_DELETED), `netdev_del` (QEMU closes its copies
+ * of the fds; the host device goes away when no one else holds it), then
+ * `closefd` for any named fd QEMU still holds (errors for names already
+ * consumed are ignored).
+ */
+export async function unplugNic(qmp: QmpClient, nic: Pick<HotpluggedNic, 'id' | 'deviceId'> & Partial<HotpluggedNic>, options?: { timeoutMs?: number }): Promise<void> {
+  if (!(qmp instanceof QmpClient)) throw invalidType('qmp', 'a QmpClient', qmp)
+  if (nic === null || typeof nic !== 'object' || typeof nic.id !== 'string' || typeof nic.deviceId !== 'string') {
+    throw invalidType('nic', 'what hotplugNic returned', nic)
+  }
+  const o = snapshotOptions(options, 'options', ['timeoutMs'])
+  const timeoutMs = o.timeoutMs === undefined ? 60000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
+  const deleted = qmp.waitForEvent('DEVICE_DELETED', (e) => e.data?.device === nic.deviceId, timeoutMs)
+  deleted.catch(() => undefined)
+  await qmp.execute('device_del', { id: nic.deviceId })
+  await deleted
+  await qmp.execute('netdev_del', { id: nic.id })
+  for (const name of [...(nic.fdNames ?? []), ...(nic.vhostFdNames ?? [])]) {
+    await qmp.execute('closefd', { fdname: name }).catch(() => undefined)
+  }
+}
