@@ -41,8 +41,8 @@ export interface HandedDevice {
 }
 
 export interface HandOff {
-  /** Pass as `spawn(cmd, args, { stdio })`. Entries 0-2 are the caller's choice. */
-  readonly stdio: readonly StdioEntry[]
+  /** Pass as `spawn(cmd, args, { stdio })`. Entries 0-2 are the caller's choice. A fresh array each call. */
+  readonly stdio: StdioEntry[]
   /** Per device, in the order given: where its fds land in the child. */
   readonly devices: readonly HandedDevice[]
   /** Every child-side fd, in order: device by device, tap fds then vhost fds. */
@@ -107,7 +107,7 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
     handed.push(Object.freeze({ ifname: d.ifname, tapFds: Object.freeze(tapFds), vhostFds: Object.freeze(vhostFds) }))
   })
   const fds = handed.flatMap((h) => [...h.tapFds, ...h.vhostFds])
-  return Object.freeze({ stdio: Object.freeze(stdio), devices: Object.freeze(handed), fds: Object.freeze(fds) })
+  return Object.freeze({ stdio, devices: Object.freeze(handed), fds: Object.freeze(fds) })
 }
 
 // QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'.

@@ -1,0 +1,86 @@
+#!/bin/sh
+# /init of the vmtap end-to-end guest (busybox-static + the virtio-net modules).
+#
+# Driven by the kernel command line, so one initramfs serves every case:
+#   vmtap.ip=10.77.0.2/24   eth0's address
+#   vmtap.host=10.77.0.1    the host side of the tap
+#   vmtap.pings=3           guest -> host pings
+#   vmtap.rxport=5001       TCP port the host sends a payload on (0: skip)
+#   vmtap.txport=5002       TCP port the guest sends to (0: skip)
+#   vmtap.txbytes=8388608   how much the guest sends (from /dev/urandom)
+#
+# Every line for the host starts with "VMTAP " on the serial console (ttyS0).
+# The guest always ends with "VMTAP DONE" or "VMTAP FAIL <why>", then powers
+# off (QEMU runs with -no-reboot, so it exits).
+
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+say() { echo "VMTAP $*"; }
+fail() {
+	say "FAIL $*"
+	poweroff -f
+	exit 1
+}
+param() {
+	for w in $(cat /proc/cmdline); do
+		case "$w" in "vmtap.$1="*) echo "${w#*=}"; return ;; esac
+	done
+	echo "$2"
+}
+
+IP=$(param ip 10.77.0.2/24)
+HOST=$(param host 10.77.0.1)
+PINGS=$(param pings 3)
+RXPORT=$(param rxport 0)
+TXPORT=$(param txport 0)
+TXBYTES=$(param txbytes 0)
+say "BOOT kernel=$(uname -r) cpus=$(nproc)"
+
+# The virtio modules, in dependency order (written by build.ts).
+for m in $(cat /etc/vmtap-modules); do
+	insmod "/lib/modules/$m.ko" || fail "insmod $m"
+done
+
+# virtio_net registers eth0 while insmod probes the PCI device; there is no
+# event to wait on without udev, so poll with a deadline.
+n=0
+while [ ! -e /sys/class/net/eth0 ]; do
+	n=$((n + 1))
+	[ $n -gt 100 ] && fail "no eth0 (interfaces: $(ls /sys/class/net | tr '\n' ' '))"
+	usleep 100000
+done
+
+say "NIC driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)") mac=$(cat /sys/class/net/eth0/address) interfaces=$(ls /sys/class/net | tr '\n' ',')"
+say "QUEUES rx=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) tx=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l)"
+
+ip link set lo up
+ip addr add "$IP" dev eth0 || fail "ip addr add $IP"
+ip link set eth0 up || fail "ip link set eth0 up"
+say READY
+
+# guest -> host
+ping -c "$PINGS" -W 10 "$HOST" >/tmp/ping.out 2>&1
+say "GUEST_PING sent=$PINGS received=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping.out)"
+
+# host -> guest: the host sends a payload on RXPORT once its own pings to us
+# are done; nc exits when the host closes the connection.
+if [ "$RXPORT" != 0 ]; then
+	nc "$HOST" "$RXPORT" </dev/null >/tmp/rx || fail "nc $HOST $RXPORT (receive)"
+	say "RX bytes=$(wc -c </tmp/rx) sha256=$(sha256sum /tmp/rx | cut -d' ' -f1)"
+	rm -f /tmp/rx
+fi
+
+# guest -> host
+if [ "$TXPORT" != 0 ]; then
+	head -c "$TXBYTES" /dev/urandom >/tmp/tx
+	say "TX bytes=$(wc -c </tmp/tx) sha256=$(sha256sum /tmp/tx | cut -d' ' -f1)"
+	nc "$HOST" "$TXPORT" </tmp/tx >/dev/null || fail "nc $HOST $TXPORT (send)"
+	say SENT
+fi
+
+say DONE
+poweroff -f
