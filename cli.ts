@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 
 import {
+  checkOpenTapOptions,
   cloudHypervisorNet,
   constants,
   deleteTap,
@@ -329,9 +330,6 @@ export interface DeviceNode {
   error: string | null
 }
 
-// Bits TUNGETFEATURES reports that `constants` has no name for (<linux/if_tun.h>).
-const EXTRA_FEATURE_NAMES: Readonly<Record<number, string>> = { 0x10: 'IFF_NAPI', 0x20: 'IFF_NAPI_FRAGS', 0x40: 'IFF_NO_CARRIER' }
-
 /** The names of the bits of a TUNGETFEATURES value, lowest bit first. */
 export function featureNames(raw: number): string[] {
   const byBit = new Map<number, string>()
@@ -341,7 +339,7 @@ export function featureNames(raw: number): string[] {
   const names: string[] = []
   for (let bit = 1; bit !== 0 && bit <= raw; bit = (bit << 1) >>> 0) {
     if ((raw & bit) === 0) continue
-    names.push(byBit.get(bit) ?? EXTRA_FEATURE_NAMES[bit] ?? `0x${bit.toString(16).padStart(4, '0')}`)
+    names.push(byBit.get(bit) ?? `0x${bit.toString(16).padStart(4, '0')}`)
   }
   return names
 }
@@ -564,6 +562,15 @@ export async function runExec(command: readonly string[], o: ExecFlags): Promise
   const taps: TapDevice[] = []
   let started: ChildProcess
   try {
+    // Check every NIC's options before opening the first, so a bad value in
+    // the second group never creates (and bridges) the first device.
+    nics.forEach((nic, i) => {
+      try {
+        checkOpenTapOptions(openOptions(nic))
+      } catch (e) {
+        throw renameOptions(e, (o.net ?? []).length === 0 ? null : i)
+      }
+    })
     nics.forEach((nic, i) => {
       try {
         taps.push(openTap(openOptions(nic)))
@@ -574,7 +581,7 @@ export async function runExec(command: readonly string[], o: ExecFlags): Promise
     const handed = handOff(taps, { stdio: 'inherit' })
     const argv = substitute(args, handed.devices, o.format)
     try {
-      started = child = spawn(file, argv, { stdio: [...handed.stdio] as StdioOptions })
+      started = child = spawn(file, argv, { stdio: handed.stdio as StdioOptions })
     } catch (e) {
       throw spawnError(file, e as NodeJS.ErrnoException)
     }

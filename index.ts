@@ -340,6 +340,15 @@ export function validateBridge(value: unknown, name: string): string {
   return b
 }
 
+/**
+ * Validate {@link openTap} options without opening anything: throws the
+ * TypeError/RangeError openTap would throw. Useful to check several
+ * devices' options before opening the first.
+ */
+export function checkOpenTapOptions(options?: OpenTapOptions): void {
+  normalizeOpenOptions(options)
+}
+
 /** @internal Validate and normalize openTap options (no syscall). */
 export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   const o = snapshotOptions(options, 'options', OPEN_KEYS)
@@ -717,10 +726,13 @@ export interface TapFeatures {
 }
 
 /** Ask the kernel what it supports. Never throws for a missing device: `raw` is null. */
-export function probeFeatures(): TapFeatures {
+export function probeFeatures(options?: { tunPath?: string; vhostPath?: string }): TapFeatures {
+  const o = snapshotOptions(options, 'options', ['tunPath', 'vhostPath'])
+  const tunPath = validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun')
+  const vhostPath = validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net')
   const n = native()
   const c = n.constants
-  const { raw, vhostNet } = call(() => n.probeFeatures('/dev/net/tun', '/dev/vhost-net'))
+  const { raw, vhostNet } = call(() => n.probeFeatures(tunPath, vhostPath))
   const has = (flag: number) => raw !== null && (raw & flag) !== 0
   return {
     raw,
@@ -891,6 +903,9 @@ export interface TunConstants {
   readonly IFF_DETACH_QUEUE: number
   readonly IFF_PERSIST: number
   readonly IFF_TUN_EXCL: number
+  readonly IFF_NAPI: number
+  readonly IFF_NAPI_FRAGS: number
+  readonly IFF_NO_CARRIER: number
   readonly TUN_F_CSUM: number
   readonly TUN_F_TSO4: number
   readonly TUN_F_TSO6: number
@@ -923,6 +938,9 @@ export const constants: TunConstants = Object.freeze({
   IFF_DETACH_QUEUE: 0x0400,
   IFF_PERSIST: 0x0800,
   IFF_TUN_EXCL: 0x8000,
+  IFF_NAPI: 0x0010,
+  IFF_NAPI_FRAGS: 0x0020,
+  IFF_NO_CARRIER: 0x0040,
   TUN_F_CSUM: 0x01,
   TUN_F_TSO4: 0x02,
   TUN_F_TSO6: 0x04,

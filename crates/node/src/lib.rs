@@ -455,6 +455,9 @@ fn constants(env: Env) -> JsResult<Value> {
     set(c"IFF_DETACH_QUEUE", flag(consts::IFF_DETACH_QUEUE))?;
     set(c"IFF_PERSIST", flag(consts::IFF_PERSIST))?;
     set(c"IFF_TUN_EXCL", flag(consts::IFF_TUN_EXCL))?;
+    set(c"IFF_NAPI", flag(consts::IFF_NAPI))?;
+    set(c"IFF_NAPI_FRAGS", flag(consts::IFF_NAPI_FRAGS))?;
+    set(c"IFF_NO_CARRIER", flag(consts::IFF_NO_CARRIER))?;
     set(c"TUN_F_CSUM", env.uint32(consts::TUN_F_CSUM))?;
     set(c"TUN_F_TSO4", env.uint32(consts::TUN_F_TSO4))?;
     set(c"TUN_F_TSO6", env.uint32(consts::TUN_F_TSO6))?;

@@ -24,6 +24,7 @@ pub mod consts {
     pub const IFF_TAP: u16 = 0x0002;
     pub const IFF_NAPI: u16 = 0x0010;
     pub const IFF_NAPI_FRAGS: u16 = 0x0020;
+    pub const IFF_NO_CARRIER: u16 = 0x0040;
     pub const IFF_MULTI_QUEUE: u16 = 0x0100;
     pub const IFF_ATTACH_QUEUE: u16 = 0x0200;
     pub const IFF_DETACH_QUEUE: u16 = 0x0400;
