@@ -443,15 +443,7 @@ export function probeTable(r: ProbeReport): string {
 // exec
 // ---------------------------------------------------------------------------
 
-export interface ExecFlags {
-  name?: string
-  queues?: number
-  vhost?: Tri
-  vnetHdr?: Tri
-  bridge?: string
-  mtu?: number
-  mac?: string
-  up?: boolean
+export interface ExecFlags extends NicSpec {
   persist?: boolean
   format: Format
   /** The --net groups (undefined: none given). */
