@@ -2,6 +2,10 @@
 // `npm run build`: the native addon with @napi-rs/cli (`napi build --platform
 // --release`, which names it vmtap.<platform>.node), then the TypeScript.
 // `--native-only` skips tsc; extra arguments after `--` go to `napi build`.
+// `--cross` (opt-in, for releases): build with the napi-rs cross toolchain
+// (`--use-napi-cross`: gcc + glibc 2.17 sysroot, fetched from the npm registry
+// by scripts/release-toolchain.mjs) for `--target` (default: the host triple),
+// in target/napi-cross, so the binary loads on glibc >= 2.17.
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -12,6 +16,7 @@ const argv = process.argv.slice(2)
 const nativeOnly = argv.includes('--native-only')
 const dash = argv.indexOf('--')
 const napiExtra = dash >= 0 ? argv.slice(dash + 1) : []
+const cross = (dash >= 0 ? argv.slice(0, dash) : argv).includes('--cross')
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
@@ -21,12 +26,35 @@ function run(cmd, args) {
   }
 }
 
+function hostTriple() {
+  const r = spawnSync('rustc', ['-vV'], { encoding: 'utf8' })
+  const host = r.stdout?.match(/^host: (\S+)$/m)?.[1]
+  if (!host) {
+    console.error('vmtap: cannot read the host triple from `rustc -vV`; pass -- --target <triple>')
+    process.exit(1)
+  }
+  return host
+}
+
 const napi = path.join(path.dirname(require.resolve('@napi-rs/cli/package.json')), 'dist', 'cli.js')
 const source = cargoSourceArgs()
+let crossArgs = []
+if (cross) {
+  const { ensureCrossToolchain } = await import('./release-toolchain.mjs')
+  const t = napiExtra.findIndex((a) => a === '--target' || a === '-t')
+  const target = t >= 0 ? napiExtra[t + 1] : hostTriple()
+  try {
+    ensureCrossToolchain(target)
+  } catch (e) {
+    console.error(e.message)
+    process.exit(1)
+  }
+  crossArgs = ['--use-napi-cross', '--target-dir', 'target/napi-cross', ...(t >= 0 ? [] : ['--target', target])]
+}
 run(process.execPath, [
   napi, 'build', '--platform', '--release',
   '--manifest-path', 'crates/node/Cargo.toml', '--package-json-path', 'package.json',
-  '--output-dir', '.', '--no-js', ...napiExtra,
+  '--output-dir', '.', '--no-js', ...crossArgs, ...napiExtra,
   ...(source.length ? ['--', ...source] : []),
 ])
 if (!nativeOnly) run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'])
