@@ -152,12 +152,17 @@ function loadNative(): NativeBinding {
     }
   }
   const libc = process.platform === 'linux' ? (suffix.endsWith('-musl') ? 'musl' : 'glibc') : 'n/a'
+  const supported = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl']
   throw new Error(
     `vmtap: no native binary loads on this platform (${process.platform} ${process.arch}, libc ${libc}). ` +
       `Expected the package vmtap-${suffix} (installed through optionalDependencies) or ${file}. Tried:\n` +
       `${errors.join('\n')}\n` +
-      `Reinstall without --no-optional / --omit=optional, or build from source: ` +
-      `git clone the vmtap repository, then npm install (needs Rust and cargo).`,
+      (supported.includes(suffix)
+        ? `Reinstall without --no-optional / --omit=optional; if a package-lock.json made on another platform lacks ` +
+          `vmtap-${suffix} (npm/cli#4828), delete package-lock.json and node_modules and run npm install again. `
+        : `vmtap ships prebuilt binaries for ${supported.join(', ')} only. `) +
+      `Or build from source (needs Rust >= 1.77 and cargo): git clone https://github.com/vmtap/vmtap && cd vmtap && ` +
+      `npm install, then set NAPI_RS_NATIVE_LIBRARY_PATH=$PWD/${file}.`,
   )
 }
 
