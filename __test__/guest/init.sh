@@ -2,12 +2,17 @@
 # /init of the vmtap end-to-end guest (busybox-static + the virtio-net modules).
 #
 # Driven by the kernel command line, so one initramfs serves every case:
+#   vmtap.mode=default      default: the flow below; hotplug: see "hotplug mode"
 #   vmtap.ip=10.77.0.2/24   eth0's address
 #   vmtap.host=10.77.0.1    the host side of the tap
 #   vmtap.pings=3           guest -> host pings
 #   vmtap.rxport=5001       TCP port the host sends a payload on (0: skip)
 #   vmtap.txport=5002       TCP port the guest sends to (0: skip)
 #   vmtap.txbytes=8388608   how much the guest sends (from /dev/urandom)
+# hotplug mode only:
+#   vmtap.ip1=10.77.3.2/24  the hot-plugged eth1's address
+#   vmtap.host1=10.77.3.1   the host side of eth1's tap
+#   vmtap.wait=60           seconds to wait for eth1 to appear, and to go
 #
 # Every line for the host starts with "VMTAP " on the serial console (ttyS0).
 # The guest always ends with "VMTAP DONE" or "VMTAP FAIL <why>", then powers
@@ -31,7 +36,14 @@ param() {
 	done
 	echo "$2"
 }
+interfaces() { ls /sys/class/net | tr '\n' ','; }
+# "sent=N received=M" of `ping -c N HOST` (output in /tmp/ping.out)
+ping_host() {
+	ping -c "$2" -W 10 "$1" >/tmp/ping.out 2>&1
+	echo "sent=$2 received=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping.out)"
+}
 
+MODE=$(param mode default)
 IP=$(param ip 10.77.0.2/24)
 HOST=$(param host 10.77.0.1)
 PINGS=$(param pings 3)
@@ -54,7 +66,7 @@ while [ ! -e /sys/class/net/eth0 ]; do
 	usleep 100000
 done
 
-say "NIC driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)") mac=$(cat /sys/class/net/eth0/address) interfaces=$(ls /sys/class/net | tr '\n' ',')"
+say "NIC driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)") mac=$(cat /sys/class/net/eth0/address) interfaces=$(interfaces)"
 say "QUEUES rx=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) tx=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l)"
 
 ip link set lo up
@@ -62,9 +74,43 @@ ip addr add "$IP" dev eth0 || fail "ip addr add $IP"
 ip link set eth0 up || fail "ip link set eth0 up"
 say READY
 
+if [ "$MODE" = hotplug ]; then
+	# hotplug mode: the host hot-adds a NIC over QMP once we are READY (ACPI
+	# PCI hot-plug on the pc machine; the kernel binds virtio_pci to it and
+	# virtio_net registers eth1). Without udev there is no event to wait on:
+	# poll /sys/class/net with a deadline, for its arrival and its removal.
+	IP1=$(param ip1 10.77.3.2/24)
+	HOST1=$(param host1 10.77.3.1)
+	WAIT=$(($(param wait 60) * 10))
+	n=0
+	while [ ! -e /sys/class/net/eth1 ]; do
+		n=$((n + 1))
+		[ $n -gt "$WAIT" ] && fail "no eth1 appeared (interfaces: $(interfaces))"
+		usleep 100000
+	done
+	say "HOTPLUG_NIC driver=$(basename "$(readlink /sys/class/net/eth1/device/driver)") mac=$(cat /sys/class/net/eth1/address) interfaces=$(interfaces)"
+	say "HOTPLUG_QUEUES rx=$(ls -d /sys/class/net/eth1/queues/rx-* | wc -l) tx=$(ls -d /sys/class/net/eth1/queues/tx-* | wc -l)"
+	ip addr add "$IP1" dev eth1 || fail "ip addr add $IP1 dev eth1"
+	ip link set eth1 up || fail "ip link set eth1 up"
+	say HOTPLUG_UP
+	# guest -> host through eth1 (the host pings us meanwhile, then unplugs)
+	say "HOTPLUG_PING $(ping_host "$HOST1" "$PINGS")"
+	n=0
+	while [ -e /sys/class/net/eth1 ]; do
+		n=$((n + 1))
+		[ $n -gt "$WAIT" ] && fail "eth1 was not removed"
+		usleep 100000
+	done
+	say "HOTPLUG_GONE interfaces=$(interfaces)"
+	# The host closes this connection (over eth0, which must still work) once
+	# it has checked its side of the unplug: then power off.
+	nc "$HOST" "$RXPORT" </dev/null >/dev/null || fail "nc $HOST $RXPORT (gate)"
+	say DONE
+	poweroff -f
+fi
+
 # guest -> host
-ping -c "$PINGS" -W 10 "$HOST" >/tmp/ping.out 2>&1
-say "GUEST_PING sent=$PINGS received=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping.out)"
+say "GUEST_PING $(ping_host "$HOST" "$PINGS")"
 
 # host -> guest: the host sends a payload on RXPORT once its own pings to us
 # are done; nc exits when the host closes the connection.

@@ -11,12 +11,12 @@
 // that no fd is left. The result is one JSON line (ScenarioResult) on stdout;
 // the guest's console goes to stderr as it arrives.
 
-import { execFile, spawn, spawnSync } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 
 import { handOff, openTap, qemuArgs, type OpenTapOptions } from '../../index'
+import { ip, isTunFd, linkInfo, listen, ownFds, parsePing, tapFdsOf } from './host'
 
 export interface ScenarioConfig {
   /** openTap options. */
@@ -85,58 +85,6 @@ const RX_PORT = 5001 // host -> guest payload (and the gate that keeps the guest
 const TX_PORT = 5002 // guest -> host payload
 const MAC = '52:54:00:77:00:02'
 
-/** This process's fds as "N -> target" (the readdir's own fd excluded). */
-function ownFds(): string[] {
-  const out: string[] = []
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`)
-      if (target !== `/proc/${process.pid}/fd`) out.push(`${fd} -> ${target}`)
-    } catch {
-      // the readdir's own fd, closed by now
-    }
-  }
-  return out
-}
-
-const isTunFd = (entry: string) => /-> \/dev\/(net\/tun|vhost-net)$/.test(entry)
-
-function linkInfo(ifname: string): { numqueues?: number; numdisabled?: number; vnet_hdr?: boolean; multi_queue?: boolean } | undefined {
-  const r = spawnSync('ip', ['-d', '-j', 'link', 'show', 'dev', ifname], { encoding: 'utf8' })
-  if (r.status !== 0) return undefined
-  return JSON.parse(r.stdout)[0]?.linkinfo?.info_data ?? {}
-}
-
-/** fds of `pid` attached to tap `ifname` (fdinfo's `iff:` line). */
-function tapFdsOf(pid: number, ifname: string): number {
-  let n = 0
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^iff:\s+(\S+)$/m)?.[1] === ifname) n++
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return n
-}
-
-function ip(...args: string[]): void {
-  const r = spawnSync('ip', args, { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.status}`}`)
-}
-
-function parsePing(output: string): { sent: number; received: number } {
-  const m = output.match(/(\d+) packets transmitted, (\d+) (?:packets )?received/)
-  return m ? { sent: Number(m[1]), received: Number(m[2]) } : { sent: 0, received: 0 }
-}
-
-function listen(server: Server, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, HOST_IP, () => resolve())
-  })
-}
-
 export async function runScenario(config: ScenarioConfig): Promise<ScenarioResult> {
   const result: ScenarioResult = { qemuArgs: [], handedFds: [], events: [], console: '', guest: { done: false }, host: {}, fdsBefore: [], fdsAfter: [] }
   const pings = config.pings ?? 3
@@ -189,7 +137,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
       track(sock)
     })
     servers.push(rx, tx)
-    await Promise.all([listen(rx, RX_PORT), listen(tx, TX_PORT)])
+    await Promise.all([listen(rx, RX_PORT, HOST_IP), listen(tx, TX_PORT, HOST_IP)])
 
     // --- QEMU: exactly the README's sequence -------------------------------------
     const append = [

@@ -1,0 +1,254 @@
+// The host side of the `vmtap exec` end-to-end test (issue 5). Runs INSIDE a
+// network namespace, as
+//
+//   ip netns exec NS node --import=tsx __test__/guest/cli-scenario.ts '<json CliConfig>'
+//
+// It makes a bridge with the host's address on it (so the host side is ready
+// before the guest pings), then boots the guest through the built CLI, the
+// way a shell user would:
+//
+//   node dist/cli.js exec --queues 2 --bridge br0 --up -- qemu-system-x86_64 ... \
+//       -netdev {netdev} -device {device},mac=52:54:00:77:00:02
+//
+// and follows the console (QEMU's stdout is vmtap's): when the guest is READY
+// it looks at QEMU (its argv after substitution, the fds it got), at vmtap
+// (no tun fd of its own left) and at the bridge's port, pings the guest, then
+// lets it go on (init.sh's default flow: payload each way over TCP). Once
+// vmtap has exited it lists the namespace's links. One JSON line (CliResult)
+// on stdout; the console goes to stderr.
+
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { createServer, type Server, type Socket } from 'node:net'
+
+import { childrenOf, cmdlineOf, GuestConsole, ip, listen, listLinks, ping, tapFdNumbers, tunFdCount, type LinkSummary } from './host'
+
+export interface CliConfig {
+  kernel: string
+  initrd: string
+  /** dist/cli.js */
+  cli: string
+  queues: number
+  smp: number
+  /** Bytes each way over TCP (0: none; the host still gates the guest). */
+  transferBytes: number
+  /** QEMU is killed after this long. */
+  timeoutMs: number
+  pings?: number
+  qemu?: string
+}
+
+export interface CliResult {
+  error?: string
+  /** vmtap's argv (after node). */
+  vmtapArgs: string[]
+  events: string[]
+  eventTimes: Record<string, number>
+  console: string
+  /** Sampled when the guest said READY. */
+  whileRunning?: {
+    /** vmtap's children: QEMU, and only QEMU. */
+    children: number
+    /** QEMU's argv (after the binary): the placeholders substituted. */
+    qemuArgs: string[]
+    /** The bridge's ports. */
+    ports: LinkSummary[]
+    /** QEMU's fd numbers attached to the port's tap. */
+    qemuTapFdNumbers: number[]
+    /** /dev/net/tun and /dev/vhost-net fds vmtap still holds. */
+    vmtapTunFds: number
+  }
+  guest: {
+    nic?: string
+    queues?: { rx: number; tx: number }
+    ping?: { sent: number; received: number }
+    rx?: { bytes: number; sha256: string }
+    tx?: { bytes: number; sha256: string }
+    done: boolean
+    fail?: string
+  }
+  host: {
+    ping?: { sent: number; received: number; output: string }
+    sent?: { bytes: number; sha256: string }
+    received?: { bytes: number; sha256: string }
+  }
+  /** How vmtap ended. */
+  exit?: { code: number | null; signal: string | null; timedOut: boolean; ms: number }
+  /** After vmtap exited: the namespace's links, and this process's tun fds. */
+  after?: { links: LinkSummary[]; ownTunFds: number }
+}
+
+export const BRIDGE = 'br0'
+const HOST_IP = '10.77.1.1'
+const GUEST_IP = '10.77.1.2'
+const PREFIX = 24
+const RX_PORT = 5001
+const TX_PORT = 5002
+export const CLI_MAC = '52:54:00:77:00:02'
+const STEP_MS = 45_000
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+export async function runCli(config: CliConfig): Promise<CliResult> {
+  const result: CliResult = { vmtapArgs: [], events: [], eventTimes: {}, console: '', guest: { done: false }, host: {} }
+  const pings = config.pings ?? 3
+  const servers: Server[] = []
+  const sockets = new Set<Socket>()
+  const track = (sock: Socket) => {
+    sockets.add(sock)
+    sock.on('close', () => sockets.delete(sock))
+    sock.on('error', () => {})
+  }
+  let con: GuestConsole | undefined
+  let killer: NodeJS.Timeout | undefined
+  let backstop: NodeJS.Timeout | undefined
+  let killOnExit: (() => void) | undefined
+  try {
+    // --- the host side, configured before the guest exists -------------------
+    ip('link', 'set', 'lo', 'up')
+    ip('link', 'add', BRIDGE, 'type', 'bridge')
+    ip('addr', 'add', `${HOST_IP}/${PREFIX}`, 'dev', BRIDGE)
+    ip('link', 'set', 'dev', BRIDGE, 'up')
+
+    const payload = randomBytes(config.transferBytes)
+    let releaseGate!: () => void
+    const gate = new Promise<void>((r) => (releaseGate = r))
+    const rx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
+      track(sock)
+      // The guest waits on this connection until the host's pings are done.
+      void gate.then(() => sock.end(payload, () => (result.host.sent = { bytes: payload.length, sha256: sha256(payload) })))
+    })
+    const tx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
+      track(sock)
+      const chunks: Buffer[] = []
+      sock.on('data', (b: Buffer) => chunks.push(b))
+      sock.on('end', () => {
+        const all = Buffer.concat(chunks)
+        result.host.received = { bytes: all.length, sha256: sha256(all) }
+        sock.end()
+      })
+    })
+    servers.push(rx, tx)
+    await Promise.all([listen(rx, RX_PORT, HOST_IP), listen(tx, TX_PORT, HOST_IP)])
+
+    // --- vmtap exec -- qemu ... ------------------------------------------------
+    const append = [
+      'console=ttyS0',
+      'quiet',
+      'panic=-1',
+      `vmtap.ip=${GUEST_IP}/${PREFIX}`,
+      `vmtap.host=${HOST_IP}`,
+      `vmtap.pings=${pings}`,
+      `vmtap.rxport=${RX_PORT}`,
+      `vmtap.txport=${config.transferBytes ? TX_PORT : 0}`,
+      `vmtap.txbytes=${config.transferBytes}`,
+    ].join(' ')
+    result.vmtapArgs = [
+      config.cli, 'exec', '--queues', String(config.queues), '--bridge', BRIDGE, '--up', '--',
+      config.qemu ?? 'qemu-system-x86_64',
+      '-accel', 'tcg',
+      '-nographic',
+      '-no-reboot',
+      '-m', '256',
+      '-smp', String(config.smp),
+      '-kernel', config.kernel,
+      '-initrd', config.initrd,
+      '-append', append,
+      '-netdev', '{netdev}',
+      '-device', `{device},mac=${CLI_MAC}`,
+    ]
+    const started = Date.now()
+    const vmtap = spawn(process.execPath, result.vmtapArgs, { stdio: ['pipe', 'pipe', 'pipe'] })
+    const qemuPids = () => (vmtap.pid === undefined ? [] : childrenOf(vmtap.pid))
+    let timedOut = false
+    const killAll = () => {
+      for (const pid of qemuPids()) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // gone
+        }
+      }
+      vmtap.kill('SIGKILL')
+    }
+    // A hung guest: SIGTERM to vmtap (which forwards it to QEMU), then SIGKILL to both.
+    killer = setTimeout(() => {
+      timedOut = true
+      vmtap.kill('SIGTERM')
+      backstop = setTimeout(killAll, 5000)
+    }, config.timeoutMs)
+    killOnExit = killAll
+    process.on('exit', killOnExit)
+    process.on('SIGTERM', () => process.exit(143))
+    con = new GuestConsole(vmtap.stdout, vmtap.stderr)
+    const exited = new Promise<void>((resolve, reject) => {
+      vmtap.once('error', reject)
+      vmtap.once('close', (code, signal) => {
+        result.exit = { code, signal, timedOut, ms: Date.now() - started }
+        resolve()
+      })
+    })
+    exited.catch(() => {})
+
+    try {
+      await con.waitFor('READY', STEP_MS)
+      const children = qemuPids()
+      const qemuPid = children[0]
+      const ports = listLinks().filter((l) => l.master === BRIDGE)
+      result.whileRunning = {
+        children: children.length,
+        qemuArgs: qemuPid ? cmdlineOf(qemuPid).slice(1) : [],
+        ports,
+        qemuTapFdNumbers: qemuPid && ports[0] ? tapFdNumbers(qemuPid, ports[0].ifname) : [],
+        vmtapTunFds: tunFdCount(vmtap.pid!),
+      }
+      // host -> guest, then let the guest go on.
+      result.host.ping = await ping(GUEST_IP, pings)
+      releaseGate()
+    } catch (e) {
+      // Do not wait for the guest's own deadlines.
+      killAll()
+      throw e
+    } finally {
+      await exited
+      vmtap.stdin.end()
+    }
+    result.after = { links: listLinks(), ownTunFds: tunFdCount() }
+  } catch (e) {
+    result.error = (e as Error).stack ?? String(e)
+  } finally {
+    clearTimeout(killer)
+    clearTimeout(backstop)
+    if (killOnExit) process.off('exit', killOnExit)
+    for (const sock of sockets) sock.destroy()
+    await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))))
+  }
+  if (con) {
+    result.console = con.text
+    result.events = con.lines
+    for (const e of con.events) result.eventTimes[e.name] ??= e.at
+    const kv = (name: string) => con!.get(name)?.kv
+    const pair = (k?: Record<string, string>) => k && { bytes: Number(k.bytes), sha256: k.sha256 }
+    result.guest = {
+      nic: con.get('NIC')?.rest,
+      queues: kv('QUEUES') && { rx: Number(kv('QUEUES')!.rx), tx: Number(kv('QUEUES')!.tx) },
+      ping: kv('GUEST_PING') && { sent: Number(kv('GUEST_PING')!.sent), received: Number(kv('GUEST_PING')!.received || 0) },
+      rx: pair(kv('RX')),
+      tx: pair(kv('TX')),
+      done: con.get('DONE') !== undefined,
+      fail: con.get('FAIL')?.rest,
+    }
+  }
+  return result
+}
+
+if (require.main === module) {
+  const config = JSON.parse(process.argv[2] ?? '{}') as CliConfig
+  runCli(config).then(
+    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
+    (e) => {
+      process.stdout.write(`${JSON.stringify({ error: (e as Error).stack ?? String(e) })}\n`)
+      process.exitCode = 1
+    },
+  )
+}

@@ -1,0 +1,250 @@
+// Host-side helpers of the end-to-end guest tests. The drivers that use them
+// (scenario.ts, cli-scenario.ts, hotplug-scenario.ts) run INSIDE a network
+// namespace (`ip netns exec NS node --import=tsx <driver> '<json config>'`), so
+// every device, address and packet they make stays in there.
+
+import { execFile, spawnSync } from 'node:child_process'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import type { Server } from 'node:net'
+import type { Readable } from 'node:stream'
+
+// ---------------------------------------------------------------------------
+// fds and links
+// ---------------------------------------------------------------------------
+
+/** The fds of `pid` (default: this process) as "N -> target" (the readdir's own fd excluded). */
+export function ownFds(pid: number | 'self' = 'self'): string[] {
+  const dir = `/proc/${pid}/fd`
+  const out: string[] = []
+  for (const fd of readdirSync(dir)) {
+    try {
+      const target = readlinkSync(`${dir}/${fd}`)
+      if (target !== `/proc/${process.pid}/fd`) out.push(`${fd} -> ${target}`)
+    } catch {
+      // the readdir's own fd, closed by now
+    }
+  }
+  return out
+}
+
+export const isTunFd = (entry: string) => /-> \/dev\/(net\/tun|vhost-net)$/.test(entry)
+
+/** /dev/net/tun and /dev/vhost-net fds `pid` holds (default: this process). */
+export function tunFdCount(pid: number | 'self' = 'self'): number {
+  return ownFds(pid).filter(isTunFd).length
+}
+
+export interface TunInfo {
+  numqueues?: number
+  numdisabled?: number
+  vnet_hdr?: boolean
+  multi_queue?: boolean
+}
+
+/** `ip -d -j link show dev IFNAME`'s tun info_data, or undefined when there is no such link. */
+export function linkInfo(ifname: string): TunInfo | undefined {
+  const r = spawnSync('ip', ['-d', '-j', 'link', 'show', 'dev', ifname], { encoding: 'utf8' })
+  if (r.status !== 0) return undefined
+  return JSON.parse(r.stdout)[0]?.linkinfo?.info_data ?? {}
+}
+
+/** The fd numbers of `pid` attached to tap `ifname` (fdinfo's `iff:` line), ascending. */
+export function tapFdNumbers(pid: number, ifname: string): number[] {
+  const out: number[] = []
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^iff:\s+(\S+)$/m)?.[1] === ifname) out.push(Number(fd))
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out.sort((a, b) => a - b)
+}
+
+/** How many fds of `pid` are attached to tap `ifname`. */
+export function tapFdsOf(pid: number, ifname: string): number {
+  return tapFdNumbers(pid, ifname).length
+}
+
+/** One link of `ip -d -j link show`, reduced to what the tests look at. */
+export interface LinkSummary {
+  ifname: string
+  /** linkinfo.info_kind: 'tun', 'bridge'...; undefined for lo. */
+  kind?: string
+  master?: string
+  up: boolean
+  tun?: TunInfo
+}
+
+/** Every link of this namespace (`ip -d -j link show`), or of another with `netns`. */
+export function listLinks(netns?: string): LinkSummary[] {
+  const r = spawnSync('ip', [...(netns ? ['-n', netns] : []), '-d', '-j', 'link', 'show'], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`ip link show: ${r.stderr.trim()}`)
+  return (JSON.parse(r.stdout) as { ifname: string; flags: string[]; master?: string; linkinfo?: { info_kind?: string; info_data?: TunInfo } }[]).map((l) => ({
+    ifname: l.ifname,
+    kind: l.linkinfo?.info_kind,
+    master: l.master,
+    up: l.flags.includes('UP'),
+    ...(l.linkinfo?.info_kind === 'tun' ? { tun: l.linkinfo.info_data ?? {} } : {}),
+  }))
+}
+
+export function ip(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.status}`}`)
+}
+
+// ---------------------------------------------------------------------------
+// processes
+// ---------------------------------------------------------------------------
+
+/** The children of `pid` (from /proc/N/stat; this kernel may lack /proc/N/task/N/children). */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = []
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8')
+      // pid (comm) state ppid ...: comm may contain spaces and parentheses
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === pid) out.push(Number(d))
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out
+}
+
+/** The argv of `pid`. */
+export function cmdlineOf(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1)
+}
+
+// ---------------------------------------------------------------------------
+// ping and TCP
+// ---------------------------------------------------------------------------
+
+export function parsePing(output: string): { sent: number; received: number } {
+  const m = output.match(/(\d+) packets transmitted, (\d+) (?:packets )?received/)
+  return m ? { sent: Number(m[1]), received: Number(m[2]) } : { sent: 0, received: 0 }
+}
+
+/** `busybox ping -c COUNT -W 10 ADDR` from this namespace. */
+export function ping(addr: string, count: number): Promise<{ sent: number; received: number; output: string }> {
+  return new Promise((resolve) => {
+    execFile('/bin/busybox', ['ping', '-c', String(count), '-W', '10', addr], { encoding: 'utf8' }, (_err, stdout, stderr) => {
+      const output = `${stdout}${stderr}`
+      resolve({ ...parsePing(output), output })
+    })
+  })
+}
+
+export function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+}
+
+// ---------------------------------------------------------------------------
+// The guest's console
+// ---------------------------------------------------------------------------
+
+/** One "VMTAP <NAME> <rest>" line of the guest (init.sh). */
+export interface GuestEvent {
+  name: string
+  rest: string
+  /** The key=value words of `rest`. */
+  kv: Record<string, string>
+  /** ms since the console was attached (≈ since QEMU started). */
+  at: number
+}
+
+/**
+ * Follows the guest's serial console (QEMU's stdout with -nographic): keeps
+ * the whole text, parses the "VMTAP <EVENT> ..." lines and lets the host wait
+ * for an event. A wait ends with the event, or fails when the guest reports
+ * FAIL, when the console ends (QEMU exited) or after its timeout.
+ */
+export class GuestConsole {
+  /** Everything QEMU wrote (stdout and stderr), for failure messages. */
+  text = ''
+  readonly events: GuestEvent[] = []
+  #buf = ''
+  #ended = false
+  #waiters = new Set<() => void>()
+  readonly #t0 = Date.now()
+
+  constructor(stdout: Readable, stderr?: Readable | null, echo: (s: string) => void = (s) => process.stderr.write(s)) {
+    stdout.setEncoding('utf8').on('data', (s: string) => {
+      this.text += s
+      echo(s)
+      this.#buf += s
+      let i
+      while ((i = this.#buf.indexOf('\n')) >= 0) {
+        this.#line(this.#buf.slice(0, i).replace(/\r$/, ''))
+        this.#buf = this.#buf.slice(i + 1)
+      }
+    })
+    stdout.once('end', () => {
+      if (this.#buf) this.#line(this.#buf)
+      this.#buf = ''
+      this.#ended = true
+      this.#notify()
+    })
+    stderr?.setEncoding('utf8').on('data', (s: string) => {
+      this.text += s
+      echo(s)
+    })
+  }
+
+  #line(line: string): void {
+    const m = line.match(/VMTAP (\w+)(?: (.*))?$/)
+    if (!m) return
+    const [, name, rest = ''] = m
+    const kv = Object.fromEntries([...rest.matchAll(/(\w+)=(\S*)/g)].map((x) => [x[1], x[2]]))
+    this.events.push({ name, rest, kv, at: Date.now() - this.#t0 })
+    this.#notify()
+  }
+
+  #notify(): void {
+    for (const w of [...this.#waiters]) w()
+  }
+
+  /** The first event named `name` seen so far. */
+  get(name: string): GuestEvent | undefined {
+    return this.events.find((e) => e.name === name)
+  }
+
+  /** The events as "NAME rest" lines. */
+  get lines(): string[] {
+    return this.events.map((e) => (e.rest ? `${e.name} ${e.rest}` : e.name))
+  }
+
+  /** Resolve with the first event named `name` (already seen or to come). */
+  waitFor(name: string, timeoutMs: number): Promise<GuestEvent> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const e = this.get(name)
+        const failed = this.get('FAIL')
+        if (e) done(null, e)
+        else if (failed) done(new Error(`the guest failed before ${name}: ${failed.rest}`))
+        else if (this.#ended) done(new Error(`the guest's console ended (QEMU exited) before ${name}; last events: ${this.lines.slice(-3).join(' | ')}`))
+      }
+      const timer = setTimeout(() => done(new Error(`no ${name} from the guest within ${timeoutMs} ms; last events: ${this.lines.slice(-3).join(' | ')}`)), timeoutMs)
+      const done = (err: Error | null, e?: GuestEvent) => {
+        clearTimeout(timer)
+        this.#waiters.delete(check)
+        if (err) reject(err)
+        else resolve(e!)
+      }
+      this.#waiters.add(check)
+      check()
+    })
+  }
+}
+
+/** The console text without terminal escapes, for logs. */
+export function plainConsole(text: string): string {
+  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+}

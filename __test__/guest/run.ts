@@ -1,0 +1,120 @@
+// The test-side half of the end-to-end guest tests: check QEMU, build the
+// guest, and run a host-side driver (cli-scenario.ts, hotplug-scenario.ts)
+// inside a fresh network namespace that is removed afterwards, with anything
+// still running in it.
+
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { buildGuest, repoRoot, type Guest } from './build'
+import { listLinks, type LinkSummary } from './host'
+
+export const QEMU = 'qemu-system-x86_64'
+
+/** QEMU must run: a missing one fails the test (never skips it). */
+export function requireQemu(): void {
+  const r = spawnSync(QEMU, ['--version'], { encoding: 'utf8' })
+  if (r.error || r.status !== 0) {
+    throw new Error(
+      `${QEMU} does not run (${r.error?.message ?? r.stderr.trim()}): the end-to-end test needs it; ` +
+        'install it with: apt-get install --no-install-recommends qemu-system-x86',
+    )
+  }
+}
+
+/** requireQemu(), then the guest (built once, cached in .cache/guest). */
+export function prepareGuest(): Guest {
+  requireQemu()
+  return buildGuest()
+}
+
+/**
+ * dist/ must be the build of the sources under test (the CLI test runs
+ * dist/cli.js): rebuild the TypeScript when a source is newer, as
+ * cli.spec.ts does.
+ */
+export function ensureDistBuilt(): string {
+  const cli = join(repoRoot, 'dist', 'cli.js')
+  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repoRoot, 'lib')).map((f) => join('lib', f))].map((f) => join(repoRoot, f))
+  const built = existsSync(cli) ? statSync(cli).mtimeMs : 0
+  if (sources.some((f) => statSync(f).mtimeMs > built)) {
+    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repoRoot, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}${r.stderr}`)
+  }
+  return cli
+}
+
+function ipNetns(...args: string[]): string {
+  const r = spawnSync('ip', ['netns', ...args], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`ip netns ${args.join(' ')}: ${r.stderr.trim() || r.error?.message}`)
+  return r.stdout
+}
+
+export interface DriverOutcome<R> {
+  /** The driver's last stdout line, parsed. */
+  result: R
+  /** The driver's stderr (the guest console as it came, and any crash). */
+  stderr: string
+  netns: string
+  /** The driver's exit status. */
+  code: number | null
+  /** Wall time of the driver, ms. */
+  ms: number
+  /** The namespace's links once the driver had exited (before it was deleted). */
+  linksAfter: LinkSummary[]
+  /** Processes still in the namespace once the driver had exited (killed then). */
+  leftoverPids: number[]
+}
+
+/**
+ * Run `driver` (a file under __test__/guest) with `config` as its JSON
+ * argument inside a fresh namespace `vmtap-<tag>-<pid>`; kill it after
+ * `guardMs` if it has not finished (the driver's own QEMU timeout comes
+ * first). Whatever still runs in the namespace afterwards is killed and
+ * the namespace deleted.
+ */
+export async function runDriver<R>(tag: string, driver: string, config: unknown, guardMs: number): Promise<DriverOutcome<R>> {
+  const netns = `vmtap-${tag}-${process.pid}`
+  ipNetns('add', netns)
+  try {
+    const t0 = Date.now()
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', netns, process.execPath, '--import=tsx', join(__dirname, driver), JSON.stringify(config)],
+      // No tsx cache: its asynchronous cache writes would show up in the fd lists.
+      { cwd: repoRoot, env: { ...process.env, TSX_DISABLE_CACHE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+    const guard = setTimeout(() => child.kill('SIGKILL'), guardMs)
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', resolve)
+    })
+    clearTimeout(guard)
+    const ms = Date.now() - t0
+    const leftoverPids = ipNetns('pids', netns).split(/\s+/).filter(Boolean).map(Number)
+    const linksAfter = listLinks(netns)
+    const last = stdout.trim().split('\n').at(-1) ?? ''
+    let result: R
+    try {
+      result = JSON.parse(last) as R
+    } catch {
+      throw new Error(`${driver} exited with ${code} without a result\n--- stdout\n${stdout}\n--- stderr\n${stderr}`)
+    }
+    return { result, stderr, netns, code, ms, linksAfter, leftoverPids }
+  } finally {
+    // Anything still running in the namespace is ours (the driver, vmtap, QEMU).
+    for (const pid of ipNetns('pids', netns).split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+    ipNetns('del', netns)
+  }
+}
