@@ -178,11 +178,12 @@ test('kernel refusals are TapErrors: not a socket, peer gone, bad fd to send', a
 })
 
 /** A fake QEMU monitor: greeting, capabilities, getfd with fds, netdev/device commands, events. */
-async function fakeQemu(t: { log: (...a: unknown[]) => void }) {
+async function fakeQemu(t: { log: (...a: unknown[]) => void }, opts: { deferListen?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vmtap-qmp-'))
   const path = join(dir, 'qmp.sock')
   const log: { cmd: string; args?: Record<string, unknown>; fds: number[] }[] = []
   const held = new Map<string, number>()
+  let stale: string | null = null
   const srv = createServer({ pauseOnConnect: true }, async (s) => {
     s.write('{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}\r\n')
     let buf = ''
@@ -196,6 +197,19 @@ async function fakeQemu(t: { log: (...a: unknown[]) => void }) {
         buf = buf.slice(nl + 1)
         log.push({ cmd: req.execute, args: req.arguments, fds: m.fds })
         const reply = (o: object) => s.write(`${JSON.stringify({ ...o, id: req.id })}\r\n`)
+        // A slow command is answered only when the next one arrives, after the client gave up on it.
+        if (stale) {
+          s.write(stale)
+          stale = null
+        }
+        if (req.execute === 'slow-command') {
+          stale = `${JSON.stringify({ return: { answer: 'slow-command' }, id: req.id })}\r\n`
+          continue
+        }
+        if (req.execute === 'query-name') {
+          reply({ return: { answer: 'query-name' } })
+          continue
+        }
         if (req.execute === 'getfd') {
           held.set(req.arguments.fdname, m.fds[0])
           reply({ return: {} })
@@ -223,9 +237,11 @@ async function fakeQemu(t: { log: (...a: unknown[]) => void }) {
     }
     s.destroy()
   })
-  await new Promise<void>((r) => srv.listen(path, r))
+  const listen = () => new Promise<void>((r) => srv.listen(path, r))
+  if (!opts.deferListen) await listen()
   return {
     path,
+    listen,
     log,
     held,
     close() {
@@ -277,4 +293,31 @@ rootTest('a QMP error is a typed QmpError and hotplugNic undoes what it did', as
     tap.close()
     q.close()
   }
+})
+
+test('a reply that comes after its command timed out is never taken for the next command', async (t) => {
+  const q = await fakeQemu(t)
+  const qmp = await connectQmp(q.path, { timeoutMs: 300 })
+  try {
+    const e = (await t.throwsAsync(qmp.execute('slow-command'))) as NodeJS.ErrnoException
+    t.is(e.code, 'ETIMEDOUT')
+    t.deepEqual(await qmp.execute('query-name'), { answer: 'query-name' })
+  } finally {
+    qmp.close()
+    q.close()
+  }
+})
+
+test('connectQmp waits for a socket QEMU has not created yet', async (t) => {
+  const q = await fakeQemu(t, { deferListen: true })
+  const connecting = connectQmp(q.path, { timeoutMs: 10000 })
+  await q.listen()
+  const qmp = await connecting
+  try {
+    t.deepEqual(await qmp.execute('query-name'), { answer: 'query-name' })
+  } finally {
+    qmp.close()
+    q.close()
+  }
+  await t.throwsAsync(connectQmp('/nonexistent/qmp.sock', { timeoutMs: 200 }), { code: 'ENOENT' })
 })

@@ -41,8 +41,32 @@ export interface QmpEvent {
 export type SendFdsFn = (socket: Socket, data: Buffer, fds: readonly number[]) => Promise<number>
 
 export interface QmpConnectOptions {
-  /** How long to wait for the greeting and each reply. Default 30000 ms. */
+  /**
+   * How long to wait for each reply, and for the socket: while QEMU has not
+   * created it yet (ENOENT) or is not listening (ECONNREFUSED), connecting is
+   * retried until this much time has passed. Default 30000 ms.
+   */
   timeoutMs?: number
+}
+
+/** Connect to a Unix socket, retrying while it does not exist or refuses, until the deadline. */
+async function connectWithRetry(path: string, deadline: number): Promise<Socket> {
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const s = netConnect({ path })
+        s.once('connect', () => {
+          s.off('error', reject)
+          resolve(s)
+        })
+        s.once('error', reject)
+      })
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() >= deadline) throw e
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))))
+    }
+  }
 }
 
 function qmpError(message: string, code = 'ERR_VMTAP_QMP_PROTOCOL'): Error & { code: string } {
@@ -59,9 +83,8 @@ export class QmpClient extends EventEmitter {
   #sendFds: SendFdsFn
   #timeoutMs: number
   #buffer = ''
-  #pending: { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string } | null = null
+  #pending: { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string; id: number } | null = null
   #queue: Promise<unknown> = Promise.resolve()
-  #events: QmpEvent[] = []
   #closed = false
   #nextId = 1
 
@@ -84,7 +107,7 @@ export class QmpClient extends EventEmitter {
     let socket: Socket
     if (typeof path === 'string') {
       if (path === '' || path.includes('\0')) throw invalidValue('path', 'must be a Unix socket path', path)
-      socket = netConnect({ path })
+      socket = await connectWithRetry(path, Date.now() + timeoutMs)
     } else if (path !== null && typeof path === 'object' && typeof (path as Socket).write === 'function') {
       socket = path
     } else {
@@ -138,12 +161,13 @@ export class QmpClient extends EventEmitter {
         continue
       }
       if (typeof msg.event === 'string') {
-        this.#events.push(msg as unknown as QmpEvent)
         this.emit('event', msg)
         continue
       }
       const p = this.#pending
-      if (!p) continue
+      // A reply to a command that timed out (or to nobody) is dropped: it
+      // must never be taken for the answer to the command now waiting.
+      if (!p || msg.id !== p.id) continue
       this.#pending = null
       if (msg.error && typeof msg.error === 'object') {
         const err = msg.error as { class?: string; desc?: string }
@@ -174,14 +198,16 @@ export class QmpClient extends EventEmitter {
     if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]*$/i.test(command)) throw invalidValue('command', 'must be a QMP command name', command)
     const run = async (): Promise<T> => {
       if (this.#closed) throw qmpError('the QMP connection is closed', 'ERR_VMTAP_QMP_CLOSED')
-      const line = Buffer.from(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id: this.#nextId++ })}\r\n`)
+      const id = this.#nextId++
+      const line = Buffer.from(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\r\n`)
       const reply = new Promise<T>((resolve, reject) => {
         const timer = setTimeout(() => {
-          if (this.#pending?.command === command) this.#pending = null
+          if (this.#pending?.id === id) this.#pending = null
           reject(qmpError(`QMP ${command}: no reply within ${this.#timeoutMs} ms`, 'ETIMEDOUT'))
         }, this.#timeoutMs)
         this.#pending = {
           command,
+          id,
           resolve: (v) => {
             clearTimeout(timer)
             resolve(v as T)
@@ -205,21 +231,14 @@ export class QmpClient extends EventEmitter {
   }
 
   /**
-   * Resolve with the first event named `name` (matching `filter`) seen
-   * since the client connected and not consumed before, waiting up to
-   * `timeoutMs` for it.
+   * Resolve with the next event named `name` (matching `filter`) that
+   * arrives from now on, waiting up to `timeoutMs`. Call it before the
+   * command that causes the event. Events nobody waits for are not kept.
    */
   waitForEvent(name: string, filter: (e: QmpEvent) => boolean = () => true, timeoutMs = this.#timeoutMs): Promise<QmpEvent> {
-    const take = () => {
-      const i = this.#events.findIndex((e) => e.event === name && filter(e))
-      return i < 0 ? undefined : this.#events.splice(i, 1)[0]
-    }
-    const seen = take()
-    if (seen) return Promise.resolve(seen)
     return new Promise((resolve, reject) => {
-      const onEvent = () => {
-        const e = take()
-        if (!e) return
+      const onEvent = (e: QmpEvent) => {
+        if (e.event !== name || !filter(e)) return
         cleanup()
         resolve(e)
       }
