@@ -1,0 +1,511 @@
+#!/usr/bin/env node
+// vmtap's benchmark (issue 7): `npm run bench` = `node bench/run.mjs`.
+//
+// Runs everything inside a network namespace of its own (it re-executes
+// itself under `unshare -n`), so no device it makes is visible on the host,
+// and sends no traffic. Compares, in one run:
+//   1. open of 1/4/64/256 queues (vnet_hdr): vmtap openTap() vs the C floor
+//      (bench/tapref.c: the same syscalls, nothing else) vs Ganeti's Python
+//      way (bench/ganeti_ref.py);
+//   2. sync close of one device;
+//   3. teardown of 64 devices: closeAll (several maxThreads), closeAsync on
+//      the libuv pool, sync close in a loop, C sequential, C one pthread per
+//      device, Python sequential; with the event-loop time blocked;
+//   4. require('vmtap') in fresh processes vs require('node:fs').
+// Prints the table and writes it into BENCHMARKS.md (between the markers;
+// the text outside them is kept).
+//
+// Options: --quick (few runs, for trying it out; writes nothing unless
+// --write), --no-write (print only).
+
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { cpus, loadavg, release, tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { fmtMs, fmtRatio, nowMs, RefProcess, sleep, startProbe, STALL_GAP_MS, summarize } from './lib.mjs'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+const ROOT = resolve(HERE, '..')
+const argv = process.argv.slice(2)
+const QUICK = argv.includes('--quick')
+const WRITE = argv.includes('--write') || (!QUICK && !argv.includes('--no-write'))
+const NS_ENV = 'VMTAP_BENCH_NETNS'
+
+// ---------------------------------------------------------------------------
+// Outside: re-execute inside a fresh network namespace.
+// ---------------------------------------------------------------------------
+
+if (process.env[NS_ENV] !== '1') {
+  if (process.platform !== 'linux') {
+    console.error('bench: TAP devices are Linux only')
+    process.exit(1)
+  }
+  if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
+    console.error('bench: dist/index.js is missing: run `npm run build` first')
+    process.exit(1)
+  }
+  const root = process.getuid?.() === 0
+  // As root a plain new network namespace; otherwise a user namespace too
+  // (root inside it owns the new network namespace, so it may create TAP
+  // devices when /dev/net/tun is 0666 and unprivileged user namespaces are
+  // allowed).
+  const unshareArgs = [...(root ? [] : ['-r']), '-n', '--', process.execPath, fileURLToPath(import.meta.url), ...argv]
+  const t0 = Date.now()
+  const r = spawnSync('unshare', unshareArgs, { stdio: 'inherit', env: { ...process.env, [NS_ENV]: '1' } })
+  if (r.error) {
+    console.error(`bench: cannot run unshare (util-linux): ${r.error.message}; the benchmark creates TAP devices only inside a network namespace of its own`)
+    process.exit(1)
+  }
+  if (r.status !== 0) {
+    if (!root) console.error('bench: run it as root (it needs CAP_NET_ADMIN in a network namespace of its own)')
+    process.exit(r.status ?? 1)
+  }
+  console.log(`\nbench: finished in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  process.exit(0)
+}
+
+// ---------------------------------------------------------------------------
+// Inside the namespace.
+// ---------------------------------------------------------------------------
+
+// /proc/self/net is this process's namespace (/sys/class/net may show the host's).
+const links = readFileSync('/proc/self/net/dev', 'utf8')
+  .split('\n')
+  .slice(2)
+  .map((l) => l.split(':')[0].trim())
+  .filter(Boolean)
+if (links.some((l) => l !== 'lo')) {
+  console.error(`bench: expected a fresh network namespace with only lo, found ${links.join(', ')}`)
+  process.exit(1)
+}
+
+const requireHere = createRequire(import.meta.url)
+const vmtap = requireHere(join(ROOT, 'dist', 'index.js'))
+const { openTap, closeAll } = vmtap
+try {
+  openTap({ queues: 2, vnetHdr: true }).close()
+} catch (e) {
+  console.error(`bench: cannot open a multi-queue vnet_hdr TAP device here: ${e.message}`)
+  process.exit(1)
+}
+
+const R = QUICK
+  ? { open: 5, open256: 3, batch: 2, close1: 5, seq: 1, pySeq: 1, par: 3, threads: 2, req: 5 }
+  : { open: 61, open256: 31, batch: 7, close1: 31, seq: 5, pySeq: 3, par: 21, threads: 11, req: 41 }
+const WARMUP = QUICK ? 1 : 3
+const QUEUES = [1, 4, 64, 256]
+const DEVICES = 64
+
+const rows = [] // { section, impl, stats, ratio, baseline, note }
+const load0 = loadavg()
+const notes = []
+const log = (s) => process.stderr.write(`${s}\n`)
+
+// --- reference programs ----------------------------------------------------
+
+const work = mkdtempSync(join(tmpdir(), 'vmtap-bench-'))
+let cc = null
+let ccVersion = null
+{
+  const src = join(HERE, 'tapref.c')
+  const bin = join(work, 'tapref')
+  const compiler = process.env.CC || 'cc'
+  const r = spawnSync(compiler, ['-O2', '-pthread', '-o', bin, src], { encoding: 'utf8' })
+  if (r.error) {
+    notes.push(`No C compiler (\`${compiler}\`) on this machine: the C floor rows are skipped, and so are the targets measured against them.`)
+    log(`bench: ${notes.at(-1)}`)
+  } else if (r.status !== 0) {
+    notes.push(`\`${compiler}\` failed to build bench/tapref.c, the C rows are skipped:\n\n\`\`\`\n${r.stderr.trim()}\n\`\`\``)
+    log(`bench: ${notes.at(-1)}`)
+  } else {
+    cc = new RefProcess('tapref (C)', bin, [])
+    ccVersion = (spawnSync(compiler, ['--version'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0]
+  }
+}
+let py = null
+let pyVersion = null
+{
+  const r = spawnSync('python3', ['--version'], { encoding: 'utf8' })
+  if (r.error || r.status !== 0) {
+    notes.push('No `python3`: the Ganeti-style Python rows are skipped.')
+    log(`bench: ${notes.at(-1)}`)
+  } else {
+    pyVersion = (r.stdout || r.stderr).trim()
+    py = new RefProcess('ganeti_ref.py', 'python3', [join(HERE, 'ganeti_ref.py')])
+  }
+}
+
+/** Run `fns` (label → async () => sample) `runs` times, rotating their order each round. */
+async function interleave(fns, runs, warmup = WARMUP) {
+  const labels = Object.keys(fns)
+  const samples = Object.fromEntries(labels.map((l) => [l, []]))
+  const total = warmup + runs
+  for (let i = 0; i < total; i++) {
+    const order = labels.map((_, k) => labels[(k + i) % labels.length])
+    for (const l of order) {
+      const v = await fns[l]()
+      if (i >= warmup) samples[l].push(v)
+    }
+  }
+  return samples
+}
+
+function add(row) {
+  rows.push(row)
+  return row
+}
+
+// --- 1. open ---------------------------------------------------------------
+
+const openResults = {}
+for (const q of QUEUES) {
+  log(`bench: open, ${q} queue(s)`)
+  const fns = {
+    vmtap: async () => {
+      const t0 = process.hrtime.bigint()
+      const tap = openTap({ queues: q, vnetHdr: true })
+      const t1 = process.hrtime.bigint()
+      await closeAll([tap]) // not timed
+      return Number(t1 - t0) / 1e6
+    },
+  }
+  if (cc) {
+    fns.c = async () => {
+      const ms = await cc.ms(`open ${q}`)
+      await cc.request('close') // not timed
+      return ms
+    }
+  }
+  if (py) {
+    fns.py = async () => {
+      const ms = await py.ms(`open ${q}`)
+      await py.request('close')
+      return ms
+    }
+  }
+  const s = await interleave(fns, q === 256 ? R.open256 : R.open)
+  const vm = summarize(s.vmtap)
+  const c = cc ? summarize(s.c) : null
+  const p = py ? summarize(s.py) : null
+  openResults[q] = { vm, c, p }
+  const section = `Open one device, ${q} queue${q > 1 ? 's' : ''}, vnet_hdr`
+  add({ section, impl: 'vmtap `openTap({ queues, vnetHdr: true })`', stats: vm, ratio: c && vm.median / c.median, baseline: 'C floor' })
+  add({ section, impl: 'C floor (same syscalls)', stats: c, note: c ? 'baseline' : 'skipped: no cc' })
+  add({ section, impl: 'Python, Ganeti `OpenTap`', stats: p, ratio: c && p && p.median / c.median, baseline: 'C floor', note: p ? '' : 'skipped: no python3' })
+}
+add({
+  section: 'Open, the DIY Node way',
+  impl: '`fs.openSync("/dev/net/tun", "r+")` + ioctl',
+  stats: null,
+  note: 'not possible in pure Node: it has no ioctl(2), so TUNGETFEATURES/TUNSETIFF need a native addon (e.g. the `ioctl` package, compiled on install); not measured rather than faked',
+})
+
+// --- 1b. open, back to back (informational) ---------------------------------
+// The same open, BATCH devices in a row with no teardown (and no sleep) in
+// between: a warm CPU. Separates vmtap's fixed cost from the cold-CPU effect
+// of the isolated measurement above (see BENCHMARKS.md).
+
+const BATCH = 16
+const batchResults = {}
+if (cc) {
+  for (const q of [1, 4, 64]) {
+    log(`bench: open back to back, ${q} queue(s)`)
+    const fns = {
+      vmtap: async () => {
+        const devs = []
+        const t = []
+        for (let i = 0; i < BATCH; i++) {
+          const t0 = process.hrtime.bigint()
+          devs.push(openTap({ queues: q, vnetHdr: true }))
+          t.push(Number(process.hrtime.bigint() - t0) / 1e6)
+        }
+        await closeAll(devs)
+        return t.slice(1) // the first of a batch follows the teardown: not warm
+      },
+      c: async () => {
+        const line = await cc.request(`batch ${q} ${BATCH}`)
+        await cc.request('closethreads')
+        return line.split(' ').slice(1).map((x) => Number(x) / 1e6)
+      },
+    }
+    const s = await interleave(fns, R.batch, 1)
+    const vm = summarize(s.vmtap.flat())
+    const c = summarize(s.c.flat())
+    batchResults[q] = { vm, c }
+    const section = `Open back to back (${BATCH} devices in a row, warm CPU), ${q} queue${q > 1 ? 's' : ''} — informational`
+    add({ section, impl: 'vmtap `openTap()`', stats: vm, ratio: vm.median / c.median, baseline: 'C floor', note: `+${fmtMs(vm.median - c.median)} ms per open` })
+    add({ section, impl: 'C floor', stats: c, note: 'baseline' })
+  }
+}
+
+// --- 2. close of one device ------------------------------------------------
+
+{
+  log('bench: close of one device')
+  const fns = {
+    vmtap: async () => {
+      const tap = openTap({ vnetHdr: true })
+      const t0 = process.hrtime.bigint()
+      tap.close()
+      return Number(process.hrtime.bigint() - t0) / 1e6
+    },
+  }
+  if (cc) {
+    fns.c = async () => {
+      await cc.request('open 1')
+      return cc.ms('close')
+    }
+  }
+  if (py) {
+    fns.py = async () => {
+      await py.request('open 1')
+      return py.ms('close')
+    }
+  }
+  const s = await interleave(fns, R.close1)
+  const vm = summarize(s.vmtap)
+  const c = cc ? summarize(s.c) : null
+  const p = py ? summarize(s.py) : null
+  const section = 'Close one device (1 queue), sync'
+  add({ section, impl: 'vmtap `tap.close()`', stats: vm, ratio: c && vm.median / c.median, baseline: 'C close()' })
+  add({ section, impl: 'C `close()`', stats: c, note: c ? 'baseline' : 'skipped: no cc' })
+  add({ section, impl: 'Python `os.close()`', stats: p, ratio: c && p && p.median / c.median, baseline: 'C close()', note: p ? '' : 'skipped: no python3' })
+}
+
+// --- 3. teardown of 64 devices ----------------------------------------------
+
+const teardown = {}
+{
+  log(`bench: teardown of ${DEVICES} devices`)
+  const openMany = () => Array.from({ length: DEVICES }, () => openTap({ vnetHdr: true }))
+
+  /** Time an async teardown of 64 fresh vmtap devices with the event-loop probe running. */
+  const probed = (start) => async () => {
+    const devs = openMany()
+    await sleep(5)
+    const stop = startProbe()
+    // Let the probe and monitorEventLoopDelay tick first: the histogram
+    // records nothing for a stall that starts before its first tick.
+    await sleep(5)
+    const t0 = nowMs()
+    const p = start(devs)
+    const callMs = nowMs() - t0
+    await p
+    const ms = nowMs() - t0
+    await sleep(3) // let the probe's timer and the histogram see a stall that ended just now
+    const pr = stop()
+    return { ms, callMs, ...pr }
+  }
+  const variants = {
+    closeAll: { runs: R.par, fn: probed((d) => closeAll(d)) },
+    closeAll8: { runs: R.threads, fn: probed((d) => closeAll(d, { maxThreads: 8 })) },
+    closeAll32: { runs: R.threads, fn: probed((d) => closeAll(d, { maxThreads: 32 })) },
+    closeAll64: { runs: R.threads, fn: probed((d) => closeAll(d, { maxThreads: 64 })) },
+    closeAsync: { runs: R.threads, fn: probed((d) => Promise.all(d.map((x) => x.closeAsync()))) },
+    syncLoop: {
+      runs: R.seq,
+      fn: probed((d) => {
+        for (const x of d) x.close()
+        return Promise.resolve()
+      }),
+    },
+    idle: {
+      runs: R.par,
+      fn: async () => {
+        const stop = startProbe()
+        await sleep(5)
+        const t0 = nowMs()
+        await sleep(60)
+        return { ms: nowMs() - t0, callMs: 0, ...stop() }
+      },
+    },
+  }
+  if (cc) {
+    variants.cSeq = {
+      runs: R.seq,
+      fn: async () => {
+        await cc.request(`openmany ${DEVICES}`)
+        await sleep(5)
+        return { ms: await cc.ms('closeseq') }
+      },
+    }
+    variants.cThreads = {
+      runs: R.par,
+      fn: async () => {
+        await cc.request(`openmany ${DEVICES}`)
+        await sleep(5)
+        return { ms: await cc.ms('closethreads') }
+      },
+    }
+  }
+  if (py) {
+    variants.pySeq = {
+      runs: R.pySeq,
+      fn: async () => {
+        await py.request(`openmany ${DEVICES}`)
+        await sleep(5)
+        return { ms: await py.ms('closeseq') }
+      },
+    }
+  }
+  // Warm-up: one of each cheap variant.
+  for (const k of ['closeAll', 'closeAsync', 'idle', 'cThreads']) if (variants[k]) await variants[k].fn()
+  const keys = Object.keys(variants)
+  const samples = Object.fromEntries(keys.map((k) => [k, []]))
+  const rounds = Math.max(...keys.map((k) => variants[k].runs))
+  for (let i = 0; i < rounds; i++) {
+    const order = keys.map((_, j) => keys[(j + i) % keys.length]).filter((k) => variants[k].runs > i)
+    for (const k of order) {
+      samples[k].push(await variants[k].fn())
+      await sleep(20) // let the kernel's deferred work of the last teardown settle
+    }
+    log(`bench:   round ${i + 1}/${rounds}`)
+  }
+  for (const k of keys) {
+    const s = samples[k]
+    teardown[k] = {
+      time: summarize(s.map((x) => x.ms)),
+      blocked: s[0]?.blockedMs === undefined ? null : summarize(s.map((x) => x.blockedMs)),
+      maxStall: s[0]?.maxStallMs === undefined ? null : summarize(s.map((x) => x.maxStallMs)),
+      histMax: s[0]?.histMaxMs === undefined ? null : summarize(s.map((x) => x.histMaxMs)),
+      call: s[0]?.callMs === undefined ? null : summarize(s.map((x) => x.callMs)),
+    }
+  }
+  const t = teardown
+  const cT = t.cThreads?.time
+  const section = `Teardown of ${DEVICES} devices (1 queue each)`
+  const blockedNote = (k) => {
+    const b = t[k].blocked
+    return `loop blocked ${fmtMs(b.median)} ms [${fmtMs(b.min)}–${fmtMs(b.max)}]; longest stall ${fmtMs(t[k].maxStall.median)} ms (monitorEventLoopDelay max ${fmtMs(t[k].histMax.median)} ms); the call itself returned after ${fmtMs(t[k].call.median)} ms`
+  }
+  add({ section, impl: 'vmtap `await closeAll(devices)` (maxThreads 128, default)', stats: t.closeAll.time, ratio: cT && t.closeAll.time.median / cT.median, baseline: 'C thread per device', note: blockedNote('closeAll') })
+  for (const n of [8, 32, 64]) {
+    const k = `closeAll${n}`
+    add({ section, impl: `vmtap \`closeAll(devices, { maxThreads: ${n} })\``, stats: t[k].time, ratio: cT && t[k].time.median / cT.median, baseline: 'C thread per device', note: blockedNote(k) })
+  }
+  add({ section, impl: 'vmtap `Promise.all(devices.map(d => d.closeAsync()))` (libuv pool, 4 threads)', stats: t.closeAsync.time, ratio: cT && t.closeAsync.time.median / cT.median, baseline: 'C thread per device', note: blockedNote('closeAsync') })
+  add({ section, impl: 'vmtap `for (d of devices) d.close()` (sync)', stats: t.syncLoop.time, ratio: cT && t.syncLoop.time.median / cT.median, baseline: 'C thread per device', note: blockedNote('syncLoop') })
+  add({ section, impl: 'C, one pthread per device', stats: cT ?? null, note: cT ? 'baseline' : 'skipped: no cc' })
+  add({ section, impl: 'C, sequential `close()`', stats: t.cSeq?.time ?? null, ratio: cT && t.cSeq && t.cSeq.time.median / cT.median, baseline: 'C thread per device', note: cT ? '' : 'skipped: no cc' })
+  add({ section, impl: 'Python, sequential `os.close()` (Ganeti)', stats: t.pySeq?.time ?? null, ratio: cT && t.pySeq && t.pySeq.time.median / cT.median, baseline: 'C thread per device', note: t.pySeq ? '' : 'skipped: no python3' })
+  add({ section, impl: 'the probe on an idle loop (60 ms sleep)', stats: null, note: `loop blocked ${fmtMs(t.idle.blocked.median)} ms [${fmtMs(t.idle.blocked.min)}–${fmtMs(t.idle.blocked.max)}]; longest stall ${fmtMs(t.idle.maxStall.median)} ms (monitorEventLoopDelay max ${fmtMs(t.idle.histMax.median)} ms): the probe's floor on this machine` })
+}
+
+await cc?.quit()
+await py?.quit()
+
+// --- 4. require time --------------------------------------------------------
+
+const req = {}
+{
+  log('bench: require time')
+  const script = (what) =>
+    `const t0=process.hrtime.bigint();${what};const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`
+  const scripts = {
+    vmtap: script("require('vmtap')"),
+    fs: script("require('node:fs')"),
+    native: `const v=require('vmtap');const t0=process.hrtime.bigint();v.native();const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`,
+  }
+  const run = (k) => async () => Number(execFileSync(process.execPath, ['-e', scripts[k]], { cwd: ROOT, encoding: 'utf8' }))
+  const s = await interleave({ vmtap: run('vmtap'), fs: run('fs'), native: run('native') }, R.req, 2)
+  for (const k of Object.keys(s)) req[k] = summarize(s[k])
+  const section = "`require()` in a fresh `node -e` process (the call itself, process.hrtime around it)"
+  add({ section, impl: "`require('vmtap')`", stats: req.vmtap, note: `${fmtMs(req.vmtap.median - req.fs.median)} ms more than the baseline` })
+  add({ section, impl: "`require('node:fs')` (baseline)", stats: req.fs, note: 'baseline' })
+  add({ section, impl: "first `native()` after `require('vmtap')` (loads the .node addon)", stats: req.native, note: 'paid on the first openTap/probe call, not by require' })
+}
+
+rmSync(work, { recursive: true, force: true })
+
+// --- targets ------------------------------------------------------------------
+
+const targets = []
+const target = (name, measured, limit, ok) => targets.push({ name, measured, limit, result: ok === null ? 'SKIP' : ok ? 'PASS' : 'MISS' })
+for (const q of QUEUES) {
+  const { vm, c } = openResults[q]
+  const r = c ? vm.median / c.median : null
+  target(`sync open, ${q} queue${q > 1 ? 's' : ''}: vmtap / C floor`, c ? `${fmtRatio(r)} (${fmtMs(vm.median)} vs ${fmtMs(c.median)} ms)` : 'no C floor', '≤ 1.10×', c ? r <= 1.1 : null)
+}
+{
+  const t = teardown
+  const cT = t.cThreads?.time
+  const r = cT ? t.closeAll.time.median / cT.median : null
+  target(`closeAll(${DEVICES}) / C one thread per device`, cT ? `${fmtRatio(r)} (${fmtMs(t.closeAll.time.median)} vs ${fmtMs(cT.median)} ms)` : 'no C floor', '≤ 1.25×', cT ? r <= 1.25 : null)
+  const speedup = t.syncLoop.time.median / t.closeAll.time.median
+  target(`closeAll(${DEVICES}) vs sequential sync close: speed-up`, `${fmtRatio(speedup)} (${fmtMs(t.syncLoop.time.median)} vs ${fmtMs(t.closeAll.time.median)} ms)`, '≥ 10×', speedup >= 10)
+  const b = t.closeAll.blocked
+  target(
+    `event loop blocked during closeAll(${DEVICES}) (median of ${b.n} teardowns)`,
+    `${fmtMs(b.median)} ms (max ${fmtMs(b.max)}); an idle loop in this run: ${fmtMs(t.idle.blocked.median)} ms (max ${fmtMs(t.idle.blocked.max)})`,
+    '≤ 2 ms',
+    b.median <= 2,
+  )
+  target("require('vmtap') (median)", `${fmtMs(req.vmtap.median)} ms (baseline require('node:fs') ${fmtMs(req.fs.median)} ms)`, '≤ 5 ms', req.vmtap.median <= 5)
+}
+
+// --- output -------------------------------------------------------------------
+
+function table() {
+  const out = []
+  let section = null
+  out.push('| operation | implementation | median ms | min ms | max ms | runs | ratio (baseline) | notes |')
+  out.push('|---|---|--:|--:|--:|--:|---|---|')
+  for (const r of rows) {
+    const op = r.section === section ? '' : r.section
+    section = r.section
+    const s = r.stats
+    const ratio = r.ratio === null || r.ratio === undefined || r.ratio === 0 ? '' : `${fmtRatio(r.ratio)} (${r.baseline})`
+    out.push(`| ${op} | ${r.impl} | ${s ? fmtMs(s.median) : '—'} | ${s ? fmtMs(s.min) : '—'} | ${s ? fmtMs(s.max) : '—'} | ${s ? s.n : '—'} | ${ratio} | ${r.note ?? ''} |`)
+  }
+  return out.join('\n')
+}
+
+function targetTable() {
+  const out = ['| target | measured | limit | result |', '|---|---|---|---|']
+  for (const t of targets) out.push(`| ${t.name} | ${t.measured} | ${t.limit} | **${t.result}** |`)
+  return out.join('\n')
+}
+
+const cpuModel = cpus()[0]?.model ?? 'unknown CPU'
+const env = [
+  `- command: \`npm run bench\` (= \`node bench/run.mjs\`; as root; it re-executes itself under \`unshare -n\`)${QUICK ? ' — **--quick run: few samples, not for comparison**' : ''}`,
+  `- date: ${new Date().toISOString()}`,
+  `- machine: ${cpus().length} cores (${cpuModel}), Linux ${release()}, Node ${process.version}`,
+  `- load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(' / ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' / ')} (other work on the machine inflates and spreads the figures; the ratios compare runs interleaved in time)`,
+  `- references: ${ccVersion ? `C built with \`${ccVersion}\` (-O2)` : 'no C compiler'}; ${pyVersion ?? 'no python3'}`,
+  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), require ${R.req}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
+  `- event loop: a 1 ms \`setInterval\` probe records the gaps between its ticks; an idle loop's gaps are 1.0–1.7 ms (libuv's ms timers), so a gap above ${STALL_GAP_MS} ms counts as a stall, and "blocked" is the sum of those gaps' lateness beyond 1 ms over the whole teardown (the "idle" row is the probe's floor); medians of the per-run figures, [min–max]. \`monitorEventLoopDelay\` (1 ms resolution) runs alongside; its max is shown for comparison.`,
+].join('\n')
+
+const report = [
+  '## Results',
+  '',
+  env,
+  '',
+  table(),
+  '',
+  '### Targets',
+  '',
+  targetTable(),
+  ...(notes.length ? ['', '### Notes from this run', '', ...notes.map((n) => `- ${n}`)] : []),
+].join('\n')
+
+console.log(`\n${report}\n`)
+for (const t of targets) console.log(`${t.result.padEnd(4)}  ${t.name}: ${t.measured} (target ${t.limit})`)
+
+const BEGIN = '<!-- BEGIN bench/run.mjs output: regenerated by `npm run bench`; edit outside these markers -->'
+const END = '<!-- END bench/run.mjs output -->'
+if (WRITE) {
+  const file = join(ROOT, 'BENCHMARKS.md')
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const block = `${BEGIN}\n${report}\n${END}`
+  const a = text.indexOf(BEGIN)
+  const b = text.indexOf(END)
+  if (a >= 0 && b > a) text = text.slice(0, a) + block + text.slice(b + END.length)
+  else text = `# Benchmarks\n\nReproduce with \`npm run bench\` (root; Linux).\n\n${block}\n${text ? `\n${text}` : ''}`
+  writeFileSync(file, text)
+  console.log(`\nbench: wrote ${file}`)
+}

@@ -1,0 +1,223 @@
+/*
+ * bench/tapref.c: the C floor for vmtap's benchmark (bench/run.mjs).
+ *
+ * The same syscalls vmtap's openTap({ queues: N, vnetHdr: true }) makes, with
+ * nothing around them: per queue open("/dev/net/tun", O_RDWR|O_CLOEXEC); on
+ * the first fd TUNGETFEATURES; TUNSETIFF with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR
+ * (|IFF_MULTI_QUEUE when N > 1) on each, the first with an empty name (the
+ * kernel picks tap%d), the others with the name it picked; then one TUNGETIFF
+ * on the first fd. Timed with CLOCK_MONOTONIC inside this process.
+ *
+ * A line protocol on stdin/stdout, so the runner can interleave it with
+ * vmtap's runs (the commands answer one line: a number of nanoseconds, "ok",
+ * or "error <text>"):
+ *   open N        open one device of N queues (timed); the fds are kept
+ *   close         close the kept device's fds, sequentially (timed)
+ *   openmany N    open N single-queue devices (not timed); kept
+ *   closeseq      close every kept device one after the other (timed)
+ *   closethreads [KiB]  close every kept device, one pthread per device
+ *                 (timed, thread creation and join included); thread stacks
+ *                 of KiB (default 64, as vmtap's close threads)
+ *   batch N K     open K devices of N queues back to back, each timed; kept;
+ *                 answers the K times, space-separated
+ *   quit
+ *
+ * Build: cc -O2 -pthread -o tapref bench/tapref.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_FDS 4096
+
+struct dev {
+	int fds[256];
+	int n;
+};
+
+static struct dev devs[MAX_FDS];
+static int ndevs;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void close_dev(struct dev *d)
+{
+	for (int i = 0; i < d->n; i++)
+		close(d->fds[i]);
+	d->n = 0;
+}
+
+/* Open one device of `queues` queues into d. 0, or -1 with errno set and
+ * every fd opened so far closed. */
+static int open_dev(struct dev *d, int queues, const char **what)
+{
+	struct ifreq ifr;
+	unsigned int features = 0;
+	char name[IFNAMSIZ] = "";
+	short flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (queues > 1 ? IFF_MULTI_QUEUE : 0);
+
+	d->n = 0;
+	for (int q = 0; q < queues; q++) {
+		int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			*what = "open";
+			goto fail;
+		}
+		d->fds[d->n++] = fd;
+		if (q == 0 && ioctl(fd, TUNGETFEATURES, &features) < 0) {
+			*what = "TUNGETFEATURES";
+			goto fail;
+		}
+		memset(&ifr, 0, sizeof ifr);
+		memcpy(ifr.ifr_name, name, IFNAMSIZ);
+		ifr.ifr_flags = flags;
+		if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+			*what = "TUNSETIFF";
+			goto fail;
+		}
+		if (q == 0)
+			memcpy(name, ifr.ifr_name, IFNAMSIZ);
+	}
+	memset(&ifr, 0, sizeof ifr);
+	if (ioctl(d->fds[0], TUNGETIFF, &ifr) < 0) {
+		*what = "TUNGETIFF";
+		goto fail;
+	}
+	return 0;
+fail: {
+	int e = errno;
+	close_dev(d);
+	errno = e;
+	return -1;
+}
+}
+
+static void *close_thread(void *arg)
+{
+	close_dev(arg);
+	return NULL;
+}
+
+static void close_all_devs(void)
+{
+	for (int i = 0; i < ndevs; i++)
+		close_dev(&devs[i]);
+	ndevs = 0;
+}
+
+int main(void)
+{
+	char line[256];
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (fgets(line, sizeof line, stdin)) {
+		char cmd[32];
+		int n = 0;
+		const char *what = "";
+		if (sscanf(line, "%31s %d", cmd, &n) < 1)
+			continue;
+		if (!strcmp(cmd, "quit")) {
+			break;
+		} else if (!strcmp(cmd, "open")) {
+			close_all_devs();
+			uint64_t t0 = now_ns();
+			int r = open_dev(&devs[0], n, &what);
+			uint64_t t1 = now_ns();
+			if (r < 0) {
+				printf("error %s: %s\n", what, strerror(errno));
+				continue;
+			}
+			ndevs = 1;
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else if (!strcmp(cmd, "close")) {
+			uint64_t t0 = now_ns();
+			close_all_devs();
+			uint64_t t1 = now_ns();
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else if (!strcmp(cmd, "openmany")) {
+			close_all_devs();
+			if (n > MAX_FDS)
+				n = MAX_FDS;
+			int ok = 1;
+			for (int i = 0; i < n; i++) {
+				if (open_dev(&devs[i], 1, &what) < 0) {
+					printf("error %s: %s\n", what, strerror(errno));
+					ok = 0;
+					break;
+				}
+				ndevs++;
+			}
+			if (ok)
+				printf("ok\n");
+			else
+				close_all_devs();
+		} else if (!strcmp(cmd, "batch")) {
+			int k = 0;
+			sscanf(line, "%*s %*d %d", &k);
+			close_all_devs();
+			if (k > MAX_FDS)
+				k = MAX_FDS;
+			static uint64_t times[MAX_FDS];
+			int i;
+			for (i = 0; i < k; i++) {
+				uint64_t t0 = now_ns();
+				int r = open_dev(&devs[i], n, &what);
+				times[i] = now_ns() - t0;
+				if (r < 0)
+					break;
+				ndevs++;
+			}
+			if (i < k) {
+				printf("error %s: %s\n", what, strerror(errno));
+				close_all_devs();
+				continue;
+			}
+			for (i = 0; i < k; i++)
+				printf(i ? " %llu" : "%llu", (unsigned long long)times[i]);
+			printf("\n");
+		} else if (!strcmp(cmd, "closeseq")) {
+			uint64_t t0 = now_ns();
+			close_all_devs();
+			uint64_t t1 = now_ns();
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else if (!strcmp(cmd, "closethreads")) {
+			static pthread_t th[MAX_FDS];
+			int started[MAX_FDS];
+			pthread_attr_t attr;
+			pthread_attr_init(&attr);
+			/* 64 KiB stacks, as vmtap's close threads (default: 8 MiB). */
+			pthread_attr_setstacksize(&attr, n > 0 ? (size_t)n * 1024 : 64 * 1024);
+			uint64_t t0 = now_ns();
+			for (int i = 0; i < ndevs; i++) {
+				started[i] = pthread_create(&th[i], &attr, close_thread, &devs[i]) == 0;
+				if (!started[i])
+					close_dev(&devs[i]);
+			}
+			for (int i = 0; i < ndevs; i++)
+				if (started[i])
+					pthread_join(th[i], NULL);
+			uint64_t t1 = now_ns();
+			pthread_attr_destroy(&attr);
+			ndevs = 0;
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else {
+			printf("error unknown command %s\n", cmd);
+		}
+	}
+	close_all_devs();
+	return 0;
+}
