@@ -45,24 +45,11 @@ export { hotplugNic, QmpClient, QmpError, unplugNic, type HotpluggedNic, type Ho
 /** @internal An opaque native handle (a type-tagged N-API external). */
 export type NativeHandle = { readonly __vmtapHandle: unique symbol }
 
-/** @internal What `open` returns. */
-export interface NativeOpenResult {
-  handle: NativeHandle
-  ifname: string
-  tapFds: number[]
-  vhostFds: number[]
-  flags: number
-  features: number
-}
+/** @internal What `open` returns: `[handle, ifname, flags, features, tapFds, vhostFds]` (an array: cheaper to build than an object). */
+export type NativeOpenResult = [handle: NativeHandle, ifname: string, flags: number, features: number, tapFds: number[], vhostFds: number[]]
 
-/** @internal The normalized options `open` takes. */
-export interface NativeOpenOptions {
-  name: string
-  queues: number
-  vnetHdr: 0 | 1 | 2
-  vhost: 0 | 1 | 2
-  tunPath: string
-  vhostPath: string
+/** @internal The configuration part of openTap's options; `null` when none is given (the usual case). */
+export interface NativeOpenConfig {
   exclusive: boolean
   uniqueName: boolean
   persist: boolean
@@ -76,11 +63,24 @@ export interface NativeOpenOptions {
   up: boolean
 }
 
+/** @internal The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+export interface NativeOpenOptions {
+  name: string
+  queues: number
+  vnetHdr: 0 | 1 | 2
+  vhost: 0 | 1 | 2
+  /** null: /dev/net/tun */
+  tunPath: string | null
+  /** null: /dev/vhost-net */
+  vhostPath: string | null
+  config: NativeOpenConfig | null
+}
+
 /** @internal The functions the addon exports (see crates/node/src/lib.rs). */
 export interface NativeBinding {
-  open(options: NativeOpenOptions): NativeOpenResult
+  open(name: string, queues: number, vnetHdr: number, vhost: number, tunPath: string | null, vhostPath: string | null, config: NativeOpenConfig | null): NativeOpenResult
   close(handle: NativeHandle): boolean
-  openAsync(options: NativeOpenOptions): Promise<NativeOpenResult>
+  openAsync(name: string, queues: number, vnetHdr: number, vhost: number, tunPath: string | null, vhostPath: string | null, config: NativeOpenConfig | null): Promise<NativeOpenResult>
   closeAsync(handle: NativeHandle): Promise<boolean>
   closeAll(handles: NativeHandle[], maxThreads: number): Promise<(Error | null)[]>
   probeFeatures(tunPath: string, vhostPath: string): { raw: number | null; vhostNet: boolean }
@@ -354,18 +354,24 @@ export function checkOpenTapOptions(options?: OpenTapOptions): void {
   normalizeOpenOptions(options)
 }
 
+const CONFIG_KEYS = ['exclusive', 'uniqueName', 'persist', 'owner', 'group', 'vnetHdrSize', 'offloads', 'mtu', 'mac', 'bridge', 'up'] as const
+
 /** @internal Validate and normalize openTap options (no syscall). */
 export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   const o = snapshotOptions(options, 'options', OPEN_KEYS)
-  const opt = <T>(v: unknown, f: (v: unknown) => T): T | null => (v === undefined ? null : f(v))
-  const bool = (v: unknown, n: string) => (v === undefined ? false : validateBoolean(v, n))
   const n: NativeOpenOptions = {
     name: validateName(o.name, 'options.name'),
     queues: o.queues === undefined ? 1 : validateInteger(o.queues, 'options.queues', 1, MAX_QUEUES),
     vnetHdr: validateTristate(o.vnetHdr, 'options.vnetHdr', 1),
     vhost: validateTristate(o.vhost, 'options.vhost', 0),
-    tunPath: validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun'),
-    vhostPath: validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+    tunPath: o.tunPath === undefined ? null : validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun'),
+    vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+    config: null,
+  }
+  if (!CONFIG_KEYS.some((k) => o[k] !== undefined)) return n
+  const opt = <T>(v: unknown, f: (v: unknown) => T): T | null => (v === undefined ? null : f(v))
+  const bool = (v: unknown, name: string) => (v === undefined ? false : validateBoolean(v, name))
+  const c: NativeOpenConfig = {
     exclusive: bool(o.exclusive, 'options.exclusive'),
     uniqueName: bool(o.uniqueName, 'options.uniqueName'),
     persist: bool(o.persist, 'options.persist'),
@@ -378,12 +384,13 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     bridge: opt(o.bridge, (v) => validateBridge(v, 'options.bridge')),
     up: bool(o.up, 'options.up'),
   }
-  if (n.uniqueName && n.name !== '' && !n.name.includes('%d')) {
+  if (c.uniqueName && n.name !== '' && !n.name.includes('%d')) {
     throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
   }
-  if (n.vnetHdr === 0 && ((n.offloads ?? 0) !== 0 || n.vnetHdrSize !== null)) {
+  if (n.vnetHdr === 0 && ((c.offloads ?? 0) !== 0 || c.vnetHdrSize !== null)) {
     throw invalidValue('options.vnetHdr', 'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)', o.vnetHdr)
   }
+  n.config = c
   return n
 }
 
@@ -404,6 +411,8 @@ function closedError(ifname: string): Error & { code: string } {
   return e
 }
 
+const IFF_VNET_HDR = 0x4000
+const IFF_MULTI_QUEUE = 0x0100
 const kToken = Symbol('vmtap.TapDevice')
 const kDispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose)
 const kAsyncDispose: typeof Symbol.asyncDispose =
@@ -443,15 +452,15 @@ const unclosed = new FinalizationRegistry<Held>((held) => {
  */
 export class TapDevice implements Disposable, AsyncDisposable {
   /** The interface name, e.g. `tap0`. */
-  readonly ifname!: string
+  declare readonly ifname: string
   /** One `/dev/net/tun` fd per queue, all attached to this device. */
-  readonly tapFds!: readonly number[]
+  declare readonly tapFds: readonly number[]
   /** One `/dev/vhost-net` fd per queue, or none. */
-  readonly vhostFds!: readonly number[]
+  declare readonly vhostFds: readonly number[]
   /** Whether IFF_VNET_HDR is set on the device. */
-  readonly vnetHdr!: boolean
+  declare readonly vnetHdr: boolean
   /** Whether the device is multi-queue (IFF_MULTI_QUEUE). */
-  readonly multiQueue!: boolean
+  declare readonly multiQueue: boolean
   #handle: NativeHandle | null
 
   static {
@@ -467,16 +476,19 @@ export class TapDevice implements Disposable, AsyncDisposable {
   /** @internal Use {@link openTap}. */
   constructor(token: symbol, raw: NativeOpenResult) {
     if (token !== kToken) throw new TypeError('TapDevice is not constructible; use openTap()')
-    const { constants: c } = native()
-    this.#handle = raw.handle
-    Object.defineProperties(this, {
-      ifname: { value: raw.ifname, enumerable: true },
-      tapFds: { value: Object.freeze(raw.tapFds.slice()), enumerable: true },
-      vhostFds: { value: Object.freeze(raw.vhostFds.slice()), enumerable: true },
-      vnetHdr: { value: (raw.flags & c.IFF_VNET_HDR) !== 0, enumerable: true },
-      multiQueue: { value: (raw.flags & c.IFF_MULTI_QUEUE) !== 0, enumerable: true },
-    })
-    unclosed.register(this, { handle: raw.handle, ifname: raw.ifname }, this)
+    const [handle, ifname, flags, , tapFds, vhostFds] = raw
+    this.#handle = handle
+    // Plain assignments, then freeze: the public fields are read-only (the
+    // private #handle is not affected by freezing). The arrays are fresh
+    // from the addon.
+    const self = this as { -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue']: TapDevice[K] }
+    self.ifname = ifname
+    self.tapFds = Object.freeze(tapFds)
+    self.vhostFds = Object.freeze(vhostFds)
+    self.vnetHdr = (flags & IFF_VNET_HDR) !== 0
+    self.multiQueue = (flags & IFF_MULTI_QUEUE) !== 0
+    Object.freeze(this)
+    unclosed.register(this, { handle, ifname }, this)
   }
 
   /** Whether `close()` has been called. */
@@ -655,7 +667,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
  */
 export function openTap(options?: OpenTapOptions): TapDevice {
   const opts = normalizeOpenOptions(options)
-  const raw = call(() => native().open(opts))
+  const raw = call(() => native().open(opts.name, opts.queues, opts.vnetHdr, opts.vhost, opts.tunPath, opts.vhostPath, opts.config))
   return new TapDevice(kToken, raw)
 }
 
@@ -668,7 +680,7 @@ export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice>
   const opts = normalizeOpenOptions(options)
   let raw: NativeOpenResult
   try {
-    raw = await native().openAsync(opts)
+    raw = await native().openAsync(opts.name, opts.queues, opts.vnetHdr, opts.vhost, opts.tunPath, opts.vhostPath, opts.config)
   } catch (e) {
     throw fromNative(e)
   }

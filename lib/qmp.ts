@@ -5,7 +5,7 @@
 // client: commands run one at a time, events are only waited for.
 
 import { EventEmitter } from 'node:events'
-import { connect as netConnect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 
 import { invalidType, invalidValue } from './errors'
 import type { HandOffSource } from './handoff'
@@ -54,7 +54,9 @@ async function connectWithRetry(path: string, deadline: number): Promise<Socket>
   for (;;) {
     try {
       return await new Promise<Socket>((resolve, reject) => {
-        const s = netConnect({ path })
+        // node:net (and node:stream) load on first use: `require('vmtap')` stays cheap.
+        const { connect } = require('node:net') as typeof import('node:net')
+        const s = connect({ path })
         s.once('connect', () => {
           s.off('error', reject)
           resolve(s)

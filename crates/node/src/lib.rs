@@ -5,9 +5,10 @@
 //! elsewhere gets a TypeError/RangeError, never undefined behaviour).
 //!
 //! Exported functions (internal; see `NativeBinding` in index.ts):
-//! - `open(opts)` → `{ handle, ifname, tapFds, vhostFds, flags, features }`
+//! - `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)` →
+//!   `[handle, ifname, flags, features, tapFds, vhostFds]`
 //! - `close(handle)` → `boolean` (whether it was open)
-//! - `openAsync(opts)`, `closeAsync(handle)` → Promises; the work runs on the
+//! - `openAsync(...)` (as `open`), `closeAsync(handle)` → Promises; the work runs on the
 //!   libuv pool
 //! - `closeAll(handles, maxThreads)` → Promise of per-handle `null | Error`
 //! - `probeFeatures(tunPath, vhostPath)` → `{ raw: number | null, vhostNet }`
@@ -120,56 +121,70 @@ fn mac_of(env: Env, v: Value, what: &str) -> JsResult<[u8; 6]> {
     })
 }
 
-/// `open({ name, queues, vnetHdr: 0|1|2, vhost: 0|1|2, tunPath, vhostPath,
+/// The arguments of `open(name, queues, vnetHdr: 0|1|2, vhost: 0|1|2,
+/// tunPath | null, vhostPath | null, config | null)`; `config` is `{
 /// exclusive, uniqueName, persist, owner, group, vnetHdrSize, offloads, mtu,
-/// mac, bridge, up })`; the optional ones may be null.
-fn open_options(env: Env, o: Value) -> JsResult<OpenOptions> {
-    let get = |k: &CStr| env.get(o, k);
+/// mac, bridge, up }` (optional members null) or null for none. Positional,
+/// so the usual open reads no property at all.
+fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
+    let mut opts = OpenOptions {
+        name: env.string_of(arg(args, 0, env)?, "name")?,
+        queues: env.int_in(arg(args, 1, env)?, 1, 256, "queues")? as u32,
+        vnet_hdr: want(env, arg(args, 2, env)?, "vnetHdr")?,
+        vhost: want(env, arg(args, 3, env)?, "vhost")?,
+        ..OpenOptions::default()
+    };
+    if let Some(p) = optional(env, arg(args, 4, env)?, |v| env.string_of(v, "tunPath"))? {
+        opts.tun_path = c_path(p, "tunPath")?;
+    }
+    if let Some(p) = optional(env, arg(args, 5, env)?, |v| env.string_of(v, "vhostPath"))? {
+        opts.vhost_path = c_path(p, "vhostPath")?;
+    }
+    let c = arg(args, 6, env)?;
+    if env.type_of(c)? == ValueType::Null || env.type_of(c)? == ValueType::Undefined {
+        return Ok(opts);
+    }
+    let get = |k: &CStr| env.get(c, k);
     let u32_opt = |k: &CStr, what: &str, min: i64, max: i64| -> JsResult<Option<u32>> {
         optional(env, get(k)?, |v| {
             env.int_in(v, min, max, what).map(|n| n as u32)
         })
     };
-    Ok(OpenOptions {
-        name: env.string_of(get(c"name")?, "name")?,
-        queues: env.int_in(get(c"queues")?, 1, 256, "queues")? as u32,
-        vnet_hdr: want(env, get(c"vnetHdr")?, "vnetHdr")?,
-        vhost: want(env, get(c"vhost")?, "vhost")?,
-        tun_path: c_path(env.string_of(get(c"tunPath")?, "tunPath")?, "tunPath")?,
-        vhost_path: c_path(env.string_of(get(c"vhostPath")?, "vhostPath")?, "vhostPath")?,
-        exclusive: env.bool_of(get(c"exclusive")?, "exclusive")?,
-        unique_name: env.bool_of(get(c"uniqueName")?, "uniqueName")?,
-        persist: env.bool_of(get(c"persist")?, "persist")?,
-        owner: u32_opt(c"owner", "owner", 0, u32::MAX as i64 - 1)?,
-        group: u32_opt(c"group", "group", 0, u32::MAX as i64 - 1)?,
-        vnet_hdr_size: u32_opt(c"vnetHdrSize", "vnetHdrSize", 10, 20)?.map(|n| n as i32),
-        offloads: u32_opt(c"offloads", "offloads", 0, 0x7f)?,
-        mtu: u32_opt(c"mtu", "mtu", 68, 65535)?,
-        mac: optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?,
-        bridge: optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?,
-        up: env.bool_of(get(c"up")?, "up")?,
-    })
+    opts.exclusive = env.bool_of(get(c"exclusive")?, "exclusive")?;
+    opts.unique_name = env.bool_of(get(c"uniqueName")?, "uniqueName")?;
+    opts.persist = env.bool_of(get(c"persist")?, "persist")?;
+    opts.owner = u32_opt(c"owner", "owner", 0, u32::MAX as i64 - 1)?;
+    opts.group = u32_opt(c"group", "group", 0, u32::MAX as i64 - 1)?;
+    opts.vnet_hdr_size = u32_opt(c"vnetHdrSize", "vnetHdrSize", 10, 20)?.map(|n| n as i32);
+    opts.offloads = u32_opt(c"offloads", "offloads", 0, 0x7f)?;
+    opts.mtu = u32_opt(c"mtu", "mtu", 68, 65535)?;
+    opts.mac = optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?;
+    opts.bridge = optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?;
+    opts.up = env.bool_of(get(c"up")?, "up")?;
+    Ok(opts)
 }
 
+/// `[handle, ifname, flags, features, tapFds, vhostFds]`: an array, which is
+/// cheaper to build than an object with named properties.
 fn tap_result(env: Env, tap: Tap) -> JsResult<Value> {
-    let out = env.object()?;
-    env.set(out, c"ifname", env.string(tap.ifname())?)?;
-    env.set(out, c"tapFds", env.int_array(&tap.raw_tap_fds())?)?;
-    env.set(out, c"vhostFds", env.int_array(&tap.raw_vhost_fds())?)?;
-    env.set(out, c"flags", env.uint32(u32::from(tap.flags()))?)?;
-    env.set(out, c"features", env.uint32(tap.features())?)?;
+    let out = env.array(6)?;
+    env.set_element(out, 1, env.string(tap.ifname())?)?;
+    env.set_element(out, 2, env.uint32(u32::from(tap.flags()))?)?;
+    env.set_element(out, 3, env.uint32(tap.features())?)?;
+    env.set_element(out, 4, env.int_array(&tap.raw_tap_fds())?)?;
+    env.set_element(out, 5, env.int_array(&tap.raw_vhost_fds())?)?;
     let handle = env.external(
         Handle {
             tap: Mutex::new(Some(tap)),
         },
         &HANDLE_TAG,
     )?;
-    env.set(out, c"handle", handle)?;
+    env.set_element(out, 0, handle)?;
     Ok(out)
 }
 
 fn open(env: Env, args: &[Value]) -> JsResult<Value> {
-    let opts = open_options(env, arg(args, 0, env)?)?;
+    let opts = open_options(env, args)?;
     let tap = vmtap_core::open_tap(&RealSys, &opts).map_err(js_error)?;
     tap_result(env, tap)
 }
@@ -199,7 +214,7 @@ fn close(env: Env, args: &[Value]) -> JsResult<Value> {
 /// `openAsync(opts)` → Promise of what `open` returns; the syscalls run on
 /// the libuv pool.
 fn open_async(env: Env, args: &[Value]) -> JsResult<Value> {
-    let opts = open_options(env, arg(args, 0, env)?)?;
+    let opts = open_options(env, args)?;
     AsyncTask::spawn(
         env,
         "vmtap.openTap",
