@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { invalidType, TapError, type TapErrorFields } from './lib/errors'
 import { QmpClient, type QmpConnectOptions } from './lib/qmp'
 import { invalidValue, outOfRange } from './lib/errors'
-import { snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
+import { copyArray, isArray, readProperty, snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
 
 export { TapError, type TapErrorFields } from './lib/errors'
 export {
@@ -246,6 +246,12 @@ export function offloadsToBits(value: unknown, name: string): number {
   if (bits !== 0 && (bits & OFFLOAD_BITS.csum) === 0) {
     throw invalidValue(name, 'needs csum: true for any other offload (the kernel ignores them without it)', value)
   }
+  if (bits & OFFLOAD_BITS.ecn && !(bits & (OFFLOAD_BITS.tso4 | OFFLOAD_BITS.tso6))) {
+    throw invalidValue(name, 'needs tso4 or tso6 with ecn (the kernel refuses ecn alone)', value)
+  }
+  if (!(bits & OFFLOAD_BITS.uso4) !== !(bits & OFFLOAD_BITS.uso6)) {
+    throw invalidValue(name, 'needs uso4 and uso6 together (the kernel takes them only as a pair)', value)
+  }
   return bits
 }
 
@@ -293,7 +299,12 @@ export interface OpenTapOptions extends LinkOptions {
    * ago again at once, which races with anyone still looking it up.
    */
   uniqueName?: boolean
-  /** Make the device persistent (TUNSETPERSIST): it outlives its fds. Delete it with {@link deleteTap}. */
+  /**
+   * Make the device persistent (TUNSETPERSIST): it outlives its fds. Delete
+   * it with {@link deleteTap}. Without `owner` or `group`, a device this call
+   * makes persistent is owned by the caller's euid: the kernel would let
+   * anyone who can open /dev/net/tun attach to an unowned one.
+   */
   persist?: boolean
   /** TUNSETOWNER: this uid may attach to the device without CAP_NET_ADMIN. */
   owner?: number
@@ -340,6 +351,7 @@ export function validateVnetHdrSize(value: unknown, name: string): number {
 
 /** @internal */
 export function validateBridge(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
   const b = validateName(value, name)
   if (b === '' || b.includes('%d')) throw invalidValue(name, 'must be an interface name', value)
   return b
@@ -420,6 +432,8 @@ const kAsyncDispose: typeof Symbol.asyncDispose =
 
 /** Take the native handle out of a device (marking it closed), or null if it was closed. */
 let takeHandle: (d: TapDevice) => NativeHandle | null
+/** Whether `d` is a real TapDevice (a brand check on its private field). */
+let isTapDevice: (d: unknown) => d is TapDevice
 
 interface Held {
   handle: NativeHandle
@@ -464,6 +478,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
   #handle: NativeHandle | null
 
   static {
+    isTapDevice = (d): d is TapDevice => typeof d === 'object' && d !== null && #handle in d
     takeHandle = (d) => {
       const h = d.#handle
       if (h === null) return null
@@ -702,18 +717,23 @@ export interface CloseAllOptions {
  * Already-closed devices are skipped.
  */
 export async function closeAll(devices: Iterable<TapDevice>, options?: CloseAllOptions): Promise<void> {
-  if (devices === null || typeof devices !== 'object' || typeof (devices as Iterable<TapDevice>)[Symbol.iterator] !== 'function') {
-    throw invalidType('devices', 'an iterable of TapDevice', devices)
+  const iterator = devices !== null && typeof devices === 'object' ? readProperty(devices, Symbol.iterator, 'devices') : undefined
+  if (typeof iterator !== 'function') throw invalidType('devices', 'an iterable of TapDevice', devices)
+  let list: unknown[]
+  try {
+    list = [...devices]
+  } catch (e) {
+    throw Object.assign(invalidValue('devices', 'could not be iterated', devices), { cause: e })
   }
-  const list = [...devices]
   list.forEach((d, i) => {
-    if (!(d instanceof TapDevice)) throw invalidType(`devices[${i}]`, 'a TapDevice', d)
+    // A brand check: never throws (instanceof runs Proxy traps and accepts Object.create(TapDevice.prototype)).
+    if (!isTapDevice(d)) throw invalidType(`devices[${i}]`, 'a TapDevice', d)
   })
   const o = snapshotOptions(options, 'options', ['maxThreads'])
   const maxThreads = o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, 1024)
   const handles: NativeHandle[] = []
   const owners: TapDevice[] = []
-  for (const d of list) {
+  for (const d of list as TapDevice[]) {
     const h = takeHandle(d)
     if (h !== null) {
       handles.push(h)
@@ -810,9 +830,10 @@ export async function sendFds(socket: FdSocket, data: string | Uint8Array, fds: 
   else if (data instanceof Uint8Array) buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   else throw invalidType('data', 'a string, Buffer or Uint8Array', data)
   if (buf.length === 0) throw invalidValue('data', 'must not be empty: fds travel with at least one byte', data)
-  if (!Array.isArray(fds)) throw invalidType('fds', 'an array of fd numbers', fds)
-  if (fds.length > 253) throw outOfRange('fds.length', '<= 253 (SCM_MAX_FD)', fds.length)
-  const list = fds.map((f, i) => validateInteger(f, `fds[${i}]`, 0, 2 ** 31 - 1))
+  if (!isArray(fds, 'fds')) throw invalidType('fds', 'an array of fd numbers', fds)
+  const items = copyArray(fds, 'fds')
+  if (items.length > 253) throw outOfRange('fds.length', '<= 253 (SCM_MAX_FD)', items.length)
+  const list = items.map((f, i) => validateInteger(f, `fds[${i}]`, 0, 2 ** 31 - 1))
   const o = snapshotOptions(options, 'options', ['timeoutMs'])
   const timeoutMs = o.timeoutMs === undefined ? null : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1)
   try {

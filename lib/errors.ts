@@ -42,7 +42,16 @@ function codedError<E extends Error>(Ctor: new (m: string) => E, code: string, m
   return e
 }
 
+/** Describe a received value for a message; never throws (a Proxy's traps or a getter may). */
 function describe(value: unknown): string {
+  try {
+    return describeValue(value)
+  } catch {
+    return typeof value === 'function' ? 'function' : typeof value === 'object' ? '[object]' : `type ${typeof value}`
+  }
+}
+
+function describeValue(value: unknown): string {
   if (value === null) return 'null'
   if (value === undefined) return 'undefined'
   if (typeof value === 'function') return `function ${(value as { name?: string }).name || '(anonymous)'}`

@@ -9,7 +9,7 @@
 import type { StdioNull, StdioPipe } from 'node:child_process'
 
 import { invalidType, invalidValue } from './errors'
-import { snapshotOptions, validateInteger, validateMac } from './validate'
+import { copyArray, isArray, readProperty, snapshotOptions, validateInteger, validateMac } from './validate'
 
 /** The part of a TapDevice the hand-off needs (a `TapDevice` is one). */
 export interface HandOffSource {
@@ -63,6 +63,26 @@ function checkStdioEntry(v: unknown, name: string): StdioEntry {
 }
 
 /**
+ * Read a device-like argument once: `tapFds` and `vhostFds` must be arrays
+ * (copied, each element read once, so what is validated is what is used);
+ * a throwing getter or Proxy trap is ERR_INVALID_ARG_VALUE.
+ */
+function readDevice(d: unknown, name: string, expected: string, extra: readonly ('ifname' | 'closed')[]) {
+  if (d === null || typeof d !== 'object') throw invalidType(name, expected, d)
+  const tapFds = readProperty(d, 'tapFds', `${name}.tapFds`)
+  const vhostFds = readProperty(d, 'vhostFds', `${name}.vhostFds`)
+  if (!isArray(tapFds, `${name}.tapFds`) || !isArray(vhostFds, `${name}.vhostFds`)) throw invalidType(name, expected, d)
+  const out = {
+    tapFds: copyArray(tapFds as unknown[], `${name}.tapFds`),
+    vhostFds: copyArray(vhostFds as unknown[], `${name}.vhostFds`),
+    ifname: undefined as unknown,
+    closed: undefined as unknown,
+  }
+  for (const k of extra) out[k] = readProperty(d, k, `${name}.${k}`)
+  return out
+}
+
+/**
  * Build the `stdio` array that passes every fd of `devices` to a child, and
  * the child-side fd numbers (3, 4, ... in order: device by device, tap fds
  * then vhost fds). The parent's fds stay close-on-exec: only this explicit
@@ -70,14 +90,15 @@ function checkStdioEntry(v: unknown, name: string): StdioEntry {
  * the child holds its own copies and the devices live until it exits.
  */
 export function handOff(devices: HandOffSource | readonly HandOffSource[], options?: HandOffOptions): HandOff {
-  const list = Array.isArray(devices) ? (devices as readonly HandOffSource[]) : [devices as HandOffSource]
+  const list = isArray(devices, 'devices') ? copyArray(devices as readonly unknown[], 'devices') : [devices]
   if (list.length === 0) throw invalidValue('devices', 'must name at least one device', devices)
   const o = snapshotOptions(options, 'options', ['stdio'])
   let head: StdioEntry[]
   if (o.stdio === undefined) head = ['inherit', 'inherit', 'inherit']
-  else if (Array.isArray(o.stdio)) {
-    if (o.stdio.length !== 3) throw invalidValue('options.stdio', 'must have exactly 3 entries (fds 0-2)', o.stdio)
-    head = o.stdio.map((v, i) => checkStdioEntry(v, `options.stdio[${i}]`))
+  else if (isArray(o.stdio, 'options.stdio')) {
+    const entries = copyArray(o.stdio as unknown[], 'options.stdio')
+    if (entries.length !== 3) throw invalidValue('options.stdio', 'must have exactly 3 entries (fds 0-2)', o.stdio)
+    head = entries.map((v, i) => checkStdioEntry(v, `options.stdio[${i}]`))
   } else {
     const v = checkStdioEntry(o.stdio, 'options.stdio')
     head = [v, v, v]
@@ -85,18 +106,16 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
   const stdio: StdioEntry[] = [...head]
   const handed: HandedDevice[] = []
   const seen = new Set<number>()
-  list.forEach((d, i) => {
+  list.forEach((source, i) => {
     const name = `devices[${i}]`
-    if (d === null || typeof d !== 'object' || !Array.isArray(d.tapFds) || !Array.isArray(d.vhostFds)) {
-      throw invalidType(name, 'a TapDevice', d)
-    }
-    if (d.closed) throw invalidValue(name, `is closed (${d.ifname}); its fd numbers may belong to something else now`, d.ifname)
+    const d = readDevice(source, name, 'a TapDevice', ['closed', 'ifname'])
+    if (d.closed) throw invalidValue(name, `is closed (${String(d.ifname)}); its fd numbers may belong to something else now`, d.ifname)
     if (d.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', d.tapFds)
     if (d.vhostFds.length !== 0 && d.vhostFds.length !== d.tapFds.length) {
       throw invalidValue(`${name}.vhostFds`, 'must be empty or one per tap fd', d.vhostFds)
     }
-    const place = (fd: number, what: string) => {
-      validateInteger(fd, what, 0, 2 ** 31 - 1)
+    const place = (value: unknown, what: string) => {
+      const fd = validateInteger(value, what, 0, 2 ** 31 - 1)
       if (seen.has(fd)) throw invalidValue(what, 'is passed twice', fd)
       seen.add(fd)
       stdio.push(fd)
@@ -104,7 +123,7 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
     }
     const tapFds = d.tapFds.map((fd, q) => place(fd, `${name}.tapFds[${q}]`))
     const vhostFds = d.vhostFds.map((fd, q) => place(fd, `${name}.vhostFds[${q}]`))
-    handed.push(Object.freeze({ ifname: d.ifname, tapFds: Object.freeze(tapFds), vhostFds: Object.freeze(vhostFds) }))
+    handed.push(Object.freeze({ ifname: d.ifname as string, tapFds: Object.freeze(tapFds), vhostFds: Object.freeze(vhostFds) }))
   })
   const fds = handed.flatMap((h) => [...h.tapFds, ...h.vhostFds])
   return Object.freeze({ stdio, devices: Object.freeze(handed), fds: Object.freeze(fds) })
@@ -114,10 +133,7 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
 const QEMU_ID_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/
 
 function validateHanded(d: unknown, name: string): HandedDevice {
-  const h = d as HandedDevice
-  if (h === null || typeof h !== 'object' || !Array.isArray(h.tapFds) || !Array.isArray(h.vhostFds)) {
-    throw invalidType(name, 'a device from handOff().devices', d)
-  }
+  const h = readDevice(d, name, 'a device from handOff().devices', []) as unknown as HandedDevice
   if (h.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', h.tapFds)
   if (h.vhostFds.length !== 0 && h.vhostFds.length !== h.tapFds.length) {
     throw invalidValue(`${name}.vhostFds`, 'must be empty or one per tap fd (QEMU requires as many vhostfds as fds)', h.vhostFds)
@@ -166,21 +182,27 @@ export function qemuDevice(device: HandedDevice, options: QemuNetOptions): strin
   const n = d.tapFds.length
   if (n > 1) s += `,mq=on,vectors=${2 * n + 2}`
   if (o.deviceProps !== undefined) {
-    if (o.deviceProps === null || typeof o.deviceProps !== 'object') throw invalidType('options.deviceProps', 'an object', o.deviceProps)
-    for (const [k, v] of Object.entries(o.deviceProps as Record<string, unknown>)) {
+    for (const [k, v] of Object.entries(snapshotOptions(o.deviceProps ?? null, 'options.deviceProps', null))) {
       if (!/^[A-Za-z0-9_.-]+$/.test(k)) throw invalidValue(`options.deviceProps.${k}`, 'has a bad property name', k)
-      if ((typeof v !== 'string' && typeof v !== 'number') || /[,=\s]/.test(String(v))) {
-        throw invalidValue(`options.deviceProps.${k}`, 'must be a string or number without commas, = or spaces', v)
-      }
-      s += `,${k}=${v}`
+      s += `,${k}=${propValue(v, `options.deviceProps.${k}`)}`
     }
   }
   return s
 }
 
+/** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. */
+function propValue(v: unknown, name: string): string {
+  if ((typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) || /[,=\s\x00-\x1f\x7f]/.test(String(v))) {
+    throw invalidValue(name, 'must be a string or finite number without commas, =, spaces or control characters', v)
+  }
+  return String(v)
+}
+
 /** `['-netdev', qemuNetdev(...), '-device', qemuDevice(...)]`. */
 export function qemuArgs(device: HandedDevice, options: QemuNetOptions): string[] {
-  return ['-netdev', qemuNetdev(device, options?.id), '-device', qemuDevice(device, options)]
+  const d = validateHanded(device, 'device')
+  const o = snapshotOptions(options, 'options', ['id', 'mac', 'model', 'deviceProps']) as unknown as QemuNetOptions
+  return ['-netdev', qemuNetdev(d, o.id), '-device', qemuDevice(d, o)]
 }
 
 export interface CloudHypervisorNetOptions {
@@ -201,13 +223,9 @@ export function cloudHypervisorNet(device: HandedDevice, options?: CloudHypervis
   let s = `fd=[${d.tapFds.join(',')}],num_queues=${2 * d.tapFds.length}`
   if (o.mac !== undefined) s += `,mac=${validateMac(o.mac, 'options.mac')}`
   if (o.extra !== undefined) {
-    if (o.extra === null || typeof o.extra !== 'object') throw invalidType('options.extra', 'an object', o.extra)
-    for (const [k, v] of Object.entries(o.extra as Record<string, unknown>)) {
+    for (const [k, v] of Object.entries(snapshotOptions(o.extra ?? null, 'options.extra', null))) {
       if (!/^[a-z_]+$/.test(k) || k === 'fd' || k === 'num_queues') throw invalidValue(`options.extra.${k}`, 'is not a parameter vmtap can add', k)
-      if ((typeof v !== 'string' && typeof v !== 'number') || /[,=\s]/.test(String(v))) {
-        throw invalidValue(`options.extra.${k}`, 'must be a string or number without commas, = or spaces', v)
-      }
-      s += `,${k}=${v}`
+      s += `,${k}=${propValue(v, `options.extra.${k}`)}`
     }
   }
   return s

@@ -9,9 +9,9 @@ import { invalidType, invalidValue, outOfRange } from './errors'
  * called once (a throwing getter becomes ERR_INVALID_ARG_VALUE).
  * @internal
  */
-export function snapshotOptions(value: unknown, argName: string, known: readonly string[]): Record<string, unknown> {
+export function snapshotOptions(value: unknown, argName: string, known: readonly string[] | null): Record<string, unknown> {
   if (value === undefined) return {}
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+  if (value === null || typeof value !== 'object' || isArray(value, argName)) {
     throw invalidType(argName, 'of type object', value)
   }
   let keys: (string | symbol)[]
@@ -30,11 +30,51 @@ export function snapshotOptions(value: unknown, argName: string, known: readonly
       throw Object.assign(invalidValue(`${argName}.${key}`, 'could not be read', value), { cause: e })
     }
     if (!desc || !desc.enumerable) continue
-    if (!known.includes(key)) {
+    if (known !== null && !known.includes(key)) {
       throw invalidValue(`${argName}.${key}`, `is not a known option (known: ${known.join(', ')})`, safeGet(desc, value))
     }
     out[key] = readDescriptor(desc, value, `${argName}.${key}`)
   }
+  return out
+}
+
+/**
+ * `Array.isArray`, which throws for a revoked Proxy: that becomes
+ * ERR_INVALID_ARG_VALUE like any argument that cannot be read.
+ * @internal
+ */
+export function isArray(value: unknown, argName: string): boolean {
+  try {
+    return Array.isArray(value)
+  } catch (e) {
+    throw Object.assign(invalidValue(argName, 'could not be read', value), { cause: e })
+  }
+}
+
+/**
+ * `object[key]` once; a throwing getter or Proxy trap becomes
+ * ERR_INVALID_ARG_VALUE (as in snapshotOptions).
+ * @internal
+ */
+export function readProperty(object: object, key: PropertyKey, name: string): unknown {
+  try {
+    return (object as Record<PropertyKey, unknown>)[key]
+  } catch (e) {
+    throw Object.assign(invalidValue(name, 'could not be read', '[getter]'), { cause: e })
+  }
+}
+
+/**
+ * A copy of an array's elements, each read once (holes become undefined),
+ * so what was validated is what is used.
+ * @internal
+ */
+export function copyArray(array: readonly unknown[], name: string): unknown[] {
+  const length = readProperty(array, 'length', `${name}.length`)
+  // A Proxy over an array may claim any length.
+  if (typeof length !== 'number' || !(length >= 0 && length <= 65536)) throw outOfRange(`${name}.length`, '<= 65536', length)
+  const out: unknown[] = []
+  for (let i = 0; i < length; i++) out.push(readProperty(array, i, `${name}[${i}]`))
   return out
 }
 

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+use crate::name::{parse_name, IfName};
 use crate::sys::{IfReq, Ioctl, Sys};
 
 /// `IFF_UP` from `<linux/if.h>`.
@@ -190,6 +191,11 @@ pub fn lookup(sys: &dyn Sys, name: &str) -> Result<Option<i32>> {
 }
 
 fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
+    // The bridge name comes from the caller: validate it before it goes into
+    // an ifreq (IfReq::with_name asserts on more than 15 bytes).
+    if !matches!(parse_name(bridge)?, IfName::Exact(_)) {
+        return Err(Error::invalid("bridge", "bridge must be an interface name"));
+    }
     let index = ifindex(sys, port)?;
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(bridge);

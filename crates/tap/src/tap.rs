@@ -56,6 +56,8 @@ pub struct OpenOptions {
     /// number, so a name freed a moment ago is not handed out again.
     pub unique_name: bool,
     /// Make the device persistent (TUNSETPERSIST): it outlives its fds.
+    /// Without `owner` or `group`, a device this makes persistent is owned
+    /// by the caller's euid (the kernel would let anyone attach otherwise).
     pub persist: bool,
     /// TUNSETOWNER: this uid may attach without CAP_NET_ADMIN.
     pub owner: Option<u32>,
@@ -401,7 +403,7 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
         features,
     };
     let was_persistent = actual & IFF_PERSIST != 0;
-    if let Err(e) = configure(sys, &tap, opts) {
+    if let Err(e) = configure(sys, &tap, opts, was_persistent) {
         // A device this call made persistent must not outlive the failure.
         if opts.persist && !was_persistent {
             let _ = tap.set_persist(sys, false);
@@ -458,11 +460,21 @@ fn check_config(opts: &OpenOptions) -> Result<()> {
 /// Apply the open-time configuration: persistence and ownership, then the
 /// virtio plumbing, then the link in libvirt's order (MTU before enslaving,
 /// then up).
-fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions) -> Result<()> {
+fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, was_persistent: bool) -> Result<()> {
     if opts.persist {
         tap.set_persist(sys, true)?;
     }
-    if let Some(uid) = opts.owner {
+    // The kernel lets anyone who can open /dev/net/tun attach to a persistent
+    // device that has neither an owner nor a group. A device this call makes
+    // persistent without either belongs to the caller's euid instead.
+    let owner = match opts.owner {
+        None if opts.persist && !was_persistent && opts.group.is_none() => {
+            // SAFETY: geteuid cannot fail.
+            Some(unsafe { libc::geteuid() })
+        }
+        o => o,
+    };
+    if let Some(uid) = owner {
         tap.set_owner(sys, uid)?;
     }
     if let Some(gid) = opts.group {
