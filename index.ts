@@ -16,7 +16,7 @@ import type { Socket } from 'node:net'
 import { join } from 'node:path'
 
 import { invalidType, TapError, type TapErrorFields } from './lib/errors'
-import { QmpClient, type QmpConnectOptions } from './lib/qmp'
+import type * as Qmp from './lib/qmp'
 import { invalidValue, outOfRange } from './lib/errors'
 import { copyArray, isArray, readProperty, snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
 
@@ -36,7 +36,7 @@ export {
   type QemuNetOptions,
   type StdioEntry,
 } from './lib/handoff'
-export { hotplugNic, QmpClient, QmpError, unplugNic, type HotpluggedNic, type HotplugNicOptions, type QmpConnectOptions, type QmpEvent } from './lib/qmp'
+export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 
 // ---------------------------------------------------------------------------
 // Native binding: types and loader
@@ -881,13 +881,58 @@ export async function recvFds(socket: FdSocket, options?: RecvFdsOptions): Promi
   }
 }
 
+// lib/qmp (and node:net and node:stream behind it) load on first use, so
+// `require('vmtap')` stays cheap. The getters below keep the names visible to
+// ESM `import { QmpClient } from 'vmtap'` (Node's cjs-module-lexer reads them). module.exports,
+// not exports: it is the same object under tsc, and the live one when tsx/esbuild runs the source.
+let qmpModule: typeof Qmp | undefined
+function qmpLib(): typeof Qmp {
+  return (qmpModule ??= require('./lib/qmp') as typeof Qmp)
+}
+const lazyQmp = {
+  get QmpClient() {
+    return qmpLib().QmpClient
+  },
+  get QmpError() {
+    return qmpLib().QmpError
+  },
+}
+/** A connected QMP session: see {@link connectQmp}. */
+export type QmpClient = Qmp.QmpClient
+/** A QMP command's error reply: `errorClass`, `desc`, `command`; `code` is `ERR_VMTAP_QMP`. */
+export type QmpError = Qmp.QmpError
+export declare const QmpClient: typeof Qmp.QmpClient
+export declare const QmpError: typeof Qmp.QmpError
+Object.defineProperty(module.exports, 'QmpClient', { enumerable: true, get: function () { return lazyQmp.QmpClient } })
+Object.defineProperty(module.exports, 'QmpError', { enumerable: true, get: function () { return lazyQmp.QmpError } })
+
+/**
+ * Hot-add a NIC backed by `tap` to a running QEMU: `getfd` for every tap and
+ * vhost fd (sent with SCM_RIGHTS), `netdev_add` naming them, then
+ * `device_add` (with `mq=on,vectors=2N+2` for N > 1 queues). QEMU keeps its
+ * own copies, so the caller may close `tap` afterwards. On failure the
+ * commands that succeeded are undone (`netdev_del`, `closefd`).
+ */
+export function hotplugNic(...args: Parameters<typeof Qmp.hotplugNic>): ReturnType<typeof Qmp.hotplugNic> {
+  return qmpLib().hotplugNic(...args)
+}
+
+/**
+ * Hot-remove a NIC added by {@link hotplugNic}: `device_del`, wait for the
+ * guest to release it (DEVICE_DELETED), `netdev_del`, then `closefd` for any
+ * named fd QEMU still holds.
+ */
+export function unplugNic(...args: Parameters<typeof Qmp.unplugNic>): ReturnType<typeof Qmp.unplugNic> {
+  return qmpLib().unplugNic(...args)
+}
+
 /**
  * Connect to QEMU's QMP socket (`-qmp unix:PATH,server=on,wait=off`),
  * negotiate capabilities, and return a client whose commands can carry fds
  * (see {@link hotplugNic}).
  */
-export function connectQmp(path: string | Socket, options?: QmpConnectOptions): Promise<QmpClient> {
-  return QmpClient.connect(path, (sock, data, fds) => sendFds(sock, data, fds), options)
+export function connectQmp(path: string | Socket, options?: Qmp.QmpConnectOptions): Promise<QmpClient> {
+  return qmpLib().QmpClient.connect(path, (sock, data, fds) => sendFds(sock, data, fds), options)
 }
 
 /**

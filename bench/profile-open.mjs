@@ -56,11 +56,11 @@ const fns = {
     const t0 = hr()
     const o = vmtap.normalizeOpenOptions({ queues: q, vnetHdr: true })
     const t1 = hr()
-    const raw = native.open(o)
+    const raw = native.open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
     const t2 = hr()
     s.norm.push(t1 - t0)
     s.nativeOpen.push(t2 - t1)
-    await native.closeAll([raw.handle], 1)
+    await native.closeAll([raw[0]], 1)
   },
   full: async () => {
     const t0 = hr()

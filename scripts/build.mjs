@@ -8,6 +8,7 @@
 // in target/napi-cross, so the binary loads on glibc >= 2.17.
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
+import fs from 'node:fs'
 import path from 'node:path'
 import { cargoSourceArgs, root } from './cargo-source.mjs'
 
@@ -58,3 +59,15 @@ run(process.execPath, [
   ...(source.length ? ['--', ...source] : []),
 ])
 if (!nativeOnly) run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'])
+
+// `require('vmtap')` / `import 'vmtap'` from inside the checkout: the package
+// has no "exports" map (resolving one costs ~1.6 ms of require time), so
+// Node's self-reference does not apply; a node_modules/vmtap link to the
+// checkout does the same. npm ci / npm install remove it; the build makes it again.
+const self = path.join(root, 'node_modules', 'vmtap')
+try {
+  fs.lstatSync(self)
+} catch {
+  fs.mkdirSync(path.dirname(self), { recursive: true })
+  fs.symlinkSync('..', self, 'dir')
+}
