@@ -10,16 +10,16 @@
 //
 // Needs root, qemu-system-x86_64, /boot/vmlinuz-* with /lib/modules/*, and
 // busybox-static; a missing one fails the tests (never skips them).
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 
 import { probeFeatures, type OpenTapOptions } from '../index'
 import { buildGuest, repoRoot, type Guest } from './guest/build'
+import { destroyNetns, ipNetns, QEMU, requireQemu } from './guest/run'
 import type { ScenarioConfig, ScenarioResult } from './guest/scenario'
 import { rootTest, type T } from './helpers'
 
 const MiB = 1 << 20
-const QEMU = 'qemu-system-x86_64'
 /** A hung guest is killed after this long (the scenario's own timeout). */
 const QEMU_TIMEOUT_MS = 100_000
 
@@ -45,21 +45,7 @@ interface Outcome {
   netns: string
 }
 
-function requireQemu(): void {
-  const r = spawnSync(QEMU, ['--version'], { encoding: 'utf8' })
-  if (r.error || r.status !== 0) {
-    throw new Error(
-      `${QEMU} does not run (${r.error?.message ?? r.stderr.trim()}): the end-to-end test needs it; ` +
-        'install it with: apt-get install --no-install-recommends qemu-system-x86',
-    )
-  }
-}
 
-function ipNetns(...args: string[]): string {
-  const r = spawnSync('ip', ['netns', ...args], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`ip netns ${args.join(' ')}: ${r.stderr.trim() || r.error?.message}`)
-  return r.stdout
-}
 
 /** Run the scenario in a fresh namespace; the namespace and anything left in it are removed afterwards. */
 async function runInNetns(name: CaseName, guest: Guest): Promise<Outcome> {
@@ -94,14 +80,7 @@ async function runInNetns(name: CaseName, guest: Guest): Promise<Outcome> {
     return { result, stderr, netns }
   } finally {
     // Anything still running in the namespace is ours (the scenario or its QEMU).
-    for (const pid of ipNetns('pids', netns).split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    }
-    ipNetns('del', netns)
+    destroyNetns(netns)
   }
 }
 

@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
 
-import { childrenOf, cmdlineOf, GuestConsole, ip, listen, listLinks, ping, tapFdNumbers, tunFdCount, type LinkSummary } from './host'
+import { childrenOf, cmdlineOf, guestCmdline, GuestConsole, ip, type LinkSummary, listen, listLinks, ping, runAsMain, tapFdNumbers, tunFdCount } from './host'
 
 export interface CliConfig {
   kernel: string
@@ -132,17 +132,14 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
     await Promise.all([listen(rx, RX_PORT, HOST_IP), listen(tx, TX_PORT, HOST_IP)])
 
     // --- vmtap exec -- qemu ... ------------------------------------------------
-    const append = [
-      'console=ttyS0',
-      'quiet',
-      'panic=-1',
-      `vmtap.ip=${GUEST_IP}/${PREFIX}`,
-      `vmtap.host=${HOST_IP}`,
-      `vmtap.pings=${pings}`,
-      `vmtap.rxport=${RX_PORT}`,
-      `vmtap.txport=${config.transferBytes ? TX_PORT : 0}`,
-      `vmtap.txbytes=${config.transferBytes}`,
-    ].join(' ')
+    const append = guestCmdline({
+      ip: `${GUEST_IP}/${PREFIX}`,
+      host: HOST_IP,
+      pings,
+      rxport: RX_PORT,
+      txport: config.transferBytes ? TX_PORT : 0,
+      txbytes: config.transferBytes,
+    })
     result.vmtapArgs = [
       config.cli, 'exec', '--queues', String(config.queues), '--bridge', BRIDGE, '--up', '--',
       config.qemu ?? 'qemu-system-x86_64',
@@ -242,13 +239,4 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
   return result
 }
 
-if (require.main === module) {
-  const config = JSON.parse(process.argv[2] ?? '{}') as CliConfig
-  runCli(config).then(
-    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
-    (e) => {
-      process.stdout.write(`${JSON.stringify({ error: (e as Error).stack ?? String(e) })}\n`)
-      process.exitCode = 1
-    },
-  )
-}
+runAsMain(module, runCli)

@@ -248,3 +248,21 @@ export class GuestConsole {
 export function plainConsole(text: string): string {
   return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
 }
+
+/** The guest kernel's command line: the console settings plus `vmtap.<key>=<value>` for init.sh. */
+export function guestCmdline(params: Record<string, string | number>): string {
+  return ['console=ttyS0', 'quiet', 'panic=-1', ...Object.entries(params).map(([k, v]) => `vmtap.${k}=${v}`)].join(' ')
+}
+
+/** Run a host-side driver as a script: its result (or error) as one JSON line on stdout. */
+export function runAsMain<C, R>(mod: NodeModule, run: (config: C) => Promise<R>): void {
+  if (require.main !== mod) return
+  const config = JSON.parse(process.argv[2] ?? '{}') as C
+  run(config).then(
+    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
+    (e) => {
+      process.stdout.write(`${JSON.stringify({ error: (e as Error).stack ?? String(e) })}\n`)
+      process.exitCode = 1
+    },
+  )
+}

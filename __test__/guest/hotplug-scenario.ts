@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { connectQmp, handOff, hotplugNic, openTap, qemuArgs, unplugNic, type HotpluggedNic, type QmpClient, type QmpEvent, type TapDevice } from '../../index'
-import { GuestConsole, ip, linkInfo, listen, ownFds, ping, tapFdNumbers, tunFdCount, type TunInfo } from './host'
+import { guestCmdline, GuestConsole, ip, linkInfo, listen, ownFds, ping, runAsMain, tapFdNumbers, tunFdCount, type TunInfo } from './host'
 
 export interface HotplugConfig {
   kernel: string
@@ -166,19 +166,16 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
     })
     await listen(gate, GATE_PORT, HOST0)
 
-    const append = [
-      'console=ttyS0',
-      'quiet',
-      'panic=-1',
-      'vmtap.mode=hotplug',
-      `vmtap.ip=${GUEST0}/${PREFIX}`,
-      `vmtap.host=${HOST0}`,
-      `vmtap.ip1=${GUEST1}/${PREFIX}`,
-      `vmtap.host1=${HOST1}`,
-      `vmtap.pings=${pings}`,
-      `vmtap.rxport=${GATE_PORT}`,
-      `vmtap.wait=${STEP_MS / 1000}`,
-    ].join(' ')
+    const append = guestCmdline({
+      mode: 'hotplug',
+      ip: `${GUEST0}/${PREFIX}`,
+      host: HOST0,
+      ip1: `${GUEST1}/${PREFIX}`,
+      host1: HOST1,
+      pings,
+      rxport: GATE_PORT,
+      wait: STEP_MS / 1000,
+    })
     const h = handOff(tap0, { stdio: ['pipe', 'pipe', 'pipe'] })
     result.qemuArgs = [
       '-accel', 'tcg',
@@ -289,13 +286,4 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
   return result
 }
 
-if (require.main === module) {
-  const config = JSON.parse(process.argv[2] ?? '{}') as HotplugConfig
-  runHotplug(config).then(
-    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
-    (e) => {
-      process.stdout.write(`${JSON.stringify({ error: (e as Error).stack ?? String(e) })}\n`)
-      process.exitCode = 1
-    },
-  )
-}
+runAsMain(module, runHotplug)

@@ -45,7 +45,7 @@ export function ensureDistBuilt(): string {
   return cli
 }
 
-function ipNetns(...args: string[]): string {
+export function ipNetns(...args: string[]): string {
   const r = spawnSync('ip', ['netns', ...args], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`ip netns ${args.join(' ')}: ${r.stderr.trim() || r.error?.message}`)
   return r.stdout
@@ -108,13 +108,18 @@ export async function runDriver<R>(tag: string, driver: string, config: unknown,
     return { result, stderr, netns, code, ms, linksAfter, leftoverPids }
   } finally {
     // Anything still running in the namespace is ours (the driver, vmtap, QEMU).
-    for (const pid of ipNetns('pids', netns).split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    }
-    ipNetns('del', netns)
+    destroyNetns(netns)
   }
+}
+
+/** Kill whatever still runs in `netns` (ours: a driver, vmtap, QEMU) and delete it. */
+export function destroyNetns(netns: string): void {
+  for (const pid of ipNetns('pids', netns).split(/\s+/).filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+  ipNetns('del', netns)
 }

@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
 
 import { handOff, openTap, qemuArgs, type OpenTapOptions } from '../../index'
-import { ip, isTunFd, linkInfo, listen, ownFds, parsePing, tapFdsOf } from './host'
+import { guestCmdline, ip, isTunFd, linkInfo, listen, ownFds, parsePing, runAsMain, tapFdsOf } from './host'
 
 export interface ScenarioConfig {
   /** openTap options. */
@@ -140,17 +140,14 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
     await Promise.all([listen(rx, RX_PORT, HOST_IP), listen(tx, TX_PORT, HOST_IP)])
 
     // --- QEMU: exactly the README's sequence -------------------------------------
-    const append = [
-      'console=ttyS0',
-      'quiet',
-      'panic=-1',
-      `vmtap.ip=${GUEST_IP}/${PREFIX}`,
-      `vmtap.host=${HOST_IP}`,
-      `vmtap.pings=${pings}`,
-      `vmtap.rxport=${RX_PORT}`,
-      `vmtap.txport=${config.transferBytes ? TX_PORT : 0}`,
-      `vmtap.txbytes=${config.transferBytes}`,
-    ].join(' ')
+    const append = guestCmdline({
+      ip: `${GUEST_IP}/${PREFIX}`,
+      host: HOST_IP,
+      pings,
+      rxport: RX_PORT,
+      txport: config.transferBytes ? TX_PORT : 0,
+      txbytes: config.transferBytes,
+    })
     const h = handOff(tap, { stdio: ['pipe', 'pipe', 'pipe'] })
     result.handedFds = [...h.fds]
     result.qemuArgs = [
@@ -266,13 +263,4 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
   return result
 }
 
-if (require.main === module) {
-  const config = JSON.parse(process.argv[2] ?? '{}') as ScenarioConfig
-  runScenario(config).then(
-    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
-    (e) => {
-      process.stdout.write(`${JSON.stringify({ error: (e as Error).stack ?? String(e) })}\n`)
-      process.exitCode = 1
-    },
-  )
-}
+runAsMain(module, runScenario)

@@ -33,26 +33,22 @@ pub type napi_status = i32;
 pub const NAPI_OK: napi_status = 0;
 pub const NAPI_PENDING_EXCEPTION: napi_status = 10;
 
-#[repr(C)]
-pub struct napi_env__ {
-    _p: [u8; 0],
+/// Opaque Node-API handle targets: only ever used behind pointers.
+macro_rules! opaque {
+    ($($name:ident),*) => {
+        $(#[repr(C)]
+        pub struct $name {
+            _p: [u8; 0],
+        })*
+    };
 }
-#[repr(C)]
-pub struct napi_value__ {
-    _p: [u8; 0],
-}
-#[repr(C)]
-pub struct napi_callback_info__ {
-    _p: [u8; 0],
-}
-#[repr(C)]
-pub struct napi_deferred__ {
-    _p: [u8; 0],
-}
-#[repr(C)]
-pub struct napi_async_work__ {
-    _p: [u8; 0],
-}
+opaque!(
+    napi_env__,
+    napi_value__,
+    napi_callback_info__,
+    napi_deferred__,
+    napi_async_work__
+);
 
 pub type napi_env = *mut napi_env__;
 pub type napi_value = *mut napi_value__;
