@@ -141,7 +141,7 @@ fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
         opts.vhost_path = c_path(p, "vhostPath")?;
     }
     let c = arg(args, 6, env)?;
-    if env.type_of(c)? == ValueType::Null || env.type_of(c)? == ValueType::Undefined {
+    if matches!(env.type_of(c)?, ValueType::Null | ValueType::Undefined) {
         return Ok(opts);
     }
     let get = |k: &CStr| env.get(c, k);
@@ -352,20 +352,12 @@ fn set_link_up(env: Env, args: &[Value]) -> JsResult<Value> {
 }
 
 fn link_info(env: Env, args: &[Value]) -> JsResult<Value> {
-    let (flags, mtu, mac, index) = with_tap(env, args, |t| {
-        let n = t.ifname();
-        Ok((
-            link::flags(&RealSys, n)?,
-            link::mtu(&RealSys, n)?,
-            link::mac(&RealSys, n)?,
-            link::ifindex(&RealSys, n)?,
-        ))
-    })?;
+    let info = with_tap(env, args, |t| link::info(&RealSys, t.ifname()))?;
     let o = env.object()?;
-    env.set(o, c"up", env.boolean(flags & link::IFF_UP != 0)?)?;
-    env.set(o, c"mtu", env.uint32(mtu)?)?;
-    env.set(o, c"mac", env.string(&link::format_mac(&mac))?)?;
-    env.set(o, c"ifindex", env.int32(index)?)?;
+    env.set(o, c"up", env.boolean(info.flags & link::IFF_UP != 0)?)?;
+    env.set(o, c"mtu", env.uint32(info.mtu)?)?;
+    env.set(o, c"mac", env.string(&link::format_mac(&info.mac))?)?;
+    env.set(o, c"ifindex", env.int32(info.ifindex)?)?;
     Ok(o)
 }
 

@@ -520,21 +520,10 @@ impl Env {
 
     /// An array of integers, each in `[min, max]`.
     pub fn int_array_of(&self, v: Value, min: i64, max: i64, what: &str) -> JsResult<Vec<i64>> {
-        if !self.is_array(v)? {
-            return Err(JsError::Type {
-                code: "ERR_INVALID_ARG_TYPE",
-                message: format!("{what} must be an array"),
-            });
-        }
-        let mut len = 0u32;
-        // SAFETY: valid env; v is an array.
-        self.check(unsafe { napi_get_array_length(self.raw, v.0, &mut len) })?;
-        let mut out = Vec::with_capacity(len as usize);
-        for i in 0..len {
-            let item = self.make(|o| unsafe { napi_get_element(self.raw, v.0, i, o) })?;
-            out.push(self.int_in(item, min, max, what)?);
-        }
-        Ok(out)
+        let len = self.array_len(v, what)?;
+        (0..len)
+            .map(|i| self.int_in(self.element(v, i)?, min, max, what))
+            .collect()
     }
 
     /// Box `data` into a JS external tagged with `tag`; it is dropped when the
@@ -663,11 +652,18 @@ impl Env {
 /// The signature of a binding function.
 pub type RustFn = fn(Env, &[Value]) -> JsResult<Value>;
 
-fn panic_message(p: Box<dyn Any + Send>) -> String {
-    p.downcast_ref::<&str>()
+/// The `Error` a caught panic becomes (never an unwind into Node).
+fn panic_error(p: Box<dyn Any + Send>) -> JsError {
+    let what = p
+        .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+        .unwrap_or_else(|| "unknown panic".into());
+    JsError::Error {
+        code: "ERR_VMTAP_PANIC".into(),
+        message: format!("internal error in vmtap: {what}"),
+        props: Vec::new(),
+    }
 }
 
 /// The C callback behind every function made by [`Env::function`]: fetches
@@ -699,11 +695,7 @@ unsafe extern "C" fn trampoline(raw: napi_env, info: napi_callback_info) -> napi
     }));
     let outcome = match result {
         Ok(r) => r,
-        Err(p) => Err(JsError::Error {
-            code: "ERR_VMTAP_PANIC".into(),
-            message: format!("internal error in vmtap: {}", panic_message(p)),
-            props: Vec::new(),
-        }),
+        Err(p) => Err(panic_error(p)),
     };
     match outcome {
         Ok(v) => v.0,
@@ -793,11 +785,7 @@ impl<T: Send + 'static> AsyncTask<T> {
         let outcome = catch_unwind(AssertUnwindSafe(|| -> JsResult<Value> {
             match output {
                 Some(Ok(v)) => settle(env, v),
-                Some(Err(p)) => Err(JsError::Error {
-                    code: "ERR_VMTAP_PANIC".into(),
-                    message: format!("internal error in vmtap: {}", panic_message(p)),
-                    props: Vec::new(),
-                }),
+                Some(Err(p)) => Err(panic_error(p)),
                 None => Err(JsError::Error {
                     code: "ERR_VMTAP_CANCELLED".into(),
                     message: format!("the operation was cancelled (status {status})"),
@@ -805,13 +793,7 @@ impl<T: Send + 'static> AsyncTask<T> {
                 }),
             }
         }))
-        .unwrap_or_else(|p| {
-            Err(JsError::Error {
-                code: "ERR_VMTAP_PANIC".into(),
-                message: format!("internal error in vmtap: {}", panic_message(p)),
-                props: Vec::new(),
-            })
-        });
+        .unwrap_or_else(|p| Err(panic_error(p)));
         // SAFETY: deferred is settled exactly once, here; work deleted once.
         unsafe {
             match outcome {

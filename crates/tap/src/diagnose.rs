@@ -7,13 +7,12 @@
 //! `tun_flags`, `owner` and `group`. Only reads; nothing is changed.
 
 use std::fs;
-use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 
 use crate::error::Error;
 use crate::sys::consts::*;
-use crate::sys::{IfReq, Ioctl, Sys};
+use crate::sys::Sys;
 
 /// What we could learn about an existing interface.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,14 +27,6 @@ pub struct IfInfo {
     pub sysfs_matches: bool,
     /// `bridge`, `veth`, ... when sysfs tells.
     pub kind: Option<String>,
-}
-
-/// The ifindex of `name` in the caller's namespace, via SIOCGIFINDEX.
-pub fn ifindex(sys: &dyn Sys, name: &str) -> Result<i32, Errno> {
-    let sock = sys.control_socket()?;
-    let mut req = IfReq::with_name(name);
-    sys.ioctl(sock.as_fd(), &mut Ioctl::GetIfIndex(&mut req))?;
-    Ok(req.ivalue())
 }
 
 fn read_sysfs(name: &str, attr: &str) -> Option<String> {
@@ -53,7 +44,7 @@ pub fn inspect(sys: &dyn Sys, name: &str) -> Option<IfInfo> {
     if name.is_empty() || name.contains('%') {
         return None;
     }
-    let ifindex = ifindex(sys, name).ok()?;
+    let ifindex = crate::link::ifindex(sys, name).ok()?;
     let sysfs_matches = read_sysfs(name, "ifindex")
         .and_then(|s| s.parse::<i32>().ok())
         .is_some_and(|i| i == ifindex);

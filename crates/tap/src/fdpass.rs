@@ -106,6 +106,28 @@ fn wait(
     }
 }
 
+/// Run one socket call until it goes through: again on EINTR, and on EAGAIN
+/// after waiting in poll(2) for `events`, up to the deadline.
+fn until_ready(
+    fd: RawFd,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+    syscall: &'static str,
+    mut call: impl FnMut() -> isize,
+) -> Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match Errno::last() {
+            Errno::EINTR => {}
+            Errno::EAGAIN => wait(fd, events, deadline, syscall)?,
+            e => return Err(Error::os(e, syscall)),
+        }
+    }
+}
+
 /// Send `data` with `fds` attached over the connected Unix stream socket
 /// `sock`. Returns the number of bytes sent (all of `data`).
 pub fn send_fds(
@@ -136,54 +158,45 @@ pub fn send_fds(
     let mut cmsg_buf = vec![0u8; cmsg_space(fds.len())];
     while sent < data.len() {
         let rest = &data[sent..];
-        let mut iov = libc::iovec {
-            iov_base: rest.as_ptr() as *mut libc::c_void,
-            iov_len: rest.len(),
-        };
-        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if sent == 0 && !fds.is_empty() {
-            msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-            msg.msg_controllen = cmsg_buf.len() as _;
-            // SAFETY: the buffer is CMSG_SPACE(n * 4) bytes, enough for one
-            // header and the fd array.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
-                std::ptr::copy_nonoverlapping(
-                    fds.as_ptr(),
-                    libc::CMSG_DATA(c).cast::<RawFd>(),
-                    fds.len(),
-                );
-            }
-        }
-        // SAFETY: msg points at live buffers for the duration of the call.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::EAGAIN => {
-                    wait(fd, libc::POLLOUT, deadline, "sendmsg")?;
-                    continue;
-                }
-                e => {
-                    let err = Error::os(e, "sendmsg");
-                    return Err(match e {
-                        Errno::EBADF => err.with_hint("one of the fds to send is not open"),
-                        Errno::EPIPE | Errno::ECONNRESET => {
-                            err.with_hint("the peer closed the connection")
-                        }
-                        Errno::ETOOMANYREFS => err.with_hint("too many fds in flight to this peer"),
-                        _ => err,
-                    });
+        let with_fds = sent == 0 && !fds.is_empty();
+        let n = until_ready(fd, libc::POLLOUT, deadline, "sendmsg", || {
+            let mut iov = libc::iovec {
+                iov_base: rest.as_ptr() as *mut libc::c_void,
+                iov_len: rest.len(),
+            };
+            // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+            let mut msg: libc::msghdr = unsafe { zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            if with_fds {
+                msg.msg_control = cmsg_buf.as_mut_ptr().cast();
+                msg.msg_controllen = cmsg_buf.len() as _;
+                // SAFETY: the buffer is CMSG_SPACE(n * 4) bytes, enough for one
+                // header and the fd array.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&msg);
+                    (*c).cmsg_level = libc::SOL_SOCKET;
+                    (*c).cmsg_type = libc::SCM_RIGHTS;
+                    (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
+                    std::ptr::copy_nonoverlapping(
+                        fds.as_ptr(),
+                        libc::CMSG_DATA(c).cast::<RawFd>(),
+                        fds.len(),
+                    );
                 }
             }
-        }
-        sent += n as usize;
+            // SAFETY: msg points at live buffers for the duration of the call.
+            unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) }
+        })
+        .map_err(|err| match err.errno() {
+            Some(Errno::EBADF) => err.with_hint("one of the fds to send is not open"),
+            Some(Errno::EPIPE | Errno::ECONNRESET) => {
+                err.with_hint("the peer closed the connection")
+            }
+            Some(Errno::ETOOMANYREFS) => err.with_hint("too many fds in flight to this peer"),
+            _ => err,
+        })?;
+        sent += n;
     }
     Ok(sent)
 }
@@ -229,13 +242,15 @@ pub fn recv_fds(
     let fd = s.as_raw_fd();
     let mut data = vec![0u8; max_bytes];
     let mut cmsg_buf = vec![0u8; cmsg_space(max_fds.max(1))];
-    loop {
-        let mut iov = libc::iovec {
-            iov_base: data.as_mut_ptr().cast(),
-            iov_len: data.len(),
-        };
-        // SAFETY: as in send_fds.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    let n = until_ready(fd, libc::POLLIN, deadline, "recvmsg", || {
+        // SAFETY: as above; rebuilt for every attempt.
+        msg = unsafe { zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         if max_fds > 0 {
@@ -243,43 +258,33 @@ pub fn recv_fds(
             msg.msg_controllen = cmsg_buf.len() as _;
         }
         // SAFETY: msg points at live buffers.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::EAGAIN => {
-                    wait(fd, libc::POLLIN, deadline, "recvmsg")?;
-                    continue;
+        unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) }
+    })?;
+    let mut fds = Vec::new();
+    // SAFETY: walking the control messages the kernel wrote.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let p = libc::CMSG_DATA(c).cast::<RawFd>();
+                for i in 0..bytes / size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(p.add(i).read_unaligned()));
                 }
-                e => return Err(Error::os(e, "recvmsg")),
             }
+            c = libc::CMSG_NXTHDR(&msg, c);
         }
-        let mut fds = Vec::new();
-        // SAFETY: walking the control messages the kernel wrote.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                    let p = libc::CMSG_DATA(c).cast::<RawFd>();
-                    for i in 0..bytes / size_of::<RawFd>() {
-                        fds.push(OwnedFd::from_raw_fd(p.add(i).read_unaligned()));
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
-        data.truncate(n as usize);
-        // The control buffer is aligned up and may hold a few more than
-        // max_fds: keep the promise, close the extras.
-        let extra = fds.len() > max_fds;
-        fds.truncate(max_fds);
-        return Ok(Received {
-            data,
-            fds,
-            truncated: extra || msg.msg_flags & libc::MSG_CTRUNC != 0,
-        });
     }
+    data.truncate(n);
+    // The control buffer is aligned up and may hold a few more than
+    // max_fds: keep the promise, close the extras.
+    let extra = fds.len() > max_fds;
+    fds.truncate(max_fds);
+    Ok(Received {
+        data,
+        fds,
+        truncated: extra || msg.msg_flags & libc::MSG_CTRUNC != 0,
+    })
 }
 
 #[cfg(test)]

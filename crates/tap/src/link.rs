@@ -51,6 +51,47 @@ pub fn flags(sys: &dyn Sys, name: &str) -> Result<u16> {
     Ok(req.flags())
 }
 
+/// What the kernel reports about a link, read on one control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub flags: u16,
+    pub mtu: u32,
+    pub mac: [u8; 6],
+    pub ifindex: i32,
+}
+
+/// Flags, MTU, MAC and ifindex of `name` (SIOCGIFFLAGS, SIOCGIFMTU,
+/// SIOCGIFHWADDR, SIOCGIFINDEX on one socket).
+pub fn info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
+    let sock = socket(sys)?;
+    let mut f = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfFlags(&mut f), name)?;
+    let mut m = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfMtu(&mut m), name)?;
+    let mut h = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfHwAddr(&mut h), name)?;
+    let mut i = IfReq::with_name(name);
+    run(sys, &sock, &mut Ioctl::GetIfIndex(&mut i), name)?;
+    let (flags, mtu, mac, ifindex) = (f.flags(), m.ivalue() as u32, hwaddr(&h), i.ivalue());
+    Ok(LinkInfo {
+        flags,
+        mtu,
+        mac,
+        ifindex,
+    })
+}
+
+/// The MAC in an ifreq filled by SIOCGIFHWADDR.
+fn hwaddr(req: &IfReq) -> [u8; 6] {
+    // SAFETY: SIOCGIFHWADDR filled the sockaddr member.
+    let data = unsafe { req.data.hwaddr.sa_data };
+    let mut out = [0u8; 6];
+    for (o, d) in out.iter_mut().zip(data.iter()) {
+        *o = *d as u8;
+    }
+    out
+}
+
 /// Bring the link up or down (SIOCGIFFLAGS, then SIOCSIFFLAGS).
 pub fn set_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
     let sock = socket(sys)?;
@@ -73,15 +114,30 @@ pub fn mtu(sys: &dyn Sys, name: &str) -> Result<u32> {
     Ok(req.ivalue() as u32)
 }
 
-/// Set the MTU (SIOCSIFMTU). `mtu` must be 68..=65535; the device may
-/// allow less (a TAP device: 65521).
-pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
+/// Check an MTU before any syscall: 68..=65535.
+pub fn check_mtu(mtu: u32) -> Result<()> {
     if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
         return Err(Error::range(
             "mtu",
             format!("mtu must be {MIN_MTU} to {MAX_MTU}, got {mtu}"),
         ));
     }
+    Ok(())
+}
+
+/// Check a bridge name before it goes into an ifreq (`IfReq::with_name`
+/// asserts on more than 15 bytes): an exact interface name.
+pub fn check_bridge_name(bridge: &str) -> Result<()> {
+    if !matches!(parse_name(bridge)?, IfName::Exact(_)) {
+        return Err(Error::invalid("bridge", "bridge must be an interface name"));
+    }
+    Ok(())
+}
+
+/// Set the MTU (SIOCSIFMTU). `mtu` must be 68..=65535; the device may
+/// allow less (a TAP device: 65521).
+pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
+    check_mtu(mtu)?;
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(name);
     req.data.ivalue = mtu as libc::c_int;
@@ -98,13 +154,7 @@ pub fn mac(sys: &dyn Sys, name: &str) -> Result<[u8; 6]> {
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfHwAddr(&mut req), name)?;
-    // SAFETY: SIOCGIFHWADDR filled the sockaddr member.
-    let data = unsafe { req.data.hwaddr.sa_data };
-    let mut out = [0u8; 6];
-    for (o, d) in out.iter_mut().zip(data.iter()) {
-        *o = *d as u8;
-    }
-    Ok(out)
+    Ok(hwaddr(&req))
 }
 
 /// Validate a MAC for use as an interface address: unicast, not all zeros.
@@ -191,11 +241,7 @@ pub fn lookup(sys: &dyn Sys, name: &str) -> Result<Option<i32>> {
 }
 
 fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
-    // The bridge name comes from the caller: validate it before it goes into
-    // an ifreq (IfReq::with_name asserts on more than 15 bytes).
-    if !matches!(parse_name(bridge)?, IfName::Exact(_)) {
-        return Err(Error::invalid("bridge", "bridge must be an interface name"));
-    }
+    check_bridge_name(bridge)?;
     let index = ifindex(sys, port)?;
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(bridge);

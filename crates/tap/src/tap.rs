@@ -428,25 +428,13 @@ fn check_config(opts: &OpenOptions) -> Result<()> {
         }
     }
     if let Some(mtu) = opts.mtu {
-        if !(link::MIN_MTU..=link::MAX_MTU).contains(&mtu) {
-            return Err(Error::range(
-                "mtu",
-                format!(
-                    "mtu must be {} to {}, got {mtu}",
-                    link::MIN_MTU,
-                    link::MAX_MTU
-                ),
-            ));
-        }
+        link::check_mtu(mtu)?;
     }
     if let Some(mac) = &opts.mac {
         link::check_unicast(mac)?;
     }
     if let Some(br) = &opts.bridge {
-        match parse_name(br)? {
-            IfName::Exact(_) => {}
-            _ => return Err(Error::invalid("bridge", "bridge must be an interface name")),
-        }
+        link::check_bridge_name(br)?;
     }
     if opts.owner == Some(u32::MAX) || opts.group == Some(u32::MAX) {
         return Err(Error::range(
@@ -646,11 +634,6 @@ impl Tap {
                 }
             })
     }
-
-    /// Link helpers on this device's name (see [`crate::link`]).
-    pub fn set_up(&self, sys: &dyn Sys, up: bool) -> Result<()> {
-        link::set_up(sys, &self.ifname, up)
-    }
 }
 
 /// Which TUNSETOFFLOAD bits this kernel accepts: a throwaway TAP device
@@ -693,16 +676,8 @@ pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
             "delete needs an exact interface name",
         ));
     };
-    if let Err(e) = diagnose::ifindex(sys, &name) {
-        let err = Error::os(e, "ioctl(SIOCGIFINDEX)").with_ifname(name.clone());
-        return Err(if e == Errno::ENODEV {
-            err.with_hint(format!(
-                "there is no interface {name} in this network namespace"
-            ))
-        } else {
-            err
-        });
-    }
+    // Fails with ENODEV ("there is no interface ...") rather than creating one.
+    link::ifindex(sys, &name)?;
     let fd = open_tun(sys, tun_path)?;
     // Never create: attach exclusively is impossible, so check the type first
     // and try both multi-queue settings.
