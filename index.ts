@@ -15,11 +15,12 @@ import { existsSync, readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { join } from 'node:path'
 
-import { invalidType, TapError, type TapErrorFields } from './lib/errors'
+import { constants } from './lib/constants'
+import { invalidType, invalidValue, outOfRange, TapError, type TapErrorFields } from './lib/errors'
 import type * as Qmp from './lib/qmp'
-import { invalidValue, outOfRange } from './lib/errors'
 import { copyArray, isArray, readProperty, snapshotOptions, validateBoolean, validateInteger, validateMac, validateName, validatePath, validateTristate } from './lib/validate'
 
+export { constants, type TunConstants } from './lib/constants'
 export { TapError, type TapErrorFields } from './lib/errors'
 export {
   cloudHypervisorArgs,
@@ -192,6 +193,15 @@ function fromNative(e: unknown): unknown {
   return e
 }
 
+/** `call` for the addon's promises: a rejection becomes the public error type too. */
+async function callAsync<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
 function call<T>(f: () => T): T {
   try {
     return f()
@@ -225,13 +235,13 @@ export interface Offloads {
 }
 
 const OFFLOAD_BITS: Readonly<Record<keyof Offloads, number>> = Object.freeze({
-  csum: 0x01,
-  tso4: 0x02,
-  tso6: 0x04,
-  ecn: 0x08,
-  ufo: 0x10,
-  uso4: 0x20,
-  uso6: 0x40,
+  csum: constants.TUN_F_CSUM,
+  tso4: constants.TUN_F_TSO4,
+  tso6: constants.TUN_F_TSO6,
+  ecn: constants.TUN_F_TSO_ECN,
+  ufo: constants.TUN_F_UFO,
+  uso4: constants.TUN_F_USO4,
+  uso6: constants.TUN_F_USO6,
 })
 const OFFLOAD_KEYS = Object.keys(OFFLOAD_BITS) as (keyof Offloads)[]
 
@@ -349,6 +359,11 @@ export function validateVnetHdrSize(value: unknown, name: string): number {
   return value
 }
 
+/** @internal 68-65535, what SIOCSIFMTU carries (a TAP device takes at most 65521). */
+export function validateMtu(value: unknown, name: string): number {
+  return validateInteger(value, name, 68, 65535)
+}
+
 /** @internal */
 export function validateBridge(value: unknown, name: string): string {
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
@@ -391,7 +406,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     group: opt(o.group, (v) => validateInteger(v, 'options.group', 0, MAX_ID)),
     vnetHdrSize: opt(o.vnetHdrSize, (v) => validateVnetHdrSize(v, 'options.vnetHdrSize')),
     offloads: opt(o.offloads, (v) => offloadsToBits(v, 'options.offloads')),
-    mtu: opt(o.mtu, (v) => validateInteger(v, 'options.mtu', 68, 65535)),
+    mtu: opt(o.mtu, (v) => validateMtu(v, 'options.mtu')),
     mac: opt(o.mac, (v) => validateMac(v, 'options.mac')),
     bridge: opt(o.bridge, (v) => validateBridge(v, 'options.bridge')),
     up: bool(o.up, 'options.up'),
@@ -423,8 +438,6 @@ function closedError(ifname: string): Error & { code: string } {
   return e
 }
 
-const IFF_VNET_HDR = 0x4000
-const IFF_MULTI_QUEUE = 0x0100
 const kToken = Symbol('vmtap.TapDevice')
 const kDispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose)
 const kAsyncDispose: typeof Symbol.asyncDispose =
@@ -500,8 +513,8 @@ export class TapDevice implements Disposable, AsyncDisposable {
     self.ifname = ifname
     self.tapFds = Object.freeze(tapFds)
     self.vhostFds = Object.freeze(vhostFds)
-    self.vnetHdr = (flags & IFF_VNET_HDR) !== 0
-    self.multiQueue = (flags & IFF_MULTI_QUEUE) !== 0
+    self.vnetHdr = (flags & constants.IFF_VNET_HDR) !== 0
+    self.multiQueue = (flags & constants.IFF_MULTI_QUEUE) !== 0
     Object.freeze(this)
     unclosed.register(this, { handle, ifname }, this)
   }
@@ -531,26 +544,17 @@ export class TapDevice implements Disposable, AsyncDisposable {
   closeAsync(): Promise<void> {
     const h = takeHandle(this)
     if (h === null) return Promise.resolve()
-    return native()
-      .closeAsync(h)
-      .then(
-        () => undefined,
-        (e) => Promise.reject(fromNative(e)),
-      )
+    return callAsync(() => native().closeAsync(h)).then(() => undefined)
   }
 
   [kAsyncDispose](): Promise<void> {
     return this.closeAsync()
   }
 
-  /** The handle, or ERR_VMTAP_CLOSED: never touch an fd number after close(). */
-  #open(): NativeHandle {
-    if (this.#handle === null) throw closedError(this.ifname)
-    return this.#handle
-  }
-
+  /** Run `f` on the open handle; ERR_VMTAP_CLOSED after close(): never touch an fd number then. */
   #do<R>(f: (n: NativeBinding, h: NativeHandle) => R): R {
-    const h = this.#open()
+    const h = this.#handle
+    if (h === null) throw closedError(this.ifname)
     return call(() => f(native(), h))
   }
 
@@ -572,7 +576,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
 
   /** SIOCSIFMTU: 68-65535; a TAP device takes at most 65521 (EINVAL above). */
   setMtu(mtu: number): void {
-    const v = validateInteger(mtu, 'mtu', 68, 65535)
+    const v = validateMtu(mtu, 'mtu')
     this.#do((n, h) => n.setMtu(h, v))
   }
 
@@ -605,7 +609,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
    */
   configure(options: LinkOptions): void {
     const o = snapshotOptions(options, 'options', ['mtu', 'mac', 'bridge', 'up'])
-    const mtu = o.mtu === undefined ? undefined : validateInteger(o.mtu, 'options.mtu', 68, 65535)
+    const mtu = o.mtu === undefined ? undefined : validateMtu(o.mtu, 'options.mtu')
     const mac = o.mac === undefined ? undefined : validateMac(o.mac, 'options.mac')
     const bridge = o.bridge === undefined ? undefined : validateBridge(o.bridge, 'options.bridge')
     const up = o.up === undefined ? undefined : validateBoolean(o.up, 'options.up')
@@ -693,12 +697,7 @@ export function openTap(options?: OpenTapOptions): TapDevice {
  */
 export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice> {
   const opts = normalizeOpenOptions(options)
-  let raw: NativeOpenResult
-  try {
-    raw = await native().openAsync(opts.name, opts.queues, opts.vnetHdr, opts.vhost, opts.tunPath, opts.vhostPath, opts.config)
-  } catch (e) {
-    throw fromNative(e)
-  }
+  const raw = await callAsync(() => native().openAsync(opts.name, opts.queues, opts.vnetHdr, opts.vhost, opts.tunPath, opts.vhostPath, opts.config))
   return new TapDevice(kToken, raw)
 }
 
@@ -742,10 +741,15 @@ export async function closeAll(devices: Iterable<TapDevice>, options?: CloseAllO
   }
   if (handles.length === 0) return
   const results = await native().closeAll(handles, maxThreads)
-  const failures = results.flatMap((e, i) => (e ? [fromNative(e) as Error] : []))
+  const failures: Error[] = []
+  const names: string[] = []
+  results.forEach((e, i) => {
+    if (!e) return
+    failures.push(fromNative(e) as Error)
+    names.push(owners[i].ifname)
+  })
   if (failures.length) {
-    const names = results.flatMap((e, i) => (e ? [owners[i].ifname] : [])).join(', ')
-    throw new AggregateError(failures, `${failures.length} of ${handles.length} devices did not close cleanly (${names}); every fd was released`)
+    throw new AggregateError(failures, `${failures.length} of ${handles.length} devices did not close cleanly (${names.join(', ')}); every fd was released`)
   }
 }
 
@@ -767,9 +771,8 @@ export function probeFeatures(options?: { tunPath?: string; vhostPath?: string }
   const o = snapshotOptions(options, 'options', ['tunPath', 'vhostPath'])
   const tunPath = validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun')
   const vhostPath = validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net')
-  const n = native()
-  const c = n.constants
-  const { raw, vhostNet } = call(() => n.probeFeatures(tunPath, vhostPath))
+  const c = constants
+  const { raw, vhostNet } = call(() => native().probeFeatures(tunPath, vhostPath))
   const has = (flag: number) => raw !== null && (raw & flag) !== 0
   return {
     raw,
@@ -836,11 +839,7 @@ export async function sendFds(socket: FdSocket, data: string | Uint8Array, fds: 
   const list = items.map((f, i) => validateInteger(f, `fds[${i}]`, 0, 2 ** 31 - 1))
   const o = snapshotOptions(options, 'options', ['timeoutMs'])
   const timeoutMs = o.timeoutMs === undefined ? null : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1)
-  try {
-    return await native().sendFds(fd, buf, list, timeoutMs)
-  } catch (e) {
-    throw fromNative(e)
-  }
+  return callAsync(() => native().sendFds(fd, buf, list, timeoutMs))
 }
 
 /** Options of {@link recvFds}. */
@@ -874,11 +873,7 @@ export async function recvFds(socket: FdSocket, options?: RecvFdsOptions): Promi
   const maxBytes = o.maxBytes === undefined ? 65536 : validateInteger(o.maxBytes, 'options.maxBytes', 1, 2 ** 30)
   const maxFds = o.maxFds === undefined ? 253 : validateInteger(o.maxFds, 'options.maxFds', 0, 253)
   const timeoutMs = o.timeoutMs === undefined ? null : validateInteger(o.timeoutMs, 'options.timeoutMs', 0, 2 ** 31 - 1)
-  try {
-    return await native().recvFds(fd, maxBytes, maxFds, timeoutMs)
-  } catch (e) {
-    throw fromNative(e)
-  }
+  return callAsync(() => native().recvFds(fd, maxBytes, maxFds, timeoutMs))
 }
 
 // lib/qmp (and node:net and node:stream behind it) load on first use, so
@@ -963,73 +958,3 @@ export function hostMacFor(guestMac: string): string {
   const m = validateMac(guestMac, 'guestMac')
   return `${m.startsWith('fe') ? 'fa' : 'fe'}${m.slice(2)}`
 }
-
-/** Values from `<linux/if_tun.h>`. */
-export interface TunConstants {
-  readonly TUNSETIFF: number
-  readonly TUNGETIFF: number
-  readonly TUNGETFEATURES: number
-  readonly TUNSETPERSIST: number
-  readonly TUNSETOWNER: number
-  readonly TUNSETGROUP: number
-  readonly TUNSETOFFLOAD: number
-  readonly TUNGETVNETHDRSZ: number
-  readonly TUNSETVNETHDRSZ: number
-  readonly TUNSETQUEUE: number
-  readonly IFF_TUN: number
-  readonly IFF_TAP: number
-  readonly IFF_NO_PI: number
-  readonly IFF_ONE_QUEUE: number
-  readonly IFF_VNET_HDR: number
-  readonly IFF_MULTI_QUEUE: number
-  readonly IFF_ATTACH_QUEUE: number
-  readonly IFF_DETACH_QUEUE: number
-  readonly IFF_PERSIST: number
-  readonly IFF_TUN_EXCL: number
-  readonly IFF_NAPI: number
-  readonly IFF_NAPI_FRAGS: number
-  readonly IFF_NO_CARRIER: number
-  readonly TUN_F_CSUM: number
-  readonly TUN_F_TSO4: number
-  readonly TUN_F_TSO6: number
-  readonly TUN_F_TSO_ECN: number
-  readonly TUN_F_UFO: number
-  readonly TUN_F_USO4: number
-  readonly TUN_F_USO6: number
-  readonly MAX_QUEUES: number
-}
-
-/** Values from `<linux/if_tun.h>` (TUNSETIFF, IFF_TAP, ...), as the kernel defines them. */
-export const constants: TunConstants = Object.freeze({
-  TUNSETIFF: 0x400454ca,
-  TUNGETIFF: 0x800454d2,
-  TUNGETFEATURES: 0x800454cf,
-  TUNSETPERSIST: 0x400454cb,
-  TUNSETOWNER: 0x400454cc,
-  TUNSETGROUP: 0x400454ce,
-  TUNSETOFFLOAD: 0x400454d0,
-  TUNGETVNETHDRSZ: 0x800454d7,
-  TUNSETVNETHDRSZ: 0x400454d8,
-  TUNSETQUEUE: 0x400454d9,
-  IFF_TUN: 0x0001,
-  IFF_TAP: 0x0002,
-  IFF_NO_PI: 0x1000,
-  IFF_ONE_QUEUE: 0x2000,
-  IFF_VNET_HDR: 0x4000,
-  IFF_MULTI_QUEUE: 0x0100,
-  IFF_ATTACH_QUEUE: 0x0200,
-  IFF_DETACH_QUEUE: 0x0400,
-  IFF_PERSIST: 0x0800,
-  IFF_TUN_EXCL: 0x8000,
-  IFF_NAPI: 0x0010,
-  IFF_NAPI_FRAGS: 0x0020,
-  IFF_NO_CARRIER: 0x0040,
-  TUN_F_CSUM: 0x01,
-  TUN_F_TSO4: 0x02,
-  TUN_F_TSO6: 0x04,
-  TUN_F_TSO_ECN: 0x08,
-  TUN_F_UFO: 0x10,
-  TUN_F_USO4: 0x20,
-  TUN_F_USO6: 0x40,
-  MAX_QUEUES: 256,
-})

@@ -82,6 +82,14 @@ function readDevice(d: unknown, name: string, expected: string, extra: readonly 
   return out
 }
 
+/** A device must have tap fds, and vhost fds either none or one per tap fd. */
+function checkFdCounts(d: { tapFds: readonly unknown[]; vhostFds: readonly unknown[] }, name: string, why = ''): void {
+  if (d.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', d.tapFds)
+  if (d.vhostFds.length !== 0 && d.vhostFds.length !== d.tapFds.length) {
+    throw invalidValue(`${name}.vhostFds`, `must be empty or one per tap fd${why}`, d.vhostFds)
+  }
+}
+
 /**
  * Build the `stdio` array that passes every fd of `devices` to a child, and
  * the child-side fd numbers (3, 4, ... in order: device by device, tap fds
@@ -110,10 +118,7 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
     const name = `devices[${i}]`
     const d = readDevice(source, name, 'a TapDevice', ['closed', 'ifname'])
     if (d.closed) throw invalidValue(name, `is closed (${String(d.ifname)}); its fd numbers may belong to something else now`, d.ifname)
-    if (d.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', d.tapFds)
-    if (d.vhostFds.length !== 0 && d.vhostFds.length !== d.tapFds.length) {
-      throw invalidValue(`${name}.vhostFds`, 'must be empty or one per tap fd', d.vhostFds)
-    }
+    checkFdCounts(d, name)
     const place = (value: unknown, what: string) => {
       const fd = validateInteger(value, what, 0, 2 ** 31 - 1)
       if (seen.has(fd)) throw invalidValue(what, 'is passed twice', fd)
@@ -134,10 +139,7 @@ const QEMU_ID_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/
 
 function validateHanded(d: unknown, name: string): HandedDevice {
   const h = readDevice(d, name, 'a device from handOff().devices', []) as unknown as HandedDevice
-  if (h.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', h.tapFds)
-  if (h.vhostFds.length !== 0 && h.vhostFds.length !== h.tapFds.length) {
-    throw invalidValue(`${name}.vhostFds`, 'must be empty or one per tap fd (QEMU requires as many vhostfds as fds)', h.vhostFds)
-  }
+  checkFdCounts(h, name, ' (QEMU requires as many vhostfds as fds)')
   for (const fd of [...h.tapFds, ...h.vhostFds]) validateInteger(fd, `${name} fd`, 0, 2 ** 31 - 1)
   return h
 }
@@ -153,31 +155,27 @@ export interface QemuNetOptions {
   deviceProps?: Readonly<Record<string, string | number>>
 }
 
-/**
- * The `-netdev` value for a handed device: `tap,id=ID,fd=N` for one queue,
- * `tap,id=ID,fds=a:b:c` for several, plus `vhost=on,vhostfd(s)=...` when it
- * has vhost fds. QEMU counts queues from the fds (it refuses `queues=` with
- * `fds=`) and reads vnet_hdr from the fds.
- */
-export function qemuNetdev(device: HandedDevice, id: string): string {
-  const d = validateHanded(device, 'device')
-  if (typeof id !== 'string') throw invalidType('id', 'of type string', id)
-  if (!QEMU_ID_RE.test(id)) throw invalidValue('id', 'must start with a letter and contain only letters, digits, -, . and _', id)
+function validateQemuId(id: unknown, name: string): string {
+  if (typeof id !== 'string') throw invalidType(name, 'of type string', id)
+  if (!QEMU_ID_RE.test(id)) throw invalidValue(name, 'must start with a letter and contain only letters, digits, -, . and _', id)
+  return id
+}
+
+/** The `-netdev` value of a validated device. */
+function netdevValue(d: HandedDevice, id: string): string {
   const multi = d.tapFds.length > 1
   let s = `tap,id=${id},${multi ? 'fds' : 'fd'}=${d.tapFds.join(':')}`
   if (d.vhostFds.length) s += `,vhost=on,${multi ? 'vhostfds' : 'vhostfd'}=${d.vhostFds.join(':')}`
   return s
 }
 
-/** The `-device` value: `virtio-net-pci,netdev=ID[,mac=...][,mq=on,vectors=2N+2]`. */
-export function qemuDevice(device: HandedDevice, options: QemuNetOptions): string {
-  const d = validateHanded(device, 'device')
-  const o = snapshotOptions(options, 'options', ['id', 'mac', 'model', 'deviceProps'])
-  qemuNetdev(d, o.id as string) // validates id
+/** The `-device` value of a validated device, from a snapshot of QemuNetOptions (validated here). */
+function deviceValue(d: HandedDevice, o: Record<string, unknown>): string {
+  const id = validateQemuId(o.id, 'id')
   const model = o.model === undefined ? 'virtio-net-pci' : o.model
   if (typeof model !== 'string') throw invalidType('options.model', 'of type string', model)
   if (!/^[A-Za-z0-9_.-]+$/.test(model)) throw invalidValue('options.model', 'must be a QEMU device name', model)
-  let s = `${model},netdev=${o.id as string}`
+  let s = `${model},netdev=${id}`
   if (o.mac !== undefined) s += `,mac=${validateMac(o.mac, 'options.mac')}`
   const n = d.tapFds.length
   if (n > 1) s += `,mq=on,vectors=${2 * n + 2}`
@@ -190,6 +188,25 @@ export function qemuDevice(device: HandedDevice, options: QemuNetOptions): strin
   return s
 }
 
+const QEMU_KEYS = ['id', 'mac', 'model', 'deviceProps']
+
+/**
+ * The `-netdev` value for a handed device: `tap,id=ID,fd=N` for one queue,
+ * `tap,id=ID,fds=a:b:c` for several, plus `vhost=on,vhostfd(s)=...` when it
+ * has vhost fds. QEMU counts queues from the fds (it refuses `queues=` with
+ * `fds=`) and reads vnet_hdr from the fds.
+ */
+export function qemuNetdev(device: HandedDevice, id: string): string {
+  const d = validateHanded(device, 'device')
+  return netdevValue(d, validateQemuId(id, 'id'))
+}
+
+/** The `-device` value: `virtio-net-pci,netdev=ID[,mac=...][,mq=on,vectors=2N+2]`. */
+export function qemuDevice(device: HandedDevice, options: QemuNetOptions): string {
+  const d = validateHanded(device, 'device')
+  return deviceValue(d, snapshotOptions(options, 'options', QEMU_KEYS))
+}
+
 /** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. */
 function propValue(v: unknown, name: string): string {
   if ((typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) || /[,=\s\x00-\x1f\x7f]/.test(String(v))) {
@@ -198,11 +215,12 @@ function propValue(v: unknown, name: string): string {
   return String(v)
 }
 
-/** `['-netdev', qemuNetdev(...), '-device', qemuDevice(...)]`. */
+/** `['-netdev', qemuNetdev(...), '-device', qemuDevice(...)]`, the device and options read once. */
 export function qemuArgs(device: HandedDevice, options: QemuNetOptions): string[] {
   const d = validateHanded(device, 'device')
-  const o = snapshotOptions(options, 'options', ['id', 'mac', 'model', 'deviceProps']) as unknown as QemuNetOptions
-  return ['-netdev', qemuNetdev(d, o.id), '-device', qemuDevice(d, o)]
+  const o = snapshotOptions(options, 'options', QEMU_KEYS)
+  const dev = deviceValue(d, o) // validates the id too
+  return ['-netdev', netdevValue(d, o.id as string), '-device', dev]
 }
 
 export interface CloudHypervisorNetOptions {
