@@ -18,10 +18,8 @@
 // on stdout; the console goes to stderr.
 
 import { spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type Server, type Socket } from 'node:net'
 
-import { childrenOf, cmdlineOf, guestCmdline, GuestConsole, ip, type LinkSummary, listen, listLinks, ping, runAsMain, tapFdNumbers, tunFdCount } from './host'
+import { childrenOf, cmdlineOf, guestCmdline, GuestConsole, ip, type LinkSummary, listLinks, ping, runAsMain, TransferHost, tapFdNumbers, tunFdCount } from './host'
 
 export interface CliConfig {
   kernel: string
@@ -87,18 +85,10 @@ const TX_PORT = 5002
 export const CLI_MAC = '52:54:00:77:00:02'
 const STEP_MS = 45_000
 
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
 export async function runCli(config: CliConfig): Promise<CliResult> {
   const result: CliResult = { vmtapArgs: [], events: [], eventTimes: {}, console: '', guest: { done: false }, host: {} }
   const pings = config.pings ?? 3
-  const servers: Server[] = []
-  const sockets = new Set<Socket>()
-  const track = (sock: Socket) => {
-    sockets.add(sock)
-    sock.on('close', () => sockets.delete(sock))
-    sock.on('error', () => {})
-  }
+  const transfers = new TransferHost(config.transferBytes, result.host)
   let con: GuestConsole | undefined
   let killer: NodeJS.Timeout | undefined
   let backstop: NodeJS.Timeout | undefined
@@ -110,26 +100,7 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
     ip('addr', 'add', `${HOST_IP}/${PREFIX}`, 'dev', BRIDGE)
     ip('link', 'set', 'dev', BRIDGE, 'up')
 
-    const payload = randomBytes(config.transferBytes)
-    let releaseGate!: () => void
-    const gate = new Promise<void>((r) => (releaseGate = r))
-    const rx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
-      track(sock)
-      // The guest waits on this connection until the host's pings are done.
-      void gate.then(() => sock.end(payload, () => (result.host.sent = { bytes: payload.length, sha256: sha256(payload) })))
-    })
-    const tx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
-      track(sock)
-      const chunks: Buffer[] = []
-      sock.on('data', (b: Buffer) => chunks.push(b))
-      sock.on('end', () => {
-        const all = Buffer.concat(chunks)
-        result.host.received = { bytes: all.length, sha256: sha256(all) }
-        sock.end()
-      })
-    })
-    servers.push(rx, tx)
-    await Promise.all([listen(rx, RX_PORT, HOST_IP), listen(tx, TX_PORT, HOST_IP)])
+    await transfers.listen(HOST_IP, RX_PORT, TX_PORT)
 
     // --- vmtap exec -- qemu ... ------------------------------------------------
     const append = guestCmdline({
@@ -201,7 +172,7 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
       }
       // host -> guest, then let the guest go on.
       result.host.ping = await ping(GUEST_IP, pings)
-      releaseGate()
+      transfers.releaseGate()
     } catch (e) {
       // Do not wait for the guest's own deadlines.
       killAll()
@@ -217,8 +188,7 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
     clearTimeout(killer)
     clearTimeout(backstop)
     if (killOnExit) process.off('exit', killOnExit)
-    for (const sock of sockets) sock.destroy()
-    await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))))
+    await transfers.close()
   }
   if (con) {
     result.console = con.text

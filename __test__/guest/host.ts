@@ -5,7 +5,8 @@
 
 import { execFile, spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
-import type { Server } from 'node:net'
+import { createHash, randomBytes } from 'node:crypto'
+import { createServer, type Server, type Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 
 // ---------------------------------------------------------------------------
@@ -265,4 +266,68 @@ export function runAsMain<C, R>(mod: NodeModule, run: (config: C) => Promise<R>)
       process.exitCode = 1
     },
   )
+}
+
+/** Bytes and SHA-256 of what crossed a connection. */
+export interface Transferred {
+  bytes: number
+  sha256: string
+}
+
+/**
+ * The host side of the guest's transfers: on `rxPort` it sends `bytes` random
+ * bytes to the guest once `releaseGate()` is called (the guest waits on that
+ * connection until the host's pings are done), on `txPort` it hashes what the
+ * guest sends. `report` receives `sent` and `received`.
+ */
+export class TransferHost {
+  readonly #servers: Server[] = []
+  readonly #sockets = new Set<Socket>()
+  readonly releaseGate: () => void
+
+  constructor(bytes: number, report: { sent?: Transferred; received?: Transferred }) {
+    const payload = randomBytes(bytes)
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    this.releaseGate = release
+    const rx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
+      this.#track(sock)
+      void gate.then(() =>
+        sock.end(payload, () => {
+          report.sent = { bytes: payload.length, sha256: createHash('sha256').update(payload).digest('hex') }
+        }),
+      )
+    })
+    const tx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
+      this.#track(sock)
+      const hash = createHash('sha256')
+      let received = 0
+      sock.on('data', (b: Buffer) => {
+        hash.update(b)
+        received += b.length
+      })
+      sock.on('end', () => {
+        report.received = { bytes: received, sha256: hash.digest('hex') }
+        sock.end()
+      })
+    })
+    this.#servers.push(rx, tx)
+  }
+
+  #track(sock: Socket): void {
+    this.#sockets.add(sock)
+    sock.on('close', () => this.#sockets.delete(sock))
+    sock.on('error', () => {})
+  }
+
+  /** Listen on `host`: rx first, then tx. */
+  listen(host: string, rxPort: number, txPort: number): Promise<unknown> {
+    return Promise.all([listen(this.#servers[0], rxPort, host), listen(this.#servers[1], txPort, host)])
+  }
+
+  /** The guest is gone: nothing more can arrive on a connection still open (a guest killed mid-transfer leaves one), so close them all. */
+  async close(): Promise<void> {
+    for (const sock of this.#sockets) sock.destroy()
+    await Promise.all(this.#servers.map((srv) => new Promise((r) => srv.close(r))))
+  }
 }

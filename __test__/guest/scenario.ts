@@ -12,11 +12,9 @@
 // the guest's console goes to stderr as it arrives.
 
 import { execFile, spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type Server, type Socket } from 'node:net'
 
 import { handOff, openTap, qemuArgs, type OpenTapOptions } from '../../index'
-import { guestCmdline, ip, isTunFd, linkInfo, listen, ownFds, parsePing, runAsMain, tapFdsOf } from './host'
+import { guestCmdline, ip, isTunFd, linkInfo, ownFds, parsePing, runAsMain, TransferHost, tapFdsOf } from './host'
 
 export interface ScenarioConfig {
   /** openTap options. */
@@ -96,13 +94,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
   // --- the tap, as a VMM would open it ---------------------------------------
   const tap = openTap(config.tap)
   result.tap = { ifname: tap.ifname, tapFds: tap.tapFds.length, vhostFds: tap.vhostFds.length, vnetHdr: tap.vnetHdr, multiQueue: tap.multiQueue }
-  const servers: Server[] = []
-  const sockets = new Set<Socket>()
-  const track = (sock: Socket) => {
-    sockets.add(sock)
-    sock.on('close', () => sockets.delete(sock))
-    sock.on('error', () => {})
-  }
+  const transfers = new TransferHost(config.transferBytes, result.host)
   let qemuPid: number | undefined
   let killer: NodeJS.Timeout | undefined
   let killOnExit: (() => void) | undefined
@@ -111,33 +103,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
     ip('link', 'set', 'dev', tap.ifname, 'up')
 
     // --- TCP: host -> guest on RX_PORT, guest -> host on TX_PORT --------------
-    const payload = randomBytes(config.transferBytes)
-    let releaseGate!: () => void
-    const gate = new Promise<void>((r) => (releaseGate = r))
-    const rx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
-      track(sock)
-      // The guest waits on this connection until the host's pings are done.
-      void gate.then(() =>
-        sock.end(payload, () => {
-          result.host.sent = { bytes: payload.length, sha256: createHash('sha256').update(payload).digest('hex') }
-        }),
-      )
-    })
-    const tx = createServer({ allowHalfOpen: true }, (sock: Socket) => {
-      const hash = createHash('sha256')
-      let bytes = 0
-      sock.on('data', (b: Buffer) => {
-        hash.update(b)
-        bytes += b.length
-      })
-      sock.on('end', () => {
-        result.host.received = { bytes, sha256: hash.digest('hex') }
-        sock.end()
-      })
-      track(sock)
-    })
-    servers.push(rx, tx)
-    await Promise.all([listen(rx, RX_PORT, HOST_IP), listen(tx, TX_PORT, HOST_IP)])
+    await transfers.listen(HOST_IP, RX_PORT, TX_PORT)
 
     // --- QEMU: exactly the README's sequence -------------------------------------
     const append = guestCmdline({
@@ -204,7 +170,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
           execFile('/bin/busybox', ['ping', '-c', String(pings), '-W', '10', GUEST_IP], { encoding: 'utf8' }, (_err, stdout, stderr) => {
             const output = `${stdout}${stderr}`
             result.host.ping = { ...parsePing(output), output }
-            releaseGate()
+            transfers.releaseGate()
           })
           break
         }
@@ -254,10 +220,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
     clearTimeout(killer)
     if (killOnExit) process.off('exit', killOnExit)
     tap.close()
-    // The guest is gone: nothing more can arrive on a connection still open
-    // (a guest killed mid-transfer leaves one), so close them all.
-    for (const sock of sockets) sock.destroy()
-    await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))))
+    await transfers.close()
   }
   result.fdsAfter = ownFds()
   return result
