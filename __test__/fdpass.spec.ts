@@ -25,7 +25,8 @@ async function socketPair(): Promise<Pair> {
     srv = createServer({ pauseOnConnect: true }, resolve)
   })
   await new Promise<void>((r) => srv.listen(path, r))
-  const client = connect(path)
+  // allowHalfOpen: Node must not close the client by itself when the peer goes away (a test sends after that).
+  const client = connect({ path, allowHalfOpen: true })
   await new Promise<void>((r) => client.once('connect', () => r()))
   const server = await serverSide
   return {
@@ -87,6 +88,24 @@ test('253 fds travel in one message; 254 is refused before any syscall', async (
       n.sendFds = orig
     }
     t.is(calls, 0)
+  } finally {
+    closeSync(fd)
+    p.close()
+  }
+})
+
+test('the socket is duplicated at the call: closing it right after sendFds cannot redirect the message', async (t) => {
+  const p = await socketPair()
+  const fd = openSync('/dev/null', 'r')
+  try {
+    const sending = sendFds(p.client, 'still-mine', [fd])
+    // Node closes the client's fd at once; the send runs later on the pool.
+    p.client.destroy()
+    t.is(await sending, 10)
+    const got = await recvFds(p.server, { timeoutMs: 5000 })
+    t.is(got.data.toString(), 'still-mine')
+    t.is(got.fds.length, 1)
+    for (const f of got.fds) closeSync(f)
   } finally {
     closeSync(fd)
     p.close()

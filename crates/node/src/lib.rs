@@ -484,10 +484,18 @@ fn timeout_of(env: Env, v: Value) -> JsResult<Option<std::time::Duration>> {
     })
 }
 
+/// vmtap's duplicate of the socket fd in `args[0]`, made here on the JS
+/// thread: once the work is queued, the caller may close its socket and the
+/// number may be reused, but the duplicate still names the same socket.
+fn stream_socket(env: Env, args: &[Value]) -> JsResult<fdpass::StreamSocket> {
+    let fd = env.int_in(arg(args, 0, env)?, 0, i32::MAX as i64, "socket")? as i32;
+    fdpass::StreamSocket::dup(fd).map_err(js_error)
+}
+
 /// `sendFds(socketFd, data: Buffer, fds: number[], timeoutMs | null)` →
 /// Promise<number> (bytes sent). Runs on the libuv pool: EAGAIN waits in poll.
 fn send_fds(env: Env, args: &[Value]) -> JsResult<Value> {
-    let sock = env.int_in(arg(args, 0, env)?, 0, i32::MAX as i64, "socket")? as i32;
+    let sock = stream_socket(env, args)?;
     let data = env.bytes_of(arg(args, 1, env)?, "data")?;
     let fds: Vec<i32> = env
         .int_array_of(arg(args, 2, env)?, 0, i32::MAX as i64, "fds")?
@@ -498,7 +506,7 @@ fn send_fds(env: Env, args: &[Value]) -> JsResult<Value> {
     AsyncTask::spawn(
         env,
         "vmtap.sendFds",
-        move || fdpass::send_fds(sock, &data, &fds, timeout),
+        move || fdpass::send_fds(&sock, &data, &fds, timeout),
         |env, r| match r {
             Ok(n) => env.double(n as f64),
             Err(e) => Err(js_error(e)),
@@ -509,14 +517,14 @@ fn send_fds(env: Env, args: &[Value]) -> JsResult<Value> {
 /// `recvFds(socketFd, maxBytes, maxFds, timeoutMs | null)` → Promise of
 /// `{ data: Buffer, fds: number[], truncated }`; the fds are the caller's.
 fn recv_fds(env: Env, args: &[Value]) -> JsResult<Value> {
-    let sock = env.int_in(arg(args, 0, env)?, 0, i32::MAX as i64, "socket")? as i32;
+    let sock = stream_socket(env, args)?;
     let max_bytes = env.int_in(arg(args, 1, env)?, 1, 1 << 30, "maxBytes")? as usize;
     let max_fds = env.int_in(arg(args, 2, env)?, 0, fdpass::SCM_MAX_FD as i64, "maxFds")? as usize;
     let timeout = timeout_of(env, arg(args, 3, env)?)?;
     AsyncTask::spawn(
         env,
         "vmtap.recvFds",
-        move || fdpass::recv_fds(sock, max_bytes, max_fds, timeout),
+        move || fdpass::recv_fds(&sock, max_bytes, max_fds, timeout),
         |env, r| {
             let got = r.map_err(js_error)?;
             let raw: Vec<i32> = got.fds.into_iter().map(IntoRawFd::into_raw_fd).collect();

@@ -7,9 +7,11 @@
 //! * On a non-blocking socket (every `net.Socket` is one) EAGAIN waits in
 //!   poll(2) for the socket to become ready — no busy loop — up to a timeout.
 //! * Received fds are close-on-exec (MSG_CMSG_CLOEXEC).
-//! * The caller's socket fd is duplicated for the duration of the call
-//!   (F_DUPFD_CLOEXEC) and the duplicate closed before returning: if the
-//!   caller closes its socket meanwhile, the number cannot be reused under us.
+//! * The calls work on a [`StreamSocket`]: a close-on-exec duplicate
+//!   (F_DUPFD_CLOEXEC) of the caller's socket fd, made where the caller owns
+//!   the fd (the JS thread) before the work moves to another thread, and
+//!   closed when the work is done. If the caller closes its socket meanwhile,
+//!   the number cannot be reused under us.
 
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,6 +23,19 @@ use crate::error::{Error, Result};
 
 /// The kernel's SCM_MAX_FD: at most this many fds in one message.
 pub const SCM_MAX_FD: usize = 253;
+
+/// A connected Unix stream socket: vmtap's own duplicate of a caller's fd.
+#[derive(Debug)]
+pub struct StreamSocket(OwnedFd);
+
+impl StreamSocket {
+    /// Duplicate `fd` (close-on-exec) after checking it is a connected Unix
+    /// stream socket: EBADF for no fd, ENOTSOCK for anything else. Do it on
+    /// the thread that owns `fd`, before handing the work elsewhere.
+    pub fn dup(fd: RawFd) -> Result<Self> {
+        dup_socket(fd).map(StreamSocket)
+    }
+}
 
 fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
     // SAFETY: fcntl on a caller-provided number; failure is reported.
@@ -128,10 +143,10 @@ fn until_ready(
     }
 }
 
-/// Send `data` with `fds` attached over the connected Unix stream socket
-/// `sock`. Returns the number of bytes sent (all of `data`).
+/// Send `data` with `fds` attached over `sock`. Returns the number of bytes
+/// sent (all of `data`).
 pub fn send_fds(
-    sock: RawFd,
+    sock: &StreamSocket,
     data: &[u8],
     fds: &[RawFd],
     timeout: Option<Duration>,
@@ -152,8 +167,7 @@ pub fn send_fds(
         ));
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    let s = dup_socket(sock)?;
-    let fd = s.as_raw_fd();
+    let fd = sock.0.as_raw_fd();
     let mut sent = 0usize;
     let mut cmsg_buf = vec![0u8; cmsg_space(fds.len())];
     while sent < data.len() {
@@ -223,7 +237,7 @@ pub struct Received {
 /// to `max_fds`) from the connected Unix stream socket `sock`. Empty data
 /// means the peer closed the connection.
 pub fn recv_fds(
-    sock: RawFd,
+    sock: &StreamSocket,
     max_bytes: usize,
     max_fds: usize,
     timeout: Option<Duration>,
@@ -238,8 +252,7 @@ pub fn recv_fds(
         ));
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    let s = dup_socket(sock)?;
-    let fd = s.as_raw_fd();
+    let fd = sock.0.as_raw_fd();
     let mut data = vec![0u8; max_bytes];
     let mut cmsg_buf = vec![0u8; cmsg_space(max_fds.max(1))];
     let mut iov = libc::iovec {
@@ -300,14 +313,14 @@ mod tests {
         let mut f = tempfile();
         f.write_all(b"hello").unwrap();
         let sent = send_fds(
-            a.as_raw_fd(),
+            &sock(&a),
             b"{\"execute\":\"getfd\"}",
             &[f.as_raw_fd(), f.as_raw_fd()],
             None,
         )
         .unwrap();
         assert_eq!(sent, 19);
-        let r = recv_fds(b.as_raw_fd(), 64, 4, Some(Duration::from_secs(5))).unwrap();
+        let r = recv_fds(&sock(&b), 64, 4, Some(Duration::from_secs(5))).unwrap();
         assert_eq!(r.data, b"{\"execute\":\"getfd\"}");
         assert_eq!(r.fds.len(), 2);
         assert!(!r.truncated);
@@ -327,8 +340,8 @@ mod tests {
     fn too_many_fds_for_the_receiver_are_reported_truncated() {
         let (a, b) = UnixStream::pair().unwrap();
         let f = tempfile();
-        send_fds(a.as_raw_fd(), b"x", &[f.as_raw_fd(); 3], None).unwrap();
-        let r = recv_fds(b.as_raw_fd(), 8, 1, None).unwrap();
+        send_fds(&sock(&a), b"x", &[f.as_raw_fd(); 3], None).unwrap();
+        let r = recv_fds(&sock(&b), 8, 1, None).unwrap();
         assert!(r.truncated);
         assert_eq!(r.fds.len(), 1);
     }
@@ -338,7 +351,7 @@ mod tests {
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let big = vec![7u8; 64 << 20];
-        let e = send_fds(a.as_raw_fd(), &big, &[], Some(Duration::from_millis(200))).unwrap_err();
+        let e = send_fds(&sock(&a), &big, &[], Some(Duration::from_millis(200))).unwrap_err();
         assert_eq!(e.code(), "ETIMEDOUT");
     }
 
@@ -349,7 +362,7 @@ mod tests {
         let big: Vec<u8> = (0..(4u32 << 20)).map(|i| i as u8).collect();
         let f = tempfile();
         let reader = std::thread::spawn(move || {
-            let mut first = recv_fds(b.as_raw_fd(), 1 << 16, 1, None).unwrap();
+            let mut first = recv_fds(&sock(&b), 1 << 16, 1, None).unwrap();
             assert_eq!(first.fds.len(), 1);
             let mut rest = Vec::new();
             let mut b = b;
@@ -358,7 +371,7 @@ mod tests {
             first.data
         });
         let sent = send_fds(
-            a.as_raw_fd(),
+            &sock(&a),
             &big,
             &[f.as_raw_fd()],
             Some(Duration::from_secs(10)),
@@ -369,29 +382,32 @@ mod tests {
         assert_eq!(reader.join().unwrap(), big);
     }
 
+    /// vmtap's duplicate of a test socket.
+    fn sock(s: &UnixStream) -> StreamSocket {
+        StreamSocket::dup(s.as_raw_fd()).unwrap()
+    }
+
     #[test]
     fn refuses_bad_arguments_and_non_sockets() {
         let f = tempfile();
+        let (a, _b) = UnixStream::pair().unwrap();
         assert_eq!(
-            send_fds(f.as_raw_fd(), b"", &[], None).unwrap_err().code(),
+            send_fds(&sock(&a), b"", &[], None).unwrap_err().code(),
             "ERR_INVALID_ARG_VALUE"
         );
         assert_eq!(
-            send_fds(f.as_raw_fd(), b"x", &[0; 254], None)
+            send_fds(&sock(&a), b"x", &[0; 254], None)
                 .unwrap_err()
                 .code(),
             "ERR_OUT_OF_RANGE"
         );
         assert_eq!(
-            send_fds(f.as_raw_fd(), b"x", &[], None).unwrap_err().code(),
+            StreamSocket::dup(f.as_raw_fd()).unwrap_err().code(),
             "ENOTSOCK"
         );
-        assert_eq!(send_fds(-1, b"x", &[], None).unwrap_err().code(), "EBADF");
-        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(StreamSocket::dup(-1).unwrap_err().code(), "EBADF");
         assert_eq!(
-            send_fds(a.as_raw_fd(), b"x", &[9999], None)
-                .unwrap_err()
-                .code(),
+            send_fds(&sock(&a), b"x", &[9999], None).unwrap_err().code(),
             "EBADF"
         );
     }
