@@ -8,7 +8,10 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { constants as osConstants, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { checkPlaceholders, featureNames, hasCapNetAdmin, parseNetSpec, shellStatus, substitute } from '../cli'
+import { shellStatus } from '../cli/exec'
+import { parseNetSpec } from '../cli/flags'
+import { checkPlaceholders, substitute } from '../cli/placeholders'
+import { featureNames, hasCapNetAdmin } from '../cli/probe'
 import { constants } from '../index'
 import { ipLink, isRoot, rootTest, type IpLink, type T } from './helpers'
 import { withNetns } from './netns'

@@ -3,7 +3,8 @@
 import test from 'ava'
 import { join } from 'node:path'
 
-import { constants, hostMacFor, native, openTap, type OpenTapOptions } from '../index'
+import { constants, hostMacFor, openTap, type OpenTapOptions } from '../index'
+import { native } from '../lib/native'
 import { rootTest } from './helpers'
 import { runIn, withNetns } from './netns'
 

@@ -7,7 +7,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { connectQmp, hotplugNic, native, openTap, QmpError, recvFds, sendFds, TapError, unplugNic } from '../index'
+import { connectQmp, hotplugNic, openTap, QmpError, recvFds, sendFds, TapError, unplugNic } from '../index'
+import { native } from '../lib/native'
 import { fdFlags, fdIface, O_CLOEXEC, rootTest } from './helpers'
 
 interface Pair {

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 
-import { constants, getTunFeatures, native, openTap, probeFeatures, TapDevice, TapError, type OpenTapOptions } from '../index'
+import { constants, getTunFeatures, openTap, probeFeatures, TapDevice, TapError, type OpenTapOptions } from '../index'
+import { native } from '../lib/native'
 import { fdCount, fdFlags, fdIface, ipLink, linkExists, links, O_CLOEXEC, rootTest, tunFlags, uniqueName } from './helpers'
 
 const { IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE } = constants

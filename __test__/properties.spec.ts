@@ -27,7 +27,6 @@ import {
   getTunFeatures,
   handOff,
   hostMacFor,
-  native,
   openTap,
   openTapAsync,
   qemuArgs,
@@ -38,6 +37,7 @@ import {
   TapDevice,
   TapError,
 } from '../index'
+import { native } from '../lib/native'
 import { rootTest } from './helpers'
 import { runIn, withNetns } from './netns'
 
@@ -86,13 +86,15 @@ const NO_CONFIG = { exclusive: false, uniqueName: false, persist: false, owner: 
 /**
  * The addon's open() arguments as one canonical object: the positional
  * `open(name, queues, vnetHdr, vhost, tunPath|null, vhostPath|null, config|null)`,
- * or the older single options object. The oracle speaks this form, so the
- * properties do not depend on how index.ts packs the call.
+ * or the older single options object. The oracle speaks this form (its
+ * tristates as 0 = false, 1 = 'auto', 2 = true), so the properties do not
+ * depend on how the TypeScript layer packs the call.
  */
 function canonicalOpen(args: unknown[]): OpenArgs {
   if (args.length === 1 && typeof args[0] === 'object' && args[0] !== null) return { ...NO_CONFIG, ...(args[0] as OpenArgs) }
-  const [name, queues, vnetHdr, vhost, tunPath, vhostPath, config] = args as [string, number, number, number, string | null, string | null, Partial<OpenArgs> | null]
-  return { name, queues, vnetHdr, vhost, tunPath: tunPath ?? '/dev/net/tun', vhostPath: vhostPath ?? '/dev/vhost-net', ...NO_CONFIG, ...(config ?? {}) }
+  const [name, queues, vnetHdr, vhost, tunPath, vhostPath, config] = args as [string, number, unknown, unknown, string | null, string | null, Partial<OpenArgs> | null]
+  const tri = (v: unknown) => (v === false ? 0 : v === 'auto' ? 1 : v === true ? 2 : (v as number))
+  return { name, queues, vnetHdr: tri(vnetHdr), vhost: tri(vhost), tunPath: tunPath ?? '/dev/net/tun', vhostPath: vhostPath ?? '/dev/vhost-net', ...NO_CONFIG, ...(config ?? {}) }
 }
 
 const fakeImpl: Record<string, (...a: any[]) => unknown> = {
@@ -126,11 +128,11 @@ const fakeImpl: Record<string, (...a: any[]) => unknown> = {
   setOffloads: (_h: unknown, bits: number) => bits,
   setQueueEnabled: () => undefined,
   setLinkUp: () => undefined,
-  linkInfo: () => ({ up: false, mtu: 1500, mac: 'fe:00:00:00:00:01', ifindex: 7 }),
+  getLinkInfo: () => ({ up: false, mtu: 1500, mac: 'fe:00:00:00:00:01', ifindex: 7 }),
   setMtu: () => undefined,
   setMac: () => undefined,
-  bridgeAdd: () => undefined,
-  bridgeDel: () => undefined,
+  attachToBridge: () => undefined,
+  detachFromBridge: () => undefined,
   probeOffloads: () => 0x7f,
   deleteTap: () => undefined,
 }
@@ -1032,14 +1034,14 @@ const METHODS: Record<string, { args: fc.Arbitrary<Val[]>; model: (a: Val[], d: 
   },
   getLinkInfo: {
     args: fc.constant([]),
-    model: (_, d) => ({ calls: one('linkInfo', d.handle), result: fakeImpl.linkInfo() }),
+    model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: fakeImpl.getLinkInfo() }),
   },
-  getMtu: { args: fc.constant([]), model: (_, d) => ({ calls: one('linkInfo', d.handle), result: 1500 }) },
-  getMac: { args: fc.constant([]), model: (_, d) => ({ calls: one('linkInfo', d.handle), result: 'fe:00:00:00:00:01' }) },
+  getMtu: { args: fc.constant([]), model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: 1500 }) },
+  getMac: { args: fc.constant([]), model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: 'fe:00:00:00:00:01' }) },
   setMtu: { args: fc.tuple(int(68, 65535)), model: ([v], d) => ({ calls: one('setMtu', d.handle, mInt(v, 'mtu', 68, 65535)) }) },
   setMac: { args: fc.tuple(macField), model: ([v], d) => ({ calls: one('setMac', d.handle, mMac(v, 'mac')) }) },
-  attachToBridge: { args: fc.tuple(bridgeField), model: ([v], d) => ({ calls: one('bridgeAdd', d.handle, mBridgeArg(v, 'bridge')) }) },
-  detachFromBridge: { args: fc.tuple(bridgeField), model: ([v], d) => ({ calls: one('bridgeDel', d.handle, mBridgeArg(v, 'bridge')) }) },
+  attachToBridge: { args: fc.tuple(bridgeField), model: ([v], d) => ({ calls: one('attachToBridge', d.handle, mBridgeArg(v, 'bridge')) }) },
+  detachFromBridge: { args: fc.tuple(bridgeField), model: ([v], d) => ({ calls: one('detachFromBridge', d.handle, mBridgeArg(v, 'bridge')) }) },
   configure: {
     args: fc.tuple(optionsArb(CONFIGURE_FIELDS, 4)),
     model: ([v], d) => {
@@ -1054,7 +1056,7 @@ const METHODS: Record<string, { args: fc.Arbitrary<Val[]>; model: (a: Val[], d: 
         calls: [
           ...(mtu === undefined ? [] : one('setMtu', d.handle, mtu)),
           ...(mac === undefined ? [] : one('setMac', d.handle, mac)),
-          ...(bridge === undefined ? [] : one('bridgeAdd', d.handle, bridge)),
+          ...(bridge === undefined ? [] : one('attachToBridge', d.handle, bridge)),
           ...(up === undefined ? [] : one('setLinkUp', d.handle, up)),
         ],
       }

@@ -1,5 +1,6 @@
-// Error types and Node-style argument errors (no native code here).
-
+// vmtap's errors, from one table of codes: TapError for what the kernel
+// refuses, Node-style TypeError/RangeError for bad arguments, and vmtap's own
+// codes. The native addon builds every error it throws with makeError().
 
 /** Fields of a kernel failure, like Node's fs errors. */
 export interface TapErrorFields {
@@ -36,10 +37,64 @@ Object.defineProperty(TapError.prototype, 'name', { value: 'TapError', configura
 
 type CodedError = Error & { code: string }
 
-function codedError<E extends Error>(Ctor: new (m: string) => E, code: string, message: string): E & CodedError {
-  const e = new Ctor(message) as E & CodedError
-  e.code = code
+/** What describes an error of vmtap's own: its class and how its message reads. */
+interface CodeEntry {
+  Base: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor
+  message: (detail: ErrorDetail) => string
+}
+
+/** What an error is made from (the native addon's ctx, or a TypeScript caller's). */
+export interface ErrorDetail {
+  code: string
+  message?: string
+  errno?: number
+  syscall?: string
+  path?: string
+  ifname?: string
+}
+
+const given = (d: ErrorDetail) => d.message ?? d.code
+
+/** vmtap's error codes, in one place. Kernel errors (errno names) are TapErrors. */
+const CODES: Readonly<Record<string, CodeEntry>> = {
+  ERR_INVALID_ARG_TYPE: { Base: TypeError, message: given },
+  ERR_INVALID_ARG_VALUE: { Base: TypeError, message: given },
+  ERR_OUT_OF_RANGE: { Base: RangeError, message: given },
+  ERR_VMTAP_CLOSED: {
+    Base: Error,
+    message: (d) =>
+      `The TAP device ${d.ifname ?? ''}${d.ifname ? ' ' : ''}is closed; its fd numbers may belong to something else now`,
+  },
+  ERR_VMTAP_PANIC: { Base: Error, message: (d) => `internal error in vmtap: ${d.message ?? 'a panic'}` },
+  ERR_VMTAP_NAPI: { Base: Error, message: (d) => `internal error: ${d.message ?? 'a Node-API call failed'}` },
+  ERR_VMTAP_CANCELLED: { Base: Error, message: (d) => d.message ?? 'the operation was cancelled' },
+}
+
+/**
+ * Build the error for `detail`, from the one table: a TapError for a kernel
+ * error (its code an errno name and `errno` set), else the class and message
+ * of its vmtap code. The native addon calls this for every error it raises.
+ */
+export function makeError(detail: ErrorDetail): Error {
+  const entry = CODES[detail.code]
+  if (entry === undefined && typeof detail.errno === 'number') {
+    return new TapError(detail.message ?? detail.code, {
+      code: detail.code,
+      errno: detail.errno,
+      syscall: detail.syscall ?? '',
+      path: detail.path,
+      ifname: detail.ifname,
+    })
+  }
+  const e = new (entry?.Base ?? Error)(entry ? entry.message(detail) : given(detail)) as CodedError
+  e.code = detail.code
+  if (detail.ifname !== undefined && detail.code === 'ERR_VMTAP_CLOSED') (e as { ifname?: string }).ifname = detail.ifname
   return e
+}
+
+/** ERR_VMTAP_CLOSED for the device `ifname`. */
+export function closedError(ifname: string): CodedError {
+  return makeError({ code: 'ERR_VMTAP_CLOSED', ifname }) as CodedError
 }
 
 /** Describe a received value for a message; never throws (a Proxy's traps or a getter may). */
@@ -62,7 +117,8 @@ function describeValue(value: unknown): string {
   }
   let shown: string
   try {
-    shown = typeof value === 'string' ? JSON.stringify(value.length > 28 ? `${value.slice(0, 25)}...` : value) : String(value)
+    shown =
+      typeof value === 'string' ? JSON.stringify(value.length > 28 ? `${value.slice(0, 25)}...` : value) : String(value)
   } catch {
     shown = '?'
   }
@@ -70,17 +126,23 @@ function describeValue(value: unknown): string {
   return `type ${typeof value} (${shown})`
 }
 
-/** @internal */
+/** ERR_INVALID_ARG_TYPE, as Node words it. */
 export function invalidType(name: string, expected: string, value: unknown): TypeError {
-  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be ${expected}. Received ${describe(value)}`)
+  return makeError({
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: `The "${name}" argument must be ${expected}. Received ${describe(value)}`,
+  }) as TypeError
 }
 
-/** @internal */
+/** ERR_INVALID_ARG_VALUE, as Node words it. */
 export function invalidValue(name: string, reason: string, value: unknown): TypeError {
-  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument '${name}' ${reason}. Received ${describe(value)}`)
+  return makeError({
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument '${name}' ${reason}. Received ${describe(value)}`,
+  }) as TypeError
 }
 
-/** @internal */
+/** ERR_OUT_OF_RANGE, as Node words it. */
 export function outOfRange(name: string, range: string, value: unknown): RangeError {
   let shown: string
   try {
@@ -88,5 +150,8 @@ export function outOfRange(name: string, range: string, value: unknown): RangeEr
   } catch {
     shown = '?'
   }
-  return codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be ${range}. Received ${shown}`)
+  return makeError({
+    code: 'ERR_OUT_OF_RANGE',
+    message: `The value of "${name}" is out of range. It must be ${range}. Received ${shown}`,
+  }) as RangeError
 }

@@ -66,8 +66,9 @@ function checkStdioEntry(v: unknown, name: string): StdioEntry {
  * Read a device-like argument once: `tapFds` and `vhostFds` must be arrays
  * (copied, each element read once, so what is validated is what is used);
  * a throwing getter or Proxy trap is ERR_INVALID_ARG_VALUE.
+ * @internal
  */
-function readDevice(d: unknown, name: string, expected: string, extra: readonly ('ifname' | 'closed')[]) {
+export function readDevice(d: unknown, name: string, expected: string, extra: readonly ('ifname' | 'closed')[]) {
   if (d === null || typeof d !== 'object') throw invalidType(name, expected, d)
   const tapFds = readProperty(d, 'tapFds', `${name}.tapFds`)
   const vhostFds = readProperty(d, 'vhostFds', `${name}.vhostFds`)
@@ -82,8 +83,8 @@ function readDevice(d: unknown, name: string, expected: string, extra: readonly 
   return out
 }
 
-/** A device must have tap fds, and vhost fds either none or one per tap fd. */
-function checkFdCounts(d: { tapFds: readonly unknown[]; vhostFds: readonly unknown[] }, name: string, why = ''): void {
+/** A device must have tap fds, and vhost fds either none or one per tap fd. @internal */
+export function checkFdCounts(d: { tapFds: readonly unknown[]; vhostFds: readonly unknown[] }, name: string, why = ''): void {
   if (d.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', d.tapFds)
   if (d.vhostFds.length !== 0 && d.vhostFds.length !== d.tapFds.length) {
     throw invalidValue(`${name}.vhostFds`, `must be empty or one per tap fd${why}`, d.vhostFds)
@@ -155,10 +156,18 @@ export interface QemuNetOptions {
   deviceProps?: Readonly<Record<string, string | number>>
 }
 
-function validateQemuId(id: unknown, name: string): string {
+/** A QEMU id (netdev, device, fd name). @internal */
+export function validateQemuId(id: unknown, name: string): string {
   if (typeof id !== 'string') throw invalidType(name, 'of type string', id)
   if (!QEMU_ID_RE.test(id)) throw invalidValue(name, 'must start with a letter and contain only letters, digits, -, . and _', id)
   return id
+}
+
+/** A QEMU device (NIC model) name. @internal */
+export function validateQemuDriver(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  if (!/^[A-Za-z0-9_.-]+$/.test(value)) throw invalidValue(name, 'must be a QEMU device name', value)
+  return value
 }
 
 /** The `-netdev` value of a validated device. */
@@ -172,9 +181,7 @@ function netdevValue(d: HandedDevice, id: string): string {
 /** The `-device` value of a validated device, from a snapshot of QemuNetOptions (validated here). */
 function deviceValue(d: HandedDevice, o: Record<string, unknown>): string {
   const id = validateQemuId(o.id, 'id')
-  const model = o.model === undefined ? 'virtio-net-pci' : o.model
-  if (typeof model !== 'string') throw invalidType('options.model', 'of type string', model)
-  if (!/^[A-Za-z0-9_.-]+$/.test(model)) throw invalidValue('options.model', 'must be a QEMU device name', model)
+  const model = o.model === undefined ? 'virtio-net-pci' : validateQemuDriver(o.model, 'options.model')
   let s = `${model},netdev=${id}`
   if (o.mac !== undefined) s += `,mac=${validateMac(o.mac, 'options.mac')}`
   const n = d.tapFds.length
@@ -207,8 +214,8 @@ export function qemuDevice(device: HandedDevice, options: QemuNetOptions): strin
   return deviceValue(d, snapshotOptions(options, 'options', QEMU_KEYS))
 }
 
-/** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. */
-function propValue(v: unknown, name: string): string {
+/** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. @internal */
+export function propValue(v: unknown, name: string): string {
   if ((typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) || /[,=\s\x00-\x1f\x7f]/.test(String(v))) {
     throw invalidValue(name, 'must be a string or finite number without commas, =, spaces or control characters', v)
   }

@@ -8,8 +8,9 @@ import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 
 import { invalidType, invalidValue } from './errors'
-import type { HandOffSource } from './handoff'
-import { snapshotOptions, validateInteger, validateMac } from './validate'
+import { sendFds } from './fdpass'
+import { checkFdCounts, type HandOffSource, readDevice, validateQemuDriver, validateQemuId } from './handoff'
+import { snapshotOptions, validateFd, validateInteger, validateMac } from './validate'
 
 /** A QMP command's error reply, typed. */
 export class QmpError extends Error {
@@ -36,9 +37,6 @@ export interface QmpEvent {
   data?: Record<string, unknown>
   timestamp?: { seconds: number; microseconds: number }
 }
-
-/** How to send bytes with fds over the socket (vmtap's sendFds). */
-export type SendFdsFn = (socket: Socket, data: Buffer, fds: readonly number[]) => Promise<number>
 
 export interface QmpConnectOptions {
   /**
@@ -77,12 +75,11 @@ function qmpError(message: string, code = 'ERR_VMTAP_QMP_PROTOCOL'): Error & { c
 
 /**
  * A connected, capability-negotiated QMP session. Create it with
- * `connectQmp(path)` from the package (which supplies fd passing).
+ * {@link connectQmp}.
  */
 export class QmpClient extends EventEmitter {
   readonly greeting: { QMP: { version: unknown; capabilities: unknown[] } }
   #socket: Socket
-  #sendFds: SendFdsFn
   #timeoutMs: number
   #buffer = ''
   #pending: { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string; id: number } | null = null
@@ -90,10 +87,9 @@ export class QmpClient extends EventEmitter {
   #closed = false
   #nextId = 1
 
-  private constructor(socket: Socket, sendFds: SendFdsFn, timeoutMs: number, greeting: QmpClient['greeting'], rest: string) {
+  private constructor(socket: Socket, timeoutMs: number, greeting: QmpClient['greeting'], rest: string) {
     super()
     this.#socket = socket
-    this.#sendFds = sendFds
     this.#timeoutMs = timeoutMs
     this.greeting = greeting
     socket.on('data', (chunk: Buffer) => this.#onData(chunk.toString('utf8')))
@@ -102,8 +98,8 @@ export class QmpClient extends EventEmitter {
     if (rest) this.#onData(rest)
   }
 
-  /** @internal Use `connectQmp()`. */
-  static async connect(path: string | Socket, sendFds: SendFdsFn, options?: QmpConnectOptions): Promise<QmpClient> {
+  /** @internal Use {@link connectQmp}. */
+  static async connect(path: string | Socket, options?: QmpConnectOptions): Promise<QmpClient> {
     const o = snapshotOptions(options, 'options', ['timeoutMs'])
     const timeoutMs = o.timeoutMs === undefined ? 30000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
     let socket: Socket
@@ -143,7 +139,7 @@ export class QmpClient extends EventEmitter {
       socket.on('data', onData)
       socket.once('error', onErr)
     })
-    const client = new QmpClient(socket, sendFds, timeoutMs, greeting, rest)
+    const client = new QmpClient(socket, timeoutMs, greeting, rest)
     await client.execute('qmp_capabilities')
     return client
   }
@@ -221,7 +217,7 @@ export class QmpClient extends EventEmitter {
         }
       })
       if (fds.length) {
-        await this.#sendFds(this.#socket, line, fds)
+        await sendFds(this.#socket, line, fds)
       } else {
         await new Promise<void>((resolve, reject) => this.#socket.write(line, (e) => (e ? reject(e) : resolve())))
       }
@@ -291,8 +287,6 @@ export interface HotpluggedNic {
   readonly vhostFdNames: readonly string[]
 }
 
-const QMP_ID = /^[A-Za-z][A-Za-z0-9_.-]*$/
-
 /**
  * Hot-add a NIC backed by `tap` to a running QEMU: `getfd` for every tap and
  * vhost fd (sent with SCM_RIGHTS), `netdev_add` naming them, then
@@ -303,33 +297,30 @@ const QMP_ID = /^[A-Za-z][A-Za-z0-9_.-]*$/
  */
 export async function hotplugNic(qmp: QmpClient, tap: HandOffSource, options: HotplugNicOptions): Promise<HotpluggedNic> {
   if (!(qmp instanceof QmpClient)) throw invalidType('qmp', 'a QmpClient', qmp)
-  if (tap === null || typeof tap !== 'object' || !Array.isArray(tap.tapFds) || !Array.isArray(tap.vhostFds)) {
-    throw invalidType('tap', 'a TapDevice', tap)
-  }
-  if (tap.closed) throw invalidValue('tap', `is closed (${tap.ifname})`, tap.ifname)
+  // The device is read once: what is validated is what is sent.
+  const d = readDevice(tap, 'tap', 'a TapDevice', ['closed', 'ifname'])
+  if (d.closed) throw invalidValue('tap', `is closed (${String(d.ifname)})`, d.ifname)
+  checkFdCounts(d, 'tap')
+  const tapFds = d.tapFds.map((fd, i) => validateFd(fd, `tap.tapFds[${i}]`))
+  const vhostFds = d.vhostFds.map((fd, i) => validateFd(fd, `tap.vhostFds[${i}]`))
   const o = snapshotOptions(options, 'options', ['id', 'deviceId', 'mac', 'driver', 'deviceProps'])
-  if (typeof o.id !== 'string' || !QMP_ID.test(o.id)) throw invalidValue('options.id', 'must be a QEMU id (a letter, then letters, digits, -, . or _)', o.id)
-  const id = o.id
-  const deviceId = o.deviceId === undefined ? `${id}-dev` : String(o.deviceId)
-  if (!QMP_ID.test(deviceId)) throw invalidValue('options.deviceId', 'must be a QEMU id', o.deviceId)
+  const id = validateQemuId(o.id, 'options.id')
+  const deviceId = o.deviceId === undefined ? `${id}-dev` : validateQemuId(o.deviceId, 'options.deviceId')
   const mac = o.mac === undefined ? undefined : validateMac(o.mac, 'options.mac')
-  const driver = o.driver === undefined ? 'virtio-net-pci' : o.driver
-  if (typeof driver !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(driver)) throw invalidValue('options.driver', 'must be a QEMU device name', driver)
-  const props = o.deviceProps === undefined ? {} : (o.deviceProps as Record<string, unknown>)
-  if (props === null || typeof props !== 'object') throw invalidType('options.deviceProps', 'an object', props)
-  const n = tap.tapFds.length
-  if (tap.vhostFds.length !== 0 && tap.vhostFds.length !== n) throw invalidValue('tap.vhostFds', 'must be empty or one per tap fd', tap.vhostFds)
-  const fdNames = tap.tapFds.map((_, i) => `${id}-${i}`)
-  const vhostFdNames = tap.vhostFds.map((_, i) => `${id}-vhost-${i}`)
+  const driver = o.driver === undefined ? 'virtio-net-pci' : validateQemuDriver(o.driver, 'options.driver')
+  const props = o.deviceProps === undefined ? {} : snapshotOptions(o.deviceProps ?? null, 'options.deviceProps', null)
+  const n = tapFds.length
+  const fdNames = tapFds.map((_, i) => `${id}-${i}`)
+  const vhostFdNames = vhostFds.map((_, i) => `${id}-vhost-${i}`)
 
   const registered: string[] = []
   let netdevAdded = false
   try {
-    for (const [i, fd] of tap.tapFds.entries()) {
+    for (const [i, fd] of tapFds.entries()) {
       await qmp.execute('getfd', { fdname: fdNames[i] }, [fd])
       registered.push(fdNames[i])
     }
-    for (const [i, fd] of tap.vhostFds.entries()) {
+    for (const [i, fd] of vhostFds.entries()) {
       await qmp.execute('getfd', { fdname: vhostFdNames[i] }, [fd])
       registered.push(vhostFdNames[i])
     }
@@ -381,4 +372,13 @@ export async function unplugNic(qmp: QmpClient, nic: Pick<HotpluggedNic, 'id' | 
   for (const name of [...(nic.fdNames ?? []), ...(nic.vhostFdNames ?? [])]) {
     await qmp.execute('closefd', { fdname: name }).catch(() => undefined)
   }
+}
+
+/**
+ * Connect to QEMU's QMP socket (`-qmp unix:PATH,server=on,wait=off`),
+ * negotiate capabilities, and return a client whose commands can carry fds
+ * (see {@link hotplugNic}).
+ */
+export function connectQmp(path: string | Socket, options?: QmpConnectOptions): Promise<QmpClient> {
+  return QmpClient.connect(path, options)
 }

@@ -1,7 +1,8 @@
-// Argument validation, done before any syscall (no native code here).
+// Argument validation, done before any syscall (no native code here). The
+// numbers come from ./limits.
 
 import { invalidType, invalidValue, outOfRange } from './errors'
-
+import { limits } from './limits'
 
 /**
  * Read an options object exactly once: own string keys only (inherited and
@@ -107,12 +108,13 @@ export function validateBoolean(value: unknown, name: string): boolean {
   return value
 }
 
-/** @internal 0 = off, 1 = auto, 2 = on. */
-export function validateTristate(value: unknown, name: string, dflt: 0 | 1 | 2): 0 | 1 | 2 {
+/** A three-way choice: `true` (required), `false` (never) or `'auto'` (when the host supports it). */
+export type Tristate = boolean | 'auto'
+
+/** @internal */
+export function validateTristate(value: unknown, name: string, dflt: Tristate): Tristate {
   if (value === undefined) return dflt
-  if (value === true) return 2
-  if (value === false) return 0
-  if (value === 'auto') return 1
+  if (value === true || value === false || value === 'auto') return value
   if (typeof value === 'string') throw invalidValue(name, "must be true, false or 'auto'", value)
   throw invalidType(name, "of type boolean or the string 'auto'", value)
 }
@@ -120,12 +122,14 @@ export function validateTristate(value: unknown, name: string, dflt: 0 | 1 | 2):
 const NAME_RULE =
   "must be '' (the kernel picks tap%d), a template with one %d, or 1 to 15 bytes of printable ASCII without '/', ':', whitespace or '%'"
 
-/** @internal The interface-name rules of crates/tap/src/name.rs, checked before any syscall. */
+/** @internal The interface-name rules of the core (crates/tap/src/rules.rs), checked before any syscall. */
 export function validateName(value: unknown, name: string): string {
   if (value === undefined) return ''
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
   if (value === '') return ''
-  if (Buffer.byteLength(value) > 15) throw invalidValue(name, `is longer than 15 bytes; it ${NAME_RULE}`, value)
+  if (Buffer.byteLength(value) > limits.maxNameBytes) {
+    throw invalidValue(name, `is longer than ${limits.maxNameBytes} bytes; it ${NAME_RULE}`, value)
+  }
   if (value === '.' || value === '..') throw invalidValue(name, 'is reserved', value)
   // Printable ASCII, no whitespace, '/', ':'; '%' only in one '%d'.
   if (!/^[\x21-\x7e]+$/.test(value) || /[/:]/.test(value)) throw invalidValue(name, NAME_RULE, value)
@@ -152,4 +156,34 @@ export function validateMac(value: unknown, name: string): string {
   if (first & 1) throw invalidValue(name, 'must be a unicast MAC address (the first octet must be even)', value)
   if (/^(00:){5}00$/.test(value)) throw invalidValue(name, 'must not be all zeros', value)
   return value.toLowerCase()
+}
+
+/** @internal An interface name (not a template): a bridge, a device to delete. */
+export function validateIfName(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  const b = validateName(value, name)
+  if (b === '' || b.includes('%d')) throw invalidValue(name, 'must be an interface name', value)
+  return b
+}
+
+/** @internal An MTU: what SIOCSIFMTU carries (a TAP device takes at most limits.tapMaxMtu). */
+export function validateMtu(value: unknown, name: string): number {
+  return validateInteger(value, name, limits.minMtu, limits.maxMtu)
+}
+
+/** @internal A virtio-net header size. */
+export function validateVnetHdrSize(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw invalidType(name, 'of type number', value)
+  if (!limits.vnetHdrSizes.includes(value)) throw outOfRange(name, limits.vnetHdrSizes.join(', ').replace(/, (\d+)$/, ' or $1'), value)
+  return value
+}
+
+/** @internal A uid or gid. */
+export function validateId(value: unknown, name: string): number {
+  return validateInteger(value, name, 0, limits.maxId)
+}
+
+/** @internal An fd number. */
+export function validateFd(value: unknown, name: string): number {
+  return validateInteger(value, name, 0, 2 ** 31 - 1)
 }

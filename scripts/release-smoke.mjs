@@ -175,7 +175,7 @@ const addon = Object.keys(require.cache).filter((k) => k.endsWith('.node'))
 console.log(JSON.stringify({
   resolved: require.resolve('vmtap'),
   exports: Object.keys(vmtap).sort(),
-  platform: vmtap.platformSuffix(),
+  platform: require('vmtap/dist/lib/native').platformSuffix(),
   addon,
   features,
 }))

@@ -4,13 +4,14 @@
 // manages to create stays there. The addon re-checks every type and range:
 // each call must return, or throw / reject with a documented error —
 // TypeError/RangeError with an ERR_* code, ERR_VMTAP_CLOSED, or a kernel
-// error (code = errno name, errno < 0, syscall; never the addon's internal
+// TapError (code = errno name, errno < 0, syscall; never the addon's internal
 // ERR_VMTAP_NAPI) — or with the exception JavaScript itself raised while the
 // addon read an argument (V8's TypeError, a throwing trap), and the process
 // must survive (a crash makes runIn report "exited without a result").
 import fc from 'fast-check'
 
-import { native, type NativeHandle } from '../../index'
+import { TapError } from '../../index'
+import { native, type NativeHandle } from '../../lib/native'
 
 type Fn = (...a: unknown[]) => unknown
 
@@ -19,7 +20,7 @@ const CODES = new Set(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_OUT
 /** The error must be documented; returns its code. */
 function judge(fn: string, e: unknown): string {
   if (!(e instanceof Error)) throw new Error(`${fn} threw a non-Error: ${String(e)}`)
-  const x = e as Error & { code?: unknown; errno?: unknown; syscall?: unknown; vmtapError?: unknown }
+  const x = e as Error & { code?: unknown; errno?: unknown; syscall?: unknown }
   if (typeof x.code !== 'string') {
     // N-API passes JavaScript's own exceptions through: V8's TypeError for a
     // non-object where an object is read, or what one of our generated traps threw.
@@ -32,9 +33,9 @@ function judge(fn: string, e: unknown): string {
     if (x.constructor !== Ctor) throw new Error(`${fn}: ${x.code} from a ${x.constructor.name}, expected ${Ctor.name}: ${e.message}`)
     return x.code
   }
-  // A kernel error, as fromNative() expects it.
-  if (x.vmtapError !== 1 || !/^E[A-Z0-9]+$/.test(x.code) || typeof x.errno !== 'number' || x.errno >= 0 || typeof x.syscall !== 'string') {
-    throw new Error(`${fn} threw an undocumented error: ${JSON.stringify({ code: x.code, errno: x.errno, syscall: x.syscall, vmtapError: x.vmtapError })} ${e.message}`)
+  // A kernel error: a TapError built by the one error path.
+  if (!(e instanceof TapError) || !/^E[A-Z0-9]+$/.test(x.code) || typeof x.errno !== 'number' || x.errno >= 0 || typeof x.syscall !== 'string') {
+    throw new Error(`${fn} threw an undocumented error: ${JSON.stringify({ code: x.code, errno: x.errno, syscall: x.syscall, tapError: e instanceof TapError })} ${e.message}`)
   }
   if (!e.message.startsWith(`${x.code}: `)) throw new Error(`${fn}: the message does not start with the code: ${e.message}`)
   return x.code
@@ -62,7 +63,7 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   const open = () => {
     let r: unknown
     try {
-      r = call('open', 'fz%d', 2, 1, 0, null, null, null)
+      r = call('open', 'fz%d', 2, 'auto', false, null, null, null)
     } catch {
       r = call('open', goodOptions)
     }
@@ -140,7 +141,7 @@ export async function nativeFuzz(runs: number, seed: number | null) {
         codes[outcome] = (codes[outcome] ?? 0) + 1
         callCounts[fn] = (callCounts[fn] ?? 0) + 1
         try {
-          call('linkInfo', live)
+          call('getLinkInfo', live)
         } catch {
           live = open()
         }
@@ -153,7 +154,7 @@ export async function nativeFuzz(runs: number, seed: number | null) {
       const args = rawArgs.map(resolve)
       // open/openAsync: half the time a well-formed positional call with one argument changed.
       if ((fn === 'open' || fn === 'openAsync') && handleFirst) {
-        const base: unknown[] = ['fz%d', 2, 1, 0, null, null, null]
+        const base: unknown[] = ['fz%d', 2, 'auto', false, null, null, null]
         base[rawArgs.length % base.length] = args[0]
         args.splice(0, args.length, ...base)
       }
@@ -182,7 +183,7 @@ export async function nativeFuzz(runs: number, seed: number | null) {
       done++
       // Keep one open device around for the device functions.
       try {
-        call('linkInfo', live)
+        call('getLinkInfo', live)
       } catch {
         live = open()
       }

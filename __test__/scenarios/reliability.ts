@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { getHeapStatistics } from 'node:v8'
 import { Worker } from 'node:worker_threads'
 
-import { closeAll, deleteTap, handOff, native, openTap, openTapAsync, platformSuffix, probeFeatures, TapError, type TapDevice } from '../../index'
+import { closeAll, deleteTap, handOff, openTap, openTapAsync, probeFeatures, TapError, type TapDevice } from '../../index'
+import { native, platformSuffix } from '../../lib/native'
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' })
 const fdCount = () => readdirSync('/proc/self/fd').length

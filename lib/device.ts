@@ -1,0 +1,345 @@
+// TapDevice and the calls that open and close devices.
+
+import { constants } from './constants'
+import { closedError, invalidType, invalidValue } from './errors'
+import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './native'
+import { native } from './native'
+import { bitsToOffloads, type LinkOptions, normalizeOpenOptions, type Offloads, offloadsToBits } from './options'
+import type { OpenTapOptions } from './options'
+import {
+  readProperty,
+  snapshotOptions,
+  validateBoolean,
+  validateId,
+  validateIfName,
+  validateInteger,
+  validateMac,
+  validateMtu,
+  validateVnetHdrSize,
+} from './validate'
+
+export type { LinkInfo } from './native'
+
+const kToken = Symbol('vmtap.TapDevice')
+const kDispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose)
+const kAsyncDispose: typeof Symbol.asyncDispose =
+  Symbol.asyncDispose ?? (Symbol.for('nodejs.asyncDispose') as typeof Symbol.asyncDispose)
+
+/** Take the native handle out of a device (marking it closed), or null if it was closed. */
+let takeHandle: (d: TapDevice) => NativeHandle | null
+/** Whether `d` is a real TapDevice (a brand check on its private field). */
+let isTapDevice: (d: unknown) => d is TapDevice
+
+interface Held {
+  handle: NativeHandle
+  ifname: string
+}
+
+// The backstop for devices nobody closed: release the fds when the TapDevice
+// is garbage-collected, and say so, as Node does for an unclosed FileHandle.
+const unclosed = new FinalizationRegistry<Held>((held) => {
+  // Only open devices are registered (closing unregisters), so this one
+  // was never closed. Release it off the JS thread and say so.
+  process.emitWarning(
+    `Closing TAP device ${held.ifname} on garbage collection; close it with tap.close() or closeAsync() (or \`using\`) instead`,
+    { type: 'Warning', code: 'VMTAP_UNCLOSED_DEVICE' },
+  )
+  try {
+    native()
+      .closeAsync(held.handle)
+      .catch(() => undefined)
+  } catch {
+    // nothing more can be done here; the handle's own finalizer closes the fds
+  }
+})
+
+/**
+ * An open TAP device: its name and the fds that keep it alive (Ganeti's
+ * `(ifname, tapfds, vhostfds)`). All fds are close-on-exec; hand them to a
+ * VMM explicitly. `close()` closes every fd (idempotent); a non-persistent
+ * device disappears with its last fd.
+ */
+export class TapDevice implements Disposable, AsyncDisposable {
+  /** The interface name, e.g. `tap0`. */
+  declare readonly ifname: string
+  /** One `/dev/net/tun` fd per queue, all attached to this device. */
+  declare readonly tapFds: readonly number[]
+  /** One `/dev/vhost-net` fd per queue, or none. */
+  declare readonly vhostFds: readonly number[]
+  /** Whether IFF_VNET_HDR is set on the device. */
+  declare readonly vnetHdr: boolean
+  /** Whether the device is multi-queue (IFF_MULTI_QUEUE). */
+  declare readonly multiQueue: boolean
+  #handle: NativeHandle | null
+
+  static {
+    isTapDevice = (d): d is TapDevice => typeof d === 'object' && d !== null && #handle in d
+    takeHandle = (d) => {
+      const h = d.#handle
+      if (h === null) return null
+      d.#handle = null
+      unclosed.unregister(d)
+      return h
+    }
+  }
+
+  /** @internal Use {@link openTap}. */
+  constructor(token: symbol, raw: NativeOpenResult) {
+    if (token !== kToken) throw new TypeError('TapDevice is not constructible; use openTap()')
+    const [handle, ifname, flags, , tapFds, vhostFds] = raw
+    this.#handle = handle
+    // Plain assignments, then freeze: the public fields are read-only (the
+    // private #handle is not affected by freezing). The arrays are fresh
+    // from the addon.
+    const self = this as { -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue']: TapDevice[K] }
+    self.ifname = ifname
+    self.tapFds = Object.freeze(tapFds)
+    self.vhostFds = Object.freeze(vhostFds)
+    self.vnetHdr = (flags & constants.IFF_VNET_HDR) !== 0
+    self.multiQueue = (flags & constants.IFF_MULTI_QUEUE) !== 0
+    Object.freeze(this)
+    unclosed.register(this, { handle, ifname }, this)
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#handle === null
+  }
+
+  /**
+   * Close every fd. Calling it again does nothing. The kernel tears a
+   * non-persistent device down inside the last close (~16 ms), which
+   * blocks the event loop: prefer {@link closeAsync} or {@link closeAll}.
+   * Every fd is released even if one fails (then a TapError with code
+   * EBADF says an fd was closed behind the device's back).
+   */
+  close(): void {
+    const h = takeHandle(this)
+    if (h === null) return
+    native().close(h)
+  }
+
+  /**
+   * Close every fd off the JS thread (the libuv pool). The device counts as
+   * closed at once; the promise settles when the kernel is done.
+   */
+  closeAsync(): Promise<void> {
+    const h = takeHandle(this)
+    if (h === null) return Promise.resolve()
+    return native()
+      .closeAsync(h)
+      .then(() => undefined)
+  }
+
+  [kAsyncDispose](): Promise<void> {
+    return this.closeAsync()
+  }
+
+  [kDispose](): void {
+    this.close()
+  }
+
+  /** Run `f` on the open handle; ERR_VMTAP_CLOSED after close(): never touch an fd number then. */
+  #do<R>(f: (n: NativeBinding, h: NativeHandle) => R): R {
+    const h = this.#handle
+    if (h === null) throw closedError(this.ifname)
+    return f(native(), h)
+  }
+
+  /** Bring the link up (or down with `false`). */
+  setLinkUp(up = true): void {
+    const v = validateBoolean(up, 'up')
+    this.#do((n, h) => n.setLinkUp(h, v))
+  }
+
+  /** The link as the kernel has it now: up, MTU, MAC, ifindex. */
+  getLinkInfo(): LinkInfo {
+    return this.#do((n, h) => n.getLinkInfo(h))
+  }
+
+  /** The MTU. */
+  getMtu(): number {
+    return this.getLinkInfo().mtu
+  }
+
+  /** Set the MTU: limits.minMtu-limits.maxMtu; a TAP device takes at most limits.tapMaxMtu (EINVAL above). */
+  setMtu(mtu: number): void {
+    const v = validateMtu(mtu, 'mtu')
+    this.#do((n, h) => n.setMtu(h, v))
+  }
+
+  /** The MAC, as `aa:bb:cc:dd:ee:ff`. */
+  getMac(): string {
+    return this.getLinkInfo().mac
+  }
+
+  /** Set the host-side MAC (unicast). See {@link hostMacFor}. */
+  setMac(mac: string): void {
+    const v = validateMac(mac, 'mac')
+    this.#do((n, h) => n.setMac(h, v))
+  }
+
+  /** Make the device a port of the Linux bridge `bridge`. */
+  attachToBridge(bridge: string): void {
+    const b = validateIfName(bridge, 'bridge')
+    this.#do((n, h) => n.attachToBridge(h, b))
+  }
+
+  /** Remove the device from `bridge`. */
+  detachFromBridge(bridge: string): void {
+    const b = validateIfName(bridge, 'bridge')
+    this.#do((n, h) => n.detachFromBridge(h, b))
+  }
+
+  /**
+   * Apply link settings in libvirt's order: MTU (before enslaving, so the
+   * bridge does not clamp), MAC, bridge, then up.
+   */
+  configure(options: LinkOptions): void {
+    const o = snapshotOptions(options, 'options', ['mtu', 'mac', 'bridge', 'up'])
+    const mtu = o.mtu === undefined ? undefined : validateMtu(o.mtu, 'options.mtu')
+    const mac = o.mac === undefined ? undefined : validateMac(o.mac, 'options.mac')
+    const bridge = o.bridge === undefined ? undefined : validateIfName(o.bridge, 'options.bridge')
+    const up = o.up === undefined ? undefined : validateBoolean(o.up, 'options.up')
+    this.#do((n, h) => {
+      if (mtu !== undefined) n.setMtu(h, mtu)
+      if (mac !== undefined) n.setMac(h, mac)
+      if (bridge !== undefined) n.attachToBridge(h, bridge)
+      if (up !== undefined) n.setLinkUp(h, up)
+    })
+  }
+
+  /** TUNGETVNETHDRSZ. */
+  getVnetHdrSize(): number {
+    return this.#do((n, h) => n.getVnetHdrSize(h))
+  }
+
+  /** TUNSETVNETHDRSZ: 10, 12 or 20. Per device; it persists across users of a persistent device. */
+  setVnetHdrSize(size: 10 | 12 | 20): void {
+    const v = validateVnetHdrSize(size, 'size')
+    if (!this.vnetHdr) throw invalidValue('size', `needs a device with vnetHdr (${this.ifname} has none)`, size)
+    this.#do((n, h) => n.setVnetHdrSize(h, v))
+  }
+
+  /**
+   * TUNSETOFFLOAD with QEMU's probe-and-fallback: when the kernel refuses the
+   * set, it is retried without USO, then without UFO. Returns what was
+   * applied. `{}` turns every offload off.
+   */
+  setOffloads(offloads: Offloads): Required<Offloads> {
+    const bits = offloadsToBits(offloads, 'offloads')
+    if (bits !== 0 && !this.vnetHdr) {
+      throw invalidValue('offloads', `need a device with vnetHdr (${this.ifname} has none)`, offloads)
+    }
+    return bitsToOffloads(this.#do((n, h) => n.setOffloads(h, bits)))
+  }
+
+  /**
+   * Enable or disable queue `index` of a multi-queue device (TUNSETQUEUE
+   * with IFF_ATTACH_QUEUE / IFF_DETACH_QUEUE). A disabled queue's fd stays
+   * open but gets no packets.
+   */
+  setQueueEnabled(index: number, enabled: boolean): void {
+    if (!this.multiQueue) {
+      throw invalidValue('index', `needs a multi-queue device (${this.ifname} has one queue)`, index)
+    }
+    const i = validateInteger(index, 'index', 0, this.tapFds.length - 1)
+    const on = validateBoolean(enabled, 'enabled')
+    this.#do((n, h) => n.setQueueEnabled(h, i, on))
+  }
+
+  /** TUNSETPERSIST. A persistent device outlives its fds; `false` lets it go with the last one. */
+  setPersist(persist: boolean): void {
+    const v = validateBoolean(persist, 'persist')
+    this.#do((n, h) => n.setPersist(h, v))
+  }
+
+  /** TUNSETOWNER: `uid` may attach without CAP_NET_ADMIN. */
+  setOwner(uid: number): void {
+    const v = validateId(uid, 'uid')
+    this.#do((n, h) => n.setOwner(h, v))
+  }
+
+  /** TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN. */
+  setGroup(gid: number): void {
+    const v = validateId(gid, 'gid')
+    this.#do((n, h) => n.setGroup(h, v))
+  }
+}
+
+/**
+ * Open (create, or attach to) a TAP device. See {@link OpenTapOptions}.
+ * Throws TypeError/RangeError for bad arguments before any syscall, and
+ * {@link TapError} when the kernel refuses; nothing stays open on failure.
+ */
+export function openTap(options?: OpenTapOptions): TapDevice {
+  const o = normalizeOpenOptions(options)
+  return new TapDevice(kToken, native().open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config))
+}
+
+/**
+ * {@link openTap} with the syscalls on the libuv pool. Invalid options
+ * reject (TypeError/RangeError) before any syscall; kernel failures reject
+ * with the same TapError openTap throws.
+ */
+export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice> {
+  const o = normalizeOpenOptions(options)
+  const raw = await native().openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
+  return new TapDevice(kToken, raw)
+}
+
+/** Options of {@link closeAll}. */
+export interface CloseAllOptions {
+  /** How many threads tear devices down at once. Default 128. */
+  maxThreads?: number
+}
+
+/**
+ * Close many devices in parallel on threads of their own: the kernel's
+ * per-device teardown (RCU grace periods) overlaps, so 64 devices take
+ * about as long as a few. Every device is marked closed at once and every
+ * fd is released; if some failed, the promise rejects with an
+ * AggregateError of their TapErrors (each with `ifname`) after all are done.
+ * Already-closed devices are skipped.
+ */
+export async function closeAll(devices: Iterable<TapDevice>, options?: CloseAllOptions): Promise<void> {
+  const iterator =
+    devices !== null && typeof devices === 'object' ? readProperty(devices, Symbol.iterator, 'devices') : undefined
+  if (typeof iterator !== 'function') throw invalidType('devices', 'an iterable of TapDevice', devices)
+  let list: unknown[]
+  try {
+    list = [...devices]
+  } catch (e) {
+    throw Object.assign(invalidValue('devices', 'could not be iterated', devices), { cause: e })
+  }
+  list.forEach((d, i) => {
+    // A brand check: never throws (instanceof runs Proxy traps and accepts Object.create(TapDevice.prototype)).
+    if (!isTapDevice(d)) throw invalidType(`devices[${i}]`, 'a TapDevice', d)
+  })
+  const o = snapshotOptions(options, 'options', ['maxThreads'])
+  const maxThreads = o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, 1024)
+  const handles: NativeHandle[] = []
+  const owners: TapDevice[] = []
+  for (const d of list as TapDevice[]) {
+    const h = takeHandle(d)
+    if (h !== null) {
+      handles.push(h)
+      owners.push(d)
+    }
+  }
+  if (handles.length === 0) return
+  const results = await native().closeAll(handles, maxThreads)
+  const failures: Error[] = []
+  const names: string[] = []
+  results.forEach((e, i) => {
+    if (!e) return
+    failures.push(e)
+    names.push(owners[i].ifname)
+  })
+  if (failures.length) {
+    throw new AggregateError(
+      failures,
+      `${failures.length} of ${handles.length} devices did not close cleanly (${names.join(', ')}); every fd was released`,
+    )
+  }
+}

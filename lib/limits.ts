@@ -1,0 +1,38 @@
+// The numbers vmtap's argument checks use, in one place. They are the Rust
+// core's (crates/tap/src/rules.rs): the addon exports the core's own values
+// as `limits`, and a test checks that these equal them.
+
+/** Limits of the kernel and of vmtap, as the core enforces them. */
+export interface Limits {
+  /** Queues of one TAP device (the kernel's MAX_TAP_QUEUES). */
+  readonly maxQueues: number
+  /** The smallest MTU (IPv4's minimum). */
+  readonly minMtu: number
+  /** The largest MTU SIOCSIFMTU carries. */
+  readonly maxMtu: number
+  /** The largest MTU a TAP device takes. */
+  readonly tapMaxMtu: number
+  /** The virtio-net header sizes TUNSETVNETHDRSZ takes. */
+  readonly vnetHdrSizes: readonly number[]
+  /** Every TUNSETOFFLOAD bit vmtap knows. */
+  readonly offloadMask: number
+  /** The largest uid/gid (2**32 - 2: -1 means "none" to the kernel). */
+  readonly maxId: number
+  /** The longest interface name, in bytes (IFNAMSIZ - 1). */
+  readonly maxNameBytes: number
+  /** The most fds one message carries (SCM_MAX_FD). */
+  readonly scmMaxFd: number
+}
+
+/** See {@link Limits}. */
+export const limits: Limits = Object.freeze({
+  maxQueues: 256,
+  minMtu: 68,
+  maxMtu: 65535,
+  tapMaxMtu: 65521,
+  vnetHdrSizes: Object.freeze([10, 12, 20]),
+  offloadMask: 0x7f,
+  maxId: 2 ** 32 - 2,
+  maxNameBytes: 15,
+  scmMaxFd: 253,
+})

@@ -1,0 +1,217 @@
+// The native addon: its interface, and the loader that finds the binary for
+// this platform. Loaded on first use, so `require('vmtap')` stays cheap.
+
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import type { Tristate } from './validate'
+
+/** An opaque native handle (a type-tagged N-API external). */
+export type NativeHandle = { readonly __vmtapHandle: unique symbol }
+
+/** What `open` returns: `[handle, ifname, flags, features, tapFds, vhostFds]` (an array: cheaper to build than an object). */
+export type NativeOpenResult = [
+  handle: NativeHandle,
+  ifname: string,
+  flags: number,
+  features: number,
+  tapFds: number[],
+  vhostFds: number[],
+]
+
+/** The configuration part of openTap's options; `null` when none is given (the usual case). */
+export interface NativeOpenConfig {
+  exclusive: boolean
+  uniqueName: boolean
+  persist: boolean
+  owner: number | null
+  group: number | null
+  vnetHdrSize: number | null
+  offloads: number | null
+  mtu: number | null
+  mac: string | null
+  bridge: string | null
+  up: boolean
+}
+
+/** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+export interface NativeOpenOptions {
+  name: string
+  queues: number
+  vnetHdr: Tristate
+  vhost: Tristate
+  /** null: /dev/net/tun */
+  tunPath: string | null
+  /** null: /dev/vhost-net */
+  vhostPath: string | null
+  config: NativeOpenConfig | null
+}
+
+/** What the kernel reports about the link. */
+export interface LinkInfo {
+  up: boolean
+  mtu: number
+  mac: string
+  ifindex: number
+}
+
+/** The functions the addon exports (crates/node). */
+export interface NativeBinding {
+  open(...args: NativeOpenArgs): NativeOpenResult
+  close(handle: NativeHandle): boolean
+  openAsync(...args: NativeOpenArgs): Promise<NativeOpenResult>
+  closeAsync(handle: NativeHandle): Promise<boolean>
+  closeAll(handles: NativeHandle[], maxThreads: number): Promise<(Error | null)[]>
+  probeFeatures(tunPath: string, vhostPath: string): { raw: number | null; vhostNet: boolean }
+  getTunFeatures(fd: number): number | null
+  setPersist(handle: NativeHandle, on: boolean): void
+  setOwner(handle: NativeHandle, uid: number): void
+  setGroup(handle: NativeHandle, gid: number): void
+  getVnetHdrSize(handle: NativeHandle): number
+  setVnetHdrSize(handle: NativeHandle, size: number): void
+  setOffloads(handle: NativeHandle, bits: number): number
+  setQueueEnabled(handle: NativeHandle, index: number, enabled: boolean): void
+  setLinkUp(handle: NativeHandle, up: boolean): void
+  getLinkInfo(handle: NativeHandle): LinkInfo
+  setMtu(handle: NativeHandle, mtu: number): void
+  setMac(handle: NativeHandle, mac: string): void
+  attachToBridge(handle: NativeHandle, bridge: string): void
+  detachFromBridge(handle: NativeHandle, bridge: string): void
+  probeOffloads(tunPath: string): number
+  deleteTap(name: string, tunPath: string): void
+  sendFds(socket: number, data: Buffer, fds: number[], timeoutMs: number | null): Promise<number>
+  recvFds(
+    socket: number,
+    maxBytes: number,
+    maxFds: number,
+    timeoutMs: number | null,
+  ): Promise<{ data: Buffer; fds: number[]; truncated: boolean }>
+  constants: Readonly<Record<string, number>>
+  limits: Readonly<Record<string, unknown>>
+}
+
+/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+export type NativeOpenArgs = [
+  name: string,
+  queues: number,
+  vnetHdr: Tristate,
+  vhost: Tristate,
+  tunPath: string | null,
+  vhostPath: string | null,
+  config: NativeOpenConfig | null,
+]
+
+function isMusl(): boolean {
+  // As napi-rs' generated loaders do: ldd's text first, then the report.
+  try {
+    return readFileSync('/usr/bin/ldd', 'utf8').includes('musl')
+  } catch {
+    // fall through
+  }
+  try {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
+    return !report?.header?.glibcVersionRuntime
+  } catch {
+    return false
+  }
+}
+
+/** The napi-rs platform suffix of this process, e.g. `linux-x64-gnu`. */
+export function platformSuffix(): string {
+  const abi = process.platform === 'linux' ? (isMusl() ? '-musl' : '-gnu') : ''
+  return `${process.platform}-${process.arch}${abi}`
+}
+
+const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl']
+
+function loadNative(): NativeBinding {
+  const suffix = platformSuffix()
+  const file = `vmtap.${suffix}.node`
+  const candidates: string[] = []
+  const envPath = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+  if (envPath) candidates.push(envPath)
+  // The local build: in the package root, one level up from lib/ (source
+  // checkout) and two from dist/lib/.
+  for (const dir of [join(__dirname, '..'), join(__dirname, '..', '..')]) {
+    const p = join(dir, file)
+    if (!candidates.includes(p)) candidates.push(p)
+  }
+  candidates.push(`vmtap-${suffix}`)
+  const errors: string[] = []
+  for (const c of candidates) {
+    if (c.endsWith('.node') && !existsSync(c)) {
+      errors.push(`${c}: not found`)
+      continue
+    }
+    try {
+      return require(c) as NativeBinding
+    } catch (e) {
+      errors.push(`${c}: ${(e as Error).message.split('\n')[0]}`)
+    }
+  }
+  const libc = process.platform === 'linux' ? (suffix.endsWith('-musl') ? 'musl' : 'glibc') : 'n/a'
+  throw new Error(
+    `vmtap: no native binary loads on this platform (${process.platform} ${process.arch}, libc ${libc}). ` +
+      `Expected the package vmtap-${suffix} (installed through optionalDependencies) or ${file}. Tried:\n` +
+      `${errors.map((e) => `  ${e}`).join('\n')}\n` +
+      (SUPPORTED.includes(suffix)
+        ? `Reinstall without --no-optional / --omit=optional; if a package-lock.json made on another platform lacks ` +
+          `vmtap-${suffix} (npm/cli#4828), delete package-lock.json and node_modules and run npm install again. `
+        : `vmtap ships prebuilt binaries for ${SUPPORTED.join(', ')} only. `) +
+      `Or build from source (needs Rust >= 1.77 and cargo): git clone https://github.com/vmtap/vmtap && cd vmtap && ` +
+      `npm install, then set NAPI_RS_NATIVE_LIBRARY_PATH=$PWD/${file}.`,
+  )
+}
+
+let nativeBinding: NativeBinding | undefined
+/** The loaded addon (loaded on first use). Tests may wrap its functions. */
+export function native(): NativeBinding {
+  return (nativeBinding ??= adaptV1(loadNative() as unknown as Record<string, unknown>))
+}
+
+// TEMPORARY: the v1 addon under the v2 interface, until crates/node catches up.
+function adaptV1(old: Record<string, unknown>): NativeBinding {
+  const { makeError } = require('./errors') as typeof import('./errors')
+  const conv = (e: unknown) => {
+    const n = e as { vmtapError?: number; code?: string; message?: string }
+    if (e instanceof Error && n.vmtapError === 1) return makeError(e as never)
+    return e
+  }
+  const tri = (v: unknown) => (v === true ? 2 : v === false ? 0 : v === 'auto' ? 1 : v)
+  const wrap =
+    (f: (...a: unknown[]) => unknown) =>
+    (...a: unknown[]) => {
+      try {
+        const r = f(...a)
+        if (r instanceof Promise) {
+          return r.then(
+            (v) => (Array.isArray(v) ? v.map((x) => (x instanceof Error ? conv(x) : x)) : v),
+            (e) => {
+              throw conv(e)
+            },
+          )
+        }
+        return r
+      } catch (e) {
+        throw conv(e)
+      }
+    }
+  const out: Record<string, unknown> = { constants: old.constants, limits: {}, init: () => undefined }
+  const rename: Record<string, string> = {
+    getLinkInfo: 'linkInfo',
+    attachToBridge: 'bridgeAdd',
+    detachFromBridge: 'bridgeDel',
+  }
+  for (const k of Object.keys(old)) {
+    if (typeof old[k] === 'function') out[k] = wrap(old[k] as (...a: unknown[]) => unknown)
+  }
+  for (const [n, o] of Object.entries(rename)) {
+    out[n] = out[o]
+    delete out[o]
+  }
+  for (const k of ['open', 'openAsync']) {
+    const f = out[k] as (...a: unknown[]) => unknown
+    out[k] = (...a: unknown[]) => f(a[0], a[1], tri(a[2]), tri(a[3]), ...a.slice(4))
+  }
+  return out as unknown as NativeBinding
+}
