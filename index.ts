@@ -27,7 +27,14 @@
 export { constants, type TunConstants } from './lib/constants'
 export { closeAll, type CloseAllOptions, type LinkInfo, openTap, openTapAsync, TapDevice } from './lib/device'
 export { TapError, type TapErrorFields } from './lib/errors'
-export { type FdSocket, type ReceivedFds, type RecvFdsOptions, recvFds, type SendFdsOptions, sendFds } from './lib/fdpass'
+export {
+  type FdSocket,
+  type ReceivedFds,
+  type RecvFdsOptions,
+  recvFds,
+  type SendFdsOptions,
+  sendFds,
+} from './lib/fdpass'
 export {
   cloudHypervisorArgs,
   cloudHypervisorNet,

@@ -24,7 +24,10 @@ rootTest('openTapAsync makes the same device as openTap; closeAsync removes it',
   const s = openTap({ name, queues: 4, vnetHdr: true })
   try {
     t.is(tunFlags(name), syncFlags)
-    t.deepEqual({ v: s.vnetHdr, m: s.multiQueue, n: s.tapFds.length }, { v: a.vnetHdr, m: a.multiQueue, n: a.tapFds.length })
+    t.deepEqual(
+      { v: s.vnetHdr, m: s.multiQueue, n: s.tapFds.length },
+      { v: a.vnetHdr, m: a.multiQueue, n: a.tapFds.length },
+    )
   } finally {
     s.close()
   }
@@ -43,13 +46,16 @@ rootTest('a rejected openTapAsync carries the same TapError fields as openTap th
     }
     const asyncErr = (await t.throwsAsync(openTapAsync({ name }), { instanceOf: TapError })) as TapError
     t.truthy(syncErr)
-    for (const k of ['code', 'errno', 'syscall', 'path', 'ifname', 'message'] as const) t.is(asyncErr[k], syncErr![k], k)
+    for (const k of ['code', 'errno', 'syscall', 'path', 'ifname', 'message'] as const)
+      t.is(asyncErr[k], syncErr![k], k)
     t.is(asyncErr.code, 'EBUSY')
     t.is(fdCount(), fds)
   } finally {
     held.close()
   }
-  const vhost = (await t.throwsAsync(openTapAsync({ vhost: true, vhostPath: '/nonexistent/vhost-net' }), { instanceOf: TapError })) as TapError
+  const vhost = (await t.throwsAsync(openTapAsync({ vhost: true, vhostPath: '/nonexistent/vhost-net' }), {
+    instanceOf: TapError,
+  })) as TapError
   t.like(vhost, { code: 'ENOENT', syscall: 'open', path: '/nonexistent/vhost-net', errno: -2 })
 })
 
@@ -64,7 +70,10 @@ rootTest('closeAll tears 64 devices down and leaves the links and fds as before'
   const devices = await Promise.all(Array.from({ length: 64 }, () => openTapAsync({ queues: 2 })))
   t.is(links().length, before.length + 64)
   const closing = closeAll(devices)
-  t.true(devices.every((d) => d.closed), 'marked closed at once')
+  t.true(
+    devices.every((d) => d.closed),
+    'marked closed at once',
+  )
   await closing
   t.is(fdCount(), fds)
   t.deepEqual(links(), before)

@@ -29,10 +29,15 @@ const VHOST = existsSync('/dev/vhost-net')
 // dist/ must be the build of the sources under test: rebuild the TypeScript
 // when any source is newer than dist/cli.js.
 test.before(() => {
-  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repo, 'lib')).map((f) => join('lib', f))].map((f) => join(repo, f))
+  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repo, 'lib')).map((f) => join('lib', f))].map((f) =>
+    join(repo, f),
+  )
   const built = existsSync(CLI) ? statSync(CLI).mtimeMs : 0
   if (sources.every((f) => statSync(f).mtimeMs <= built)) return
-  const r = spawnSync(NODE, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repo, encoding: 'utf8' })
+  const r = spawnSync(NODE, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: repo,
+    encoding: 'utf8',
+  })
   if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}${r.stderr}`)
 })
 
@@ -133,7 +138,8 @@ test('--help lists the commands; each command has --help with examples', async (
   t.is(exec.status, 0)
   t.true(exec.stdout.includes('vmtap exec --queues 4 -- qemu-system-x86_64'))
   t.true(exec.stdout.includes('-netdev {netdev} -device virtio-net-pci,netdev=net0,mq=on,vectors=10'))
-  for (const p of ['{ifname}', '{fds}', '{fd}', '{vhostfds}', '{netdev}', '{ifname1}', '--net KEY=VALUE']) t.true(exec.stdout.includes(p), p)
+  for (const p of ['{ifname}', '{fds}', '{fd}', '{vhostfds}', '{netdev}', '{ifname1}', '--net KEY=VALUE'])
+    t.true(exec.stdout.includes(p), p)
   const probe = await safe(['probe', '--help'])
   t.true(probe.stdout.includes('schema'))
 })
@@ -161,7 +167,11 @@ const usageErrors: [string[], string, RegExp][] = [
   [['exec', '--mac', '01:00:5e:00:00:01', '--', 'true'], 'ERR_INVALID_ARG_VALUE', /'--mac' must be a unicast/],
   [['exec', '--name', 'a/b', '--', 'true'], 'ERR_INVALID_ARG_VALUE', /'--name'/],
   [['exec', '--bridge', 'br%d', '--', 'true'], 'ERR_INVALID_ARG_VALUE', /'--bridge'/],
-  [['exec', '--queues', '2', '--', 'echo', '{fd}'], 'ERR_USAGE', /\{fd\} is for a one-queue device, but NIC 0 has 2 queues; use \{fds\}/],
+  [
+    ['exec', '--queues', '2', '--', 'echo', '{fd}'],
+    'ERR_USAGE',
+    /\{fd\} is for a one-queue device, but NIC 0 has 2 queues; use \{fds\}/,
+  ],
   [['exec', '--', 'echo', 'x{fds1}'], 'ERR_USAGE', /\{fds1\} names NIC 1, but there is one NIC/],
   [['exec', '--', 'echo', '{vhostfds}'], 'ERR_USAGE', /needs vhost=on/],
   [['exec', '--net', 'foo=1', '--', 'true'], 'ERR_USAGE', /Unknown key 'foo'/],
@@ -172,8 +182,16 @@ const usageErrors: [string[], string, RegExp][] = [
   [['exec', '--net', '', '--net', 'queues=0', '--', 'true'], 'ERR_OUT_OF_RANGE', /"--net\[1\] queues"/],
   [['exec', '--net', 'name=a', '--', 'echo', '{netdev2}'], 'ERR_USAGE', /names NIC 2/],
   [['exec', '--name', 'a', '--net', 'name=b', '--', 'true'], 'ERR_USAGE', /--name cannot be combined with --net/],
-  [['exec', '--format', 'cloud-hypervisor', '--vhost', 'on', '--', 'true'], 'ERR_USAGE', /cloud-hypervisor takes no vhost-net fds/],
-  [['exec', '--format', 'cloud-hypervisor', '--', 'echo', '{device}'], 'ERR_USAGE', /no meaning with --format cloud-hypervisor/],
+  [
+    ['exec', '--format', 'cloud-hypervisor', '--vhost', 'on', '--', 'true'],
+    'ERR_USAGE',
+    /cloud-hypervisor takes no vhost-net fds/,
+  ],
+  [
+    ['exec', '--format', 'cloud-hypervisor', '--', 'echo', '{device}'],
+    'ERR_USAGE',
+    /no meaning with --format cloud-hypervisor/,
+  ],
   [['create', '--name', 'vm0'], 'ERR_USAGE', /create needs --persist: a device that is not persistent vanishes/],
   [['create', '--persist'], 'ERR_USAGE', /required option '--name <name>'/],
   [['create', '--persist', '--name', 'vm0', '--owner', '-1'], 'ERR_USAGE', /--owner <uid>' argument '-1' is invalid/],
@@ -212,19 +230,40 @@ test('placeholders: substituted per NIC, checked before any device exists', (t) 
     { ifname: 'vm0', tapFds: [3, 4], vhostFds: [5, 6] },
     { ifname: 'vm1', tapFds: [7], vhostFds: [] },
   ]
-  t.deepEqual(substitute(['{ifname}', 'fds={fds0},x', '{vhostfds}', '{netdev}', '{netdev1}', '{fd1}', '{ifname1}', '{device1}', '{other}', '{fds'], devices, 'qemu'), [
-    'vm0',
-    'fds=3:4,x',
-    '5:6',
-    'tap,id=net0,fds=3:4,vhost=on,vhostfds=5:6',
-    'tap,id=net1,fd=7',
-    '7',
-    'vm1',
-    'virtio-net-pci,netdev=net1',
-    '{other}',
-    '{fds',
+  t.deepEqual(
+    substitute(
+      [
+        '{ifname}',
+        'fds={fds0},x',
+        '{vhostfds}',
+        '{netdev}',
+        '{netdev1}',
+        '{fd1}',
+        '{ifname1}',
+        '{device1}',
+        '{other}',
+        '{fds',
+      ],
+      devices,
+      'qemu',
+    ),
+    [
+      'vm0',
+      'fds=3:4,x',
+      '5:6',
+      'tap,id=net0,fds=3:4,vhost=on,vhostfds=5:6',
+      'tap,id=net1,fd=7',
+      '7',
+      'vm1',
+      'virtio-net-pci,netdev=net1',
+      '{other}',
+      '{fds',
+    ],
+  )
+  t.deepEqual(substitute(['{netdev}', '{netdev1}'], devices, 'cloud-hypervisor'), [
+    'fd=[3,4],num_queues=4',
+    'fd=[7],num_queues=2',
   ])
-  t.deepEqual(substitute(['{netdev}', '{netdev1}'], devices, 'cloud-hypervisor'), ['fd=[3,4],num_queues=4', 'fd=[7],num_queues=2'])
   const nics = [{ queues: 2, vhost: 'on' as const }, { vhost: 'auto' as const }]
   t.notThrows(() => checkPlaceholders(['{fds}', '{vhostfds0}', '{fd1}', '{netdev1}'], nics, 'qemu'))
   t.throws(() => checkPlaceholders(['{vhostfd1}'], nics, 'qemu'), { message: /needs vhost=on for NIC 1/ })
@@ -232,13 +271,10 @@ test('placeholders: substituted per NIC, checked before any device exists', (t) 
 })
 
 test('TUNGETFEATURES bits by name, CapEff bit 12, shell exit statuses', (t) => {
-  t.deepEqual(featureNames(constants.IFF_TAP | constants.IFF_NO_PI | constants.IFF_VNET_HDR | constants.IFF_MULTI_QUEUE | 0x10), [
-    'IFF_TAP',
-    'IFF_NAPI',
-    'IFF_MULTI_QUEUE',
-    'IFF_NO_PI',
-    'IFF_VNET_HDR',
-  ])
+  t.deepEqual(
+    featureNames(constants.IFF_TAP | constants.IFF_NO_PI | constants.IFF_VNET_HDR | constants.IFF_MULTI_QUEUE | 0x10),
+    ['IFF_TAP', 'IFF_NAPI', 'IFF_MULTI_QUEUE', 'IFF_NO_PI', 'IFF_VNET_HDR'],
+  )
   t.deepEqual(featureNames(0x80000), ['0x80000'])
   t.true(hasCapNetAdmin('Name:\tx\nCapEff:\t0000000000001000\n'))
   t.false(hasCapNetAdmin('CapEff:\t000001fffeffefff\n'))
@@ -255,7 +291,18 @@ test('TUNGETFEATURES bits by name, CapEff bit 12, shell exit statuses', (t) => {
 const OFFLOAD_KEYS = ['csum', 'tso4', 'tso6', 'ecn', 'ufo', 'uso4', 'uso6']
 
 function assertProbeSchema(t: T, j: Record<string, any>): void {
-  t.deepEqual(Object.keys(j).sort(), ['capNetAdmin', 'features', 'kernel', 'maxQueues', 'offloads', 'offloadsUnknownReason', 'schema', 'tun', 'vhostNet', 'vnetHdr'])
+  t.deepEqual(Object.keys(j).sort(), [
+    'capNetAdmin',
+    'features',
+    'kernel',
+    'maxQueues',
+    'offloads',
+    'offloadsUnknownReason',
+    'schema',
+    'tun',
+    'vhostNet',
+    'vnetHdr',
+  ])
   t.is(j.schema, 1)
   t.is(j.kernel, release())
   t.is(typeof j.capNetAdmin, 'boolean')
@@ -288,7 +335,8 @@ rootTest('probe: the table and --json (schema 1) as root', async (t) => {
     t.like(j.tun, { exists: true, openable: true, error: null })
     t.like(j.vhostNet, { exists: VHOST, openable: VHOST, error: VHOST ? null : 'ENOENT' })
     t.true(j.features.tap && j.features.noPi && j.features.vnetHdr && j.features.multiQueue)
-    for (const n of ['IFF_TUN', 'IFF_TAP', 'IFF_NO_PI', 'IFF_VNET_HDR', 'IFF_MULTI_QUEUE']) t.true(j.features.names.includes(n), n)
+    for (const n of ['IFF_TUN', 'IFF_TAP', 'IFF_NO_PI', 'IFF_VNET_HDR', 'IFF_MULTI_QUEUE'])
+      t.true(j.features.names.includes(n), n)
     t.is(j.maxQueues, 256)
     t.deepEqual(Object.keys(j.offloads), OFFLOAD_KEYS)
     t.true(j.offloads.csum)
@@ -298,7 +346,18 @@ rootTest('probe: the table and --json (schema 1) as root', async (t) => {
     const table = await cli(['probe'], { ns })
     t.is(table.status, 0)
     const rows = table.stdout.trimEnd().split('\n')
-    const keys = ['kernel', 'CAP_NET_ADMIN', '/dev/net/tun', '/dev/vhost-net', 'TUNGETFEATURES', 'tap', 'multi-queue', 'vnet_hdr', 'vhost-net', 'offloads']
+    const keys = [
+      'kernel',
+      'CAP_NET_ADMIN',
+      '/dev/net/tun',
+      '/dev/vhost-net',
+      'TUNGETFEATURES',
+      'tap',
+      'multi-queue',
+      'vnet_hdr',
+      'vhost-net',
+      'offloads',
+    ]
     t.deepEqual(
       rows.map((r) => r.split(/\s{2,}/)[0]),
       keys,
@@ -310,14 +369,26 @@ rootTest('probe: the table and --json (schema 1) as root', async (t) => {
     t.is(row('CAP_NET_ADMIN'), 'yes')
     t.is(row('/dev/net/tun'), 'present, read/write')
     t.is(row('/dev/vhost-net'), VHOST ? 'present, read/write' : 'absent (ENOENT)')
-    t.regex(row('TUNGETFEATURES'), new RegExp(`^0x${j.features.raw.toString(16).padStart(4, '0')} ${j.features.names.join(' ')}$`))
+    t.regex(
+      row('TUNGETFEATURES'),
+      new RegExp(`^0x${j.features.raw.toString(16).padStart(4, '0')} ${j.features.names.join(' ')}$`),
+    )
     t.is(row('multi-queue'), 'yes, up to 256 queues per device')
     t.is(row('vnet_hdr'), 'yes')
     t.is(row('offloads'), OFFLOAD_KEYS.filter((k) => j.offloads[k]).join(' '))
   })
 })
 
-const NOBODY = ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all']
+const NOBODY = [
+  'setpriv',
+  '--reuid',
+  '65534',
+  '--regid',
+  '65534',
+  '--clear-groups',
+  '--inh-caps=-all',
+  '--bounding-set=-all',
+]
 
 rootTest('probe without CAP_NET_ADMIN: offloads unknown, not a failure', async (t) => {
   await withNetns(async (ns) => {
@@ -342,9 +413,17 @@ rootTest('probe without CAP_NET_ADMIN: offloads unknown, not a failure', async (
 
 rootTest('system errors → 1 with the TapError message and code; spawn failures; nothing left behind', async (t) => {
   await withNetns(async (ns) => {
-    assertError(t, await cli(['delete', 'nosuchdev'], { ns }), 1, 'ENODEV', /^vmtap: ENODEV: no such device, .*nosuchdev/)
+    assertError(
+      t,
+      await cli(['delete', 'nosuchdev'], { ns }),
+      1,
+      'ENODEV',
+      /^vmtap: ENODEV: no such device, .*nosuchdev/,
+    )
 
-    const vhost = await cli(['exec', '--name', 'vmv0', '--vhost', 'on', '--', NODE, CHILD, 'report', '{vhostfds}'], { ns })
+    const vhost = await cli(['exec', '--name', 'vmv0', '--vhost', 'on', '--', NODE, CHILD, 'report', '{vhostfds}'], {
+      ns,
+    })
     if (VHOST) {
       const rep = parseReport(t, vhost)
       t.true(rep.argv[0].split(':').every((fd) => rep.fds[fd]?.target === '/dev/vhost-net'))
@@ -354,11 +433,28 @@ rootTest('system errors → 1 with the TapError message and code; spawn failures
     t.deepEqual(nsLinks(ns), ['lo'])
 
     assertError(t, await cli(['exec', '--bridge', 'nobr0', '--', 'true'], { ns }), 1, 'ENODEV', /no bridge nobr0/)
-    assertError(t, await cli(['exec', '--', '/nonexistent/vmtap-cmd', '{fds}'], { ns }), 127, 'ENOENT', /^vmtap: \/nonexistent\/vmtap-cmd: command not found/)
+    assertError(
+      t,
+      await cli(['exec', '--', '/nonexistent/vmtap-cmd', '{fds}'], { ns }),
+      127,
+      'ENOENT',
+      /^vmtap: \/nonexistent\/vmtap-cmd: command not found/,
+    )
     assertError(t, await cli(['exec', '--', 'vmtap-no-such-command'], { ns }), 127, 'ENOENT', /command not found/)
     // child.js is not executable (mode 0644)
-    assertError(t, await cli(['exec', '--persist', '--name', 'vme0', '--', CHILD], { ns }), 1, 'EACCES', /permission denied/)
-    assertError(t, await cli(['exec', '--persist', '--name', 'vme1', '--', 'vmtap-no-such-command'], { ns }), 127, 'ENOENT')
+    assertError(
+      t,
+      await cli(['exec', '--persist', '--name', 'vme0', '--', CHILD], { ns }),
+      1,
+      'EACCES',
+      /permission denied/,
+    )
+    assertError(
+      t,
+      await cli(['exec', '--persist', '--name', 'vme1', '--', 'vmtap-no-such-command'], { ns }),
+      127,
+      'ENOENT',
+    )
     t.deepEqual(nsLinks(ns), ['lo'], 'no device after failures, --persist included')
   })
 })
@@ -370,7 +466,26 @@ rootTest('system errors → 1 with the TapError message and code; spawn failures
 rootTest('exec: the fds arrive at the advertised numbers and the placeholders are filled', async (t) => {
   await withNetns(async (ns) => {
     const r = await cli(
-      ['exec', '--name', 'vmc%d', '--queues', '3', '--vhost', 'off', '--', NODE, CHILD, 'report', '{ifname}', '{fds}', '{netdev}', '{device}', 'fds={fds0},x', '{other}', '{ifname0}'],
+      [
+        'exec',
+        '--name',
+        'vmc%d',
+        '--queues',
+        '3',
+        '--vhost',
+        'off',
+        '--',
+        NODE,
+        CHILD,
+        'report',
+        '{ifname}',
+        '{fds}',
+        '{netdev}',
+        '{device}',
+        'fds={fds0},x',
+        '{other}',
+        '{ifname0}',
+      ],
       { ns },
     )
     const rep = parseReport(t, r)
@@ -394,12 +509,21 @@ rootTest('exec: the fds arrive at the advertised numbers and the placeholders ar
     // file O_NONBLOCK under the command (QEMU's stdio would get EAGAIN).
     for (const fd of ['0', '1', '2']) t.is(rep.fds[fd].flags & 0o4000, 0, `fd ${fd} is blocking`)
 
-    const one = parseReport(t, await cli(['exec', '--name', 'vms0', '--vhost', 'off', '--', NODE, CHILD, 'report', '{fd}', '{netdev}', '{fds}'], { ns }))
+    const one = parseReport(
+      t,
+      await cli(
+        ['exec', '--name', 'vms0', '--vhost', 'off', '--', NODE, CHILD, 'report', '{fd}', '{netdev}', '{fds}'],
+        { ns },
+      ),
+    )
     t.deepEqual(one.argv, ['3', 'tap,id=net0,fd=3', '3'])
     t.deepEqual(tapFdsOf(one), { 3: 'vms0' })
 
     // Without `--`: options after the command belong to the command.
-    const bare = parseReport(t, await cli(['exec', '--vhost', 'off', NODE, CHILD, 'report', '--queues', '{fd}'], { ns }))
+    const bare = parseReport(
+      t,
+      await cli(['exec', '--vhost', 'off', NODE, CHILD, 'report', '--queues', '{fd}'], { ns }),
+    )
     t.deepEqual(bare.argv, ['--queues', '3'])
     t.deepEqual(nsLinks(ns), ['lo'])
   })
@@ -410,12 +534,27 @@ rootTest('exec with two --net groups: indexed placeholders, per-NIC options, fla
     const r = await cli(
       [
         'exec',
-        '--vhost', 'off',
-        '--mtu', '1400',
-        '--net', 'name=vma%d,queues=2,mtu=9000,up',
-        '--net', 'name=vmb0,vnet-hdr=off',
+        '--vhost',
+        'off',
+        '--mtu',
+        '1400',
+        '--net',
+        'name=vma%d,queues=2,mtu=9000,up',
+        '--net',
+        'name=vmb0,vnet-hdr=off',
         '--',
-        NODE, CHILD, 'report', '{ifname}', '{ifname0}', '{fds0}', '{ifname1}', '{fds1}', '{fd1}', '{netdev0}', '{netdev1}', '{device1}',
+        NODE,
+        CHILD,
+        'report',
+        '{ifname}',
+        '{ifname0}',
+        '{fds0}',
+        '{ifname1}',
+        '{fds1}',
+        '{fd1}',
+        '{netdev0}',
+        '{netdev1}',
+        '{device1}',
       ],
       { ns },
     )
@@ -446,15 +585,55 @@ rootTest('exec: --bridge, --mtu, --mac (host side) and --up are applied; --forma
     spawnSync('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge'])
     const rep = parseReport(
       t,
-      await cli(['exec', '--name', 'vml0', '--bridge', 'br0', '--mtu', '9000', '--mac', 'FE:54:00:12:34:56', '--up', '--', NODE, CHILD, 'report'], { ns }),
+      await cli(
+        [
+          'exec',
+          '--name',
+          'vml0',
+          '--bridge',
+          'br0',
+          '--mtu',
+          '9000',
+          '--mac',
+          'FE:54:00:12:34:56',
+          '--up',
+          '--',
+          NODE,
+          CHILD,
+          'report',
+        ],
+        { ns },
+      ),
     )
     t.like(rep.links.vml0, { mtu: 9000, address: 'fe:54:00:12:34:56', master: 'br0' })
     t.is(rep.links.vml0.flags & 1, 1)
 
-    const ch = parseReport(t, await cli(['exec', '--format', 'cloud-hypervisor', '--queues', '2', '--', NODE, CHILD, 'report', '{netdev}', '{fds}', '{ifname}'], { ns }))
+    const ch = parseReport(
+      t,
+      await cli(
+        [
+          'exec',
+          '--format',
+          'cloud-hypervisor',
+          '--queues',
+          '2',
+          '--',
+          NODE,
+          CHILD,
+          'report',
+          '{netdev}',
+          '{fds}',
+          '{ifname}',
+        ],
+        { ns },
+      ),
+    )
     t.deepEqual(ch.argv.slice(0, 2), ['fd=[3,4],num_queues=4', '3:4'])
     t.deepEqual(tapFdsOf(ch), { 3: ch.argv[2], 4: ch.argv[2] })
-    t.false(Object.values(ch.fds).some((f) => f.target === '/dev/vhost-net'), 'no vhost fds for cloud-hypervisor')
+    t.false(
+      Object.values(ch.fds).some((f) => f.target === '/dev/vhost-net'),
+      'no vhost fds for cloud-hypervisor',
+    )
     t.deepEqual(nsLinks(ns), ['br0', 'lo'])
   })
 })
@@ -547,7 +726,9 @@ function tunInfo(name: string, ns: string): NonNullable<NonNullable<IpLink['link
 
 rootTest('exec --persist leaves the device; vmtap delete removes it', async (t) => {
   await withNetns(async (ns) => {
-    const r = await cli(['exec', '--persist', '--name', 'vmp0', '--queues', '2', '--', NODE, CHILD, 'exit', '3'], { ns })
+    const r = await cli(['exec', '--persist', '--name', 'vmp0', '--queues', '2', '--', NODE, CHILD, 'exit', '3'], {
+      ns,
+    })
     t.is(r.status, 3)
     t.like(tunInfo('vmp0', ns), { persist: true, multi_queue: true, numqueues: 0 })
     const del = await cli(['delete', 'vmp0'], { ns })
@@ -564,7 +745,25 @@ rootTest('exec --persist leaves the device; vmtap delete removes it', async (t) 
 
 rootTest('create --persist with --owner/--group, attach as that owner through exec, delete', async (t) => {
   await withNetns(async (ns) => {
-    const c = await cli(['create', '--persist', '--name', 'vmo%d', '--queues', '4', '--owner', '65534', '--group', '65534', '--vnet-hdr', 'on', '--mtu', '1400'], { ns })
+    const c = await cli(
+      [
+        'create',
+        '--persist',
+        '--name',
+        'vmo%d',
+        '--queues',
+        '4',
+        '--owner',
+        '65534',
+        '--group',
+        '65534',
+        '--vnet-hdr',
+        'on',
+        '--mtu',
+        '1400',
+      ],
+      { ns },
+    )
     t.is(c.status, 0, c.stderr)
     t.is(c.stdout, 'vmo0\n')
     t.is(c.stderr, '')
@@ -586,9 +785,16 @@ rootTest('create --persist with --owner/--group, attach as that owner through ex
         cli(['exec', '--name', 'vmo0', '--queues', '4', '--', 'ip', '-d', '-j', 'link', 'show', 'dev', '{ifname}'], {
           ns,
           wrap: [
-            'sh', '-c',
+            'sh',
+            '-c',
             `{ [ -e ${dir}/tun ] || mknod -m 666 ${dir}/tun c 10 200; } && mount --bind ${dir}/tun /dev/net/tun && exec "$@"`,
-            'sh', 'setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
+            'sh',
+            'setpriv',
+            `--reuid=${uid}`,
+            `--regid=${uid}`,
+            '--clear-groups',
+            '--inh-caps=-all',
+            '--bounding-set=-all',
           ],
         })
       const owner = await as(65534)
@@ -609,7 +815,22 @@ rootTest('create --persist with --owner/--group, attach as that owner through ex
 rootTest('create --persist with --bridge, --mac and --up; a single-queue device', async (t) => {
   await withNetns(async (ns) => {
     spawnSync('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge'])
-    const c = await cli(['create', '--persist', '--name', 'vmq0', '--bridge', 'br0', '--mac', 'fe:00:00:00:00:01', '--up', '--vnet-hdr', 'off'], { ns })
+    const c = await cli(
+      [
+        'create',
+        '--persist',
+        '--name',
+        'vmq0',
+        '--bridge',
+        'br0',
+        '--mac',
+        'fe:00:00:00:00:01',
+        '--up',
+        '--vnet-hdr',
+        'off',
+      ],
+      { ns },
+    )
     t.is(c.status, 0, c.stderr)
     const link = ipLink('vmq0', ns)!
     t.is(link.master, 'br0')

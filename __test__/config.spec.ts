@@ -13,11 +13,16 @@ const scenario = 'scenarios/config.ts'
 
 rootTest('open-time link options: MTU 9000, host MAC, bridge, up — as ip -d -j link reports', async (t) => {
   const r = await withNetns((ns) =>
-    runIn<{ ip: { mtu: number; address: string; master: string; flags: string[]; linkinfo: { info_data: { numqueues: number } } }; info: { up: boolean; mtu: number; mac: string } }>(
-      ns,
-      scenario,
-      'openConfigured',
-    ),
+    runIn<{
+      ip: {
+        mtu: number
+        address: string
+        master: string
+        flags: string[]
+        linkinfo: { info_data: { numqueues: number } }
+      }
+      info: { up: boolean; mtu: number; mac: string }
+    }>(ns, scenario, 'openConfigured'),
   )
   t.is(r.ip.mtu, 9000)
   t.is(r.ip.address, 'fe:54:00:12:34:56')
@@ -71,7 +76,9 @@ rootTest('offloads: probe, QEMU-style set, read back with ethtool -k', async (t)
 })
 
 rootTest('open-time vnetHdrSize and offloads', async (t) => {
-  const r = await withNetns((ns) => runIn<{ hdr: number; features: Record<string, boolean> }>(ns, scenario, 'offloadsAtOpen'))
+  const r = await withNetns((ns) =>
+    runIn<{ hdr: number; features: Record<string, boolean> }>(ns, scenario, 'offloadsAtOpen'),
+  )
   t.is(r.hdr, 12)
   t.true(r.features['tx-tcp-segmentation'])
   t.true(r.features['tx-tcp6-segmentation'])
@@ -121,17 +128,22 @@ rootTest('every failure path closes what it opened: no fd, no device, no persist
   t.deepEqual(r.linksAfter, r.linksBefore)
 })
 
-rootTest('uniqueName: vmtap never hands out a freed name again and skips taken ones (the kernel does reuse)', async (t) => {
-  const r = await withNetns((ns) => runIn<Record<string, string>>(ns, scenario, 'uniqueNames'))
-  t.regex(r.first, /^vnet\d+$/)
-  t.not(r.second, r.first)
-  t.is(Number(r.second.slice(4)), Number(r.first.slice(4)) + 1)
-  t.is(Number(r.third.slice(4)), Number(r.second.slice(4)) + 2, `skips ${r.taken}`)
-  t.is(r.k1, r.k2, 'the kernel reuses a freed name at once')
-})
+rootTest(
+  'uniqueName: vmtap never hands out a freed name again and skips taken ones (the kernel does reuse)',
+  async (t) => {
+    const r = await withNetns((ns) => runIn<Record<string, string>>(ns, scenario, 'uniqueNames'))
+    t.regex(r.first, /^vnet\d+$/)
+    t.not(r.second, r.first)
+    t.is(Number(r.second.slice(4)), Number(r.first.slice(4)) + 1)
+    t.is(Number(r.third.slice(4)), Number(r.second.slice(4)) + 2, `skips ${r.taken}`)
+    t.is(r.k1, r.k2, 'the kernel reuses a freed name at once')
+  },
+)
 
 rootTest('bridge: a frame written on one tap queue fd comes out of the other device fd', async (t) => {
-  const r = await withNetns((ns) => runIn<{ written: number; sent: string; got: { frame: string } | null }>(ns, scenario, 'bridgeTraffic'))
+  const r = await withNetns((ns) =>
+    runIn<{ written: number; sent: string; got: { frame: string } | null }>(ns, scenario, 'bridgeTraffic'),
+  )
   t.is(r.written, 10 + r.sent.length / 2)
   t.truthy(r.got, 'the frame arrived')
   t.is(r.got!.frame, r.sent)
@@ -182,5 +194,13 @@ for (const [what, options, code] of badConfig) {
 }
 
 test('offload constants match <linux/if_tun.h>', (t) => {
-  t.like(constants, { TUN_F_CSUM: 1, TUN_F_TSO4: 2, TUN_F_TSO6: 4, TUN_F_TSO_ECN: 8, TUN_F_UFO: 0x10, TUN_F_USO4: 0x20, TUN_F_USO6: 0x40 })
+  t.like(constants, {
+    TUN_F_CSUM: 1,
+    TUN_F_TSO4: 2,
+    TUN_F_TSO6: 4,
+    TUN_F_TSO_ECN: 8,
+    TUN_F_UFO: 0x10,
+    TUN_F_USO4: 0x20,
+    TUN_F_USO6: 0x40,
+  })
 })

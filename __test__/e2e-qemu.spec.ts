@@ -45,17 +45,29 @@ interface Outcome {
   netns: string
 }
 
-
-
 /** Run the scenario in a fresh namespace; the namespace and anything left in it are removed afterwards. */
 async function runInNetns(name: CaseName, guest: Guest): Promise<Outcome> {
   const netns = `vmtap-e2e-${process.pid}-${name}`
-  const config: ScenarioConfig = { ...CASES[name], kernel: guest.kernel, initrd: guest.initrd, timeoutMs: QEMU_TIMEOUT_MS, qemu: QEMU }
+  const config: ScenarioConfig = {
+    ...CASES[name],
+    kernel: guest.kernel,
+    initrd: guest.initrd,
+    timeoutMs: QEMU_TIMEOUT_MS,
+    qemu: QEMU,
+  }
   ipNetns('add', netns)
   try {
     const child = spawn(
       'ip',
-      ['netns', 'exec', netns, process.execPath, '--import=tsx', join(__dirname, 'guest', 'scenario.ts'), JSON.stringify(config)],
+      [
+        'netns',
+        'exec',
+        netns,
+        process.execPath,
+        '--import=tsx',
+        join(__dirname, 'guest', 'scenario.ts'),
+        JSON.stringify(config),
+      ],
       // No tsx cache: its asynchronous cache writes would show up in the fd lists.
       { cwd: repoRoot, env: { ...process.env, TSX_DISABLE_CACHE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
     )
@@ -75,7 +87,9 @@ async function runInNetns(name: CaseName, guest: Guest): Promise<Outcome> {
     try {
       result = JSON.parse(last) as ScenarioResult
     } catch {
-      throw new Error(`scenario (${name}) exited with ${code} without a result\n--- stdout\n${stdout}\n--- stderr\n${stderr}`)
+      throw new Error(
+        `scenario (${name}) exited with ${code} without a result\n--- stdout\n${stdout}\n--- stderr\n${stderr}`,
+      )
     }
     return { result, stderr, netns }
   } finally {
@@ -115,10 +129,18 @@ function commonChecks(t: T, o: Outcome, queues: number): ScenarioResult {
     t.log(`scenario stderr:\n${o.stderr.slice(-4000)}`)
   }
   if (r.error) throw new Error(`the scenario failed: ${r.error}`)
-  t.deepEqual(r.exit && { code: r.exit.code, signal: r.exit.signal, timedOut: r.exit.timedOut }, { code: 0, signal: null, timedOut: false }, 'QEMU powered off by itself')
+  t.deepEqual(
+    r.exit && { code: r.exit.code, signal: r.exit.signal, timedOut: r.exit.timedOut },
+    { code: 0, signal: null, timedOut: false },
+    'QEMU powered off by itself',
+  )
   t.is(r.guest.fail, undefined, 'the guest reported no failure')
   t.true(r.guest.done, 'the guest reached DONE')
-  t.regex(r.guest.nic ?? '', /^driver=virtio_net mac=52:54:00:77:00:02 interfaces=eth0,lo,$/, 'the guest has one NIC, virtio_net, with our MAC')
+  t.regex(
+    r.guest.nic ?? '',
+    /^driver=virtio_net mac=52:54:00:77:00:02 interfaces=eth0,lo,$/,
+    'the guest has one NIC, virtio_net, with our MAC',
+  )
   t.deepEqual(r.guest.queues, { rx: queues, tx: queues }, `the guest's eth0 has ${queues} rx and ${queues} tx queues`)
   t.is(r.tap?.tapFds, queues)
 
@@ -148,16 +170,19 @@ function transferChecks(t: T, r: ScenarioResult, bytes: number): void {
 const netdevArg = (r: ScenarioResult) => r.qemuArgs[r.qemuArgs.indexOf('-netdev') + 1]
 const deviceArg = (r: ScenarioResult) => r.qemuArgs[r.qemuArgs.indexOf('-device') + 1]
 
-rootTest('qemu e2e: 4 queues + vnet_hdr: the guest gets 4 queue pairs, pings both ways, 8 MiB each way byte-exact, nothing left', async (t) => {
-  t.timeout(QEMU_TIMEOUT_MS + 60_000)
-  const r = commonChecks(t, await outcome('multiQueue'), 4)
-  t.like(r.tap, { vnetHdr: true, multiQueue: true, vhostFds: 0 })
-  t.deepEqual(r.handedFds, [3, 4, 5, 6])
-  t.is(netdevArg(r), 'tap,id=n0,fds=3:4:5:6')
-  t.is(deviceArg(r), 'virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,mq=on,vectors=10')
-  t.like(r.whileRunning, { vnetHdr: true, multiQueue: true })
-  transferChecks(t, r, CASES.multiQueue.transferBytes)
-})
+rootTest(
+  'qemu e2e: 4 queues + vnet_hdr: the guest gets 4 queue pairs, pings both ways, 8 MiB each way byte-exact, nothing left',
+  async (t) => {
+    t.timeout(QEMU_TIMEOUT_MS + 60_000)
+    const r = commonChecks(t, await outcome('multiQueue'), 4)
+    t.like(r.tap, { vnetHdr: true, multiQueue: true, vhostFds: 0 })
+    t.deepEqual(r.handedFds, [3, 4, 5, 6])
+    t.is(netdevArg(r), 'tap,id=n0,fds=3:4:5:6')
+    t.is(deviceArg(r), 'virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,mq=on,vectors=10')
+    t.like(r.whileRunning, { vnetHdr: true, multiQueue: true })
+    transferChecks(t, r, CASES.multiQueue.transferBytes)
+  },
+)
 
 rootTest('qemu e2e: 1 queue (fd=): pings both ways, 8 MiB each way byte-exact, nothing left', async (t) => {
   t.timeout(QEMU_TIMEOUT_MS + 60_000)
@@ -170,17 +195,27 @@ rootTest('qemu e2e: 1 queue (fd=): pings both ways, 8 MiB each way byte-exact, n
   transferChecks(t, r, CASES.singleQueue.transferBytes)
 })
 
-rootTest("qemu e2e: vhost: 'auto' follows the host (no vhost-net: no vhost argument) and the guest works", async (t) => {
-  t.timeout(QEMU_TIMEOUT_MS + 60_000)
-  const vhostNet = probeFeatures().vhostNet
-  const r = commonChecks(t, await outcome('vhostAuto'), 1)
-  if (!vhostNet) {
-    t.is(r.tap?.vhostFds, 0, 'no /dev/vhost-net: no vhost fds')
-    t.false(r.qemuArgs.some((a) => /vhost/.test(a)), `no vhost in QEMU's arguments: ${r.qemuArgs.join(' ')}`)
-    t.is(netdevArg(r), 'tap,id=n0,fd=3')
-  } else {
-    t.is(r.tap?.vhostFds, 1, '/dev/vhost-net is usable: one vhost fd')
-    t.is(netdevArg(r), 'tap,id=n0,fd=3,vhost=on,vhostfd=4')
-  }
-  t.deepEqual(r.guest.rx, { bytes: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' }, 'the host released the guest (empty payload)')
-})
+rootTest(
+  "qemu e2e: vhost: 'auto' follows the host (no vhost-net: no vhost argument) and the guest works",
+  async (t) => {
+    t.timeout(QEMU_TIMEOUT_MS + 60_000)
+    const vhostNet = probeFeatures().vhostNet
+    const r = commonChecks(t, await outcome('vhostAuto'), 1)
+    if (!vhostNet) {
+      t.is(r.tap?.vhostFds, 0, 'no /dev/vhost-net: no vhost fds')
+      t.false(
+        r.qemuArgs.some((a) => /vhost/.test(a)),
+        `no vhost in QEMU's arguments: ${r.qemuArgs.join(' ')}`,
+      )
+      t.is(netdevArg(r), 'tap,id=n0,fd=3')
+    } else {
+      t.is(r.tap?.vhostFds, 1, '/dev/vhost-net is usable: one vhost fd')
+      t.is(netdevArg(r), 'tap,id=n0,fd=3,vhost=on,vhostfd=4')
+    }
+    t.deepEqual(
+      r.guest.rx,
+      { bytes: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
+      'the host released the guest (empty payload)',
+    )
+  },
+)

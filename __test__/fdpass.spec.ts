@@ -80,7 +80,10 @@ test('253 fds travel in one message; 254 is refused before any syscall', async (
       return Promise.resolve(0)
     }
     try {
-      await t.throwsAsync(sendFds(p.client, 'x', Array(254).fill(fd)), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
+      await t.throwsAsync(sendFds(p.client, 'x', Array(254).fill(fd)), {
+        instanceOf: RangeError,
+        code: 'ERR_OUT_OF_RANGE',
+      })
       await t.throwsAsync(sendFds(p.client, '', [fd]), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' })
       await t.throwsAsync(sendFds(p.client, 'x', [-1]), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
       await t.throwsAsync(sendFds({} as Socket, 'x', [fd]), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
@@ -165,7 +168,9 @@ test('a full socket is waited for in poll(2), not busy-looped, up to the timeout
     const data = Buffer.alloc(4 << 20)
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
-    const e = (await t.throwsAsync(sendFds(p.client, data, [], { timeoutMs: 400 }), { instanceOf: TapError })) as TapError
+    const e = (await t.throwsAsync(sendFds(p.client, data, [], { timeoutMs: 400 }), {
+      instanceOf: TapError,
+    })) as TapError
     const wall = performance.now() - t0
     const cpu = process.cpuUsage(cpu0)
     t.is(e.code, 'ETIMEDOUT')
@@ -235,7 +240,8 @@ async function fakeQemu(t: { log: (...a: unknown[]) => void }, opts: { deferList
           reply({ return: {} })
         } else if (req.execute === 'netdev_add') {
           const names = String(req.arguments.fds ?? req.arguments.fd).split(':')
-          if (names.some((n) => !held.has(n))) reply({ error: { class: 'GenericError', desc: 'File descriptor named x not found' } })
+          if (names.some((n) => !held.has(n)))
+            reply({ error: { class: 'GenericError', desc: 'File descriptor named x not found' } })
           else {
             for (const n of names) held.delete(n)
             reply({ return: {} })
@@ -244,7 +250,9 @@ async function fakeQemu(t: { log: (...a: unknown[]) => void }, opts: { deferList
           reply({ error: { class: 'GenericError', desc: "'broken-nic' is not a valid device model name" } })
         } else if (req.execute === 'device_del') {
           reply({ return: {} })
-          s.write(`${JSON.stringify({ event: 'DEVICE_DELETED', data: { path: '/machine/peripheral/x/virtio-backend' } })}\r\n`)
+          s.write(
+            `${JSON.stringify({ event: 'DEVICE_DELETED', data: { path: '/machine/peripheral/x/virtio-backend' } })}\r\n`,
+          )
           s.write(`${JSON.stringify({ event: 'DEVICE_DELETED', data: { device: req.arguments.id, path: '/x' } })}\r\n`)
         } else if (req.execute === 'closefd') {
           if (held.has(req.arguments.fdname)) {
@@ -273,39 +281,57 @@ async function fakeQemu(t: { log: (...a: unknown[]) => void }, opts: { deferList
   }
 }
 
-rootTest('hotplugNic sends getfd per fd with SCM_RIGHTS, then netdev_add and device_add; unplugNic reverses', async (t) => {
-  const q = await fakeQemu(t)
-  const tap = openTap({ queues: 2 })
-  const qmp = await connectQmp(q.path, { timeoutMs: 10000 })
-  try {
-    const nic = await hotplugNic(qmp, tap, { id: 'net1', mac: '52:54:00:00:00:02' })
-    t.deepEqual(nic, { id: 'net1', deviceId: 'net1-dev', fdNames: ['net1-0', 'net1-1'], vhostFdNames: [] })
-    const cmds = q.log.map((l) => l.cmd)
-    t.deepEqual(cmds, ['qmp_capabilities', 'getfd', 'getfd', 'netdev_add', 'device_add'])
-    t.deepEqual(q.log[1].args, { fdname: 'net1-0' })
-    t.is(q.log[1].fds.length, 1)
-    t.deepEqual(q.log[3].args, { type: 'tap', id: 'net1', fds: 'net1-0:net1-1' })
-    t.deepEqual(q.log[4].args, { driver: 'virtio-net-pci', id: 'net1-dev', netdev: 'net1', mac: '52:54:00:00:00:02', mq: true, vectors: 6 })
-    await unplugNic(qmp, nic)
-    t.deepEqual(q.log.slice(5).map((l) => l.cmd), ['device_del', 'netdev_del', 'closefd', 'closefd'])
-  } finally {
-    qmp.close()
-    tap.close()
-    q.close()
-  }
-})
+rootTest(
+  'hotplugNic sends getfd per fd with SCM_RIGHTS, then netdev_add and device_add; unplugNic reverses',
+  async (t) => {
+    const q = await fakeQemu(t)
+    const tap = openTap({ queues: 2 })
+    const qmp = await connectQmp(q.path, { timeoutMs: 10000 })
+    try {
+      const nic = await hotplugNic(qmp, tap, { id: 'net1', mac: '52:54:00:00:00:02' })
+      t.deepEqual(nic, { id: 'net1', deviceId: 'net1-dev', fdNames: ['net1-0', 'net1-1'], vhostFdNames: [] })
+      const cmds = q.log.map((l) => l.cmd)
+      t.deepEqual(cmds, ['qmp_capabilities', 'getfd', 'getfd', 'netdev_add', 'device_add'])
+      t.deepEqual(q.log[1].args, { fdname: 'net1-0' })
+      t.is(q.log[1].fds.length, 1)
+      t.deepEqual(q.log[3].args, { type: 'tap', id: 'net1', fds: 'net1-0:net1-1' })
+      t.deepEqual(q.log[4].args, {
+        driver: 'virtio-net-pci',
+        id: 'net1-dev',
+        netdev: 'net1',
+        mac: '52:54:00:00:00:02',
+        mq: true,
+        vectors: 6,
+      })
+      await unplugNic(qmp, nic)
+      t.deepEqual(
+        q.log.slice(5).map((l) => l.cmd),
+        ['device_del', 'netdev_del', 'closefd', 'closefd'],
+      )
+    } finally {
+      qmp.close()
+      tap.close()
+      q.close()
+    }
+  },
+)
 
 rootTest('a QMP error is a typed QmpError and hotplugNic undoes what it did', async (t) => {
   const q = await fakeQemu(t)
   const tap = openTap()
   const qmp = await connectQmp(q.path, { timeoutMs: 10000 })
   try {
-    const e = (await t.throwsAsync(hotplugNic(qmp, tap, { id: 'net2', driver: 'broken-nic' }), { instanceOf: QmpError })) as QmpError
+    const e = (await t.throwsAsync(hotplugNic(qmp, tap, { id: 'net2', driver: 'broken-nic' }), {
+      instanceOf: QmpError,
+    })) as QmpError
     t.is(e.code, 'ERR_VMTAP_QMP')
     t.is(e.command, 'device_add')
     t.is(e.errorClass, 'GenericError')
     t.regex(e.desc, /not a valid device model/)
-    t.deepEqual(q.log.map((l) => l.cmd), ['qmp_capabilities', 'getfd', 'netdev_add', 'device_add', 'netdev_del', 'closefd'])
+    t.deepEqual(
+      q.log.map((l) => l.cmd),
+      ['qmp_capabilities', 'getfd', 'netdev_add', 'device_add', 'netdev_del', 'closefd'],
+    )
     t.is(q.held.size, 0, 'no fd left registered in QEMU')
     await t.throwsAsync(hotplugNic(qmp, tap, { id: '9bad' }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' })
   } finally {

@@ -71,7 +71,16 @@ export interface IpLink {
   operstate: string
   linkinfo?: {
     info_kind: string
-    info_data?: { type: string; vnet_hdr: boolean; multi_queue: boolean; numqueues?: number; numdisabled?: number; persist: boolean; user?: number; group?: number }
+    info_data?: {
+      type: string
+      vnet_hdr: boolean
+      multi_queue: boolean
+      numqueues?: number
+      numdisabled?: number
+      persist: boolean
+      user?: number
+      group?: number
+    }
   }
 }
 

@@ -14,7 +14,9 @@ main().then(
     process.exit(0)
   },
   (e: NodeJS.ErrnoException) => {
-    process.stdout.write(`\n${JSON.stringify({ ok: false, error: { message: e?.stack ?? String(e), code: e?.code } })}\n`)
+    process.stdout.write(
+      `\n${JSON.stringify({ ok: false, error: { message: e?.stack ?? String(e), code: e?.code } })}\n`,
+    )
     process.exit(1)
   },
 )

@@ -29,12 +29,25 @@ export interface RunOptions {
  * it returned (JSON). A thrown error rejects with its message, code and
  * the child's stderr.
  */
-export function runIn<T = unknown>(ns: string, module: string, exportName: string, args: unknown[] = [], options: RunOptions = {}): Promise<T> {
+export function runIn<T = unknown>(
+  ns: string,
+  module: string,
+  exportName: string,
+  args: unknown[] = [],
+  options: RunOptions = {},
+): Promise<T> {
   const runner = join(__dirname, 'netns-runner.ts')
   const cmd = [
-    'netns', 'exec', ns,
+    'netns',
+    'exec',
+    ns,
     ...(options.wrap ?? []),
-    process.execPath, '--import=tsx', runner, join(__dirname, module), exportName, JSON.stringify(args),
+    process.execPath,
+    '--import=tsx',
+    runner,
+    join(__dirname, module),
+    exportName,
+    JSON.stringify(args),
   ]
   return new Promise((resolve, reject) => {
     const child = spawn('ip', cmd, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
@@ -52,7 +65,8 @@ export function runIn<T = unknown>(ns: string, module: string, exportName: strin
         return reject(new Error(`scenario ${exportName} exited ${code} without a result:\n${out}\n${err}`))
       }
       if (msg.ok) resolve(msg.value as T)
-      else reject(Object.assign(new Error(`${msg.error?.message}\n--- child stderr:\n${err}`), { code: msg.error?.code }))
+      else
+        reject(Object.assign(new Error(`${msg.error?.message}\n--- child stderr:\n${err}`), { code: msg.error?.code }))
     })
   })
 }

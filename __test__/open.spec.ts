@@ -8,7 +8,18 @@ import { Worker } from 'node:worker_threads'
 
 import { constants, getTunFeatures, openTap, probeFeatures, TapDevice, TapError, type OpenTapOptions } from '../index'
 import { native } from '../lib/native'
-import { fdCount, fdFlags, fdIface, ipLink, linkExists, links, O_CLOEXEC, rootTest, tunFlags, uniqueName } from './helpers'
+import {
+  fdCount,
+  fdFlags,
+  fdIface,
+  ipLink,
+  linkExists,
+  links,
+  O_CLOEXEC,
+  rootTest,
+  tunFlags,
+  uniqueName,
+} from './helpers'
 
 const { IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE } = constants
 
@@ -150,7 +161,9 @@ rootTest('vhost: true without /dev/vhost-net is ENOENT and leaves nothing', (t) 
 rootTest('vhost: true with a missing vhostPath fails cleanly, even after the tap fds would open', (t) => {
   const fds = fdCount()
   const before = links()
-  const e = t.throws(() => openTap({ vhost: true, queues: 4, vhostPath: '/nonexistent/vhost-net' }), { instanceOf: TapError }) as TapError
+  const e = t.throws(() => openTap({ vhost: true, queues: 4, vhostPath: '/nonexistent/vhost-net' }), {
+    instanceOf: TapError,
+  }) as TapError
   t.is(e.code, 'ENOENT')
   t.is(e.path, '/nonexistent/vhost-net')
   t.is(fdCount(), fds)
@@ -182,7 +195,10 @@ rootTest('a persistent single-queue tap opened with queues: 2 is EINVAL with the
     t.is(e.errno, -22)
     t.is(e.syscall, 'ioctl(TUNSETIFF)')
     t.is(e.ifname, name)
-    t.true(e.message.includes(`${name} already exists without multi_queue; delete it or open it with queues: 1`), e.message)
+    t.true(
+      e.message.includes(`${name} already exists without multi_queue; delete it or open it with queues: 1`),
+      e.message,
+    )
     t.is(fdCount(), fds)
     t.true(linkExists(name), 'the existing device is not touched')
   } finally {
@@ -323,7 +339,16 @@ const badOpen: Bad[] = [
   ["vhost 'on'", { vhost: 'on' }, TypeError, 'ERR_INVALID_ARG_VALUE'],
   ['vhost null', { vhost: null }, TypeError, 'ERR_INVALID_ARG_TYPE'],
   ['a relative tunPath', { tunPath: 'dev/net/tun' }, TypeError, 'ERR_INVALID_ARG_VALUE'],
-  ['a getter that throws', { get queues(): number { throw new Error('boom') } }, TypeError, 'ERR_INVALID_ARG_VALUE'],
+  [
+    'a getter that throws',
+    {
+      get queues(): number {
+        throw new Error('boom')
+      },
+    },
+    TypeError,
+    'ERR_INVALID_ARG_VALUE',
+  ],
 ]
 
 for (const [what, options, Ctor, code] of badOpen) {
@@ -361,5 +386,7 @@ test('getTunFeatures refuses a bad fd before any syscall', (t) => {
 })
 
 test('TapDevice cannot be constructed directly', (t) => {
-  t.throws(() => new (TapDevice as unknown as new (...a: unknown[]) => unknown)(Symbol('x'), {}), { instanceOf: TypeError })
+  t.throws(() => new (TapDevice as unknown as new (...a: unknown[]) => unknown)(Symbol('x'), {}), {
+    instanceOf: TypeError,
+  })
 })

@@ -98,7 +98,8 @@ function release(): Promise<Release> {
     let log = ''
     if (!dir) {
       const why = cannotBuild()
-      if (why) throw new Error(`cannot build the release here (${why}); set VMTAP_RELEASE_DIR to a scripts/release.mjs output`)
+      if (why)
+        throw new Error(`cannot build the release here (${why}); set VMTAP_RELEASE_DIR to a scripts/release.mjs output`)
       dir = join(root, 'target', 'package-test')
       const r = await run(process.execPath, [join(root, 'scripts', 'release.mjs'), '--out', dir, '--quiet'])
       if (r.status !== 0) throw new Error(`scripts/release.mjs failed:\n${r.stderr}\n${r.stdout}`)
@@ -110,7 +111,14 @@ function release(): Promise<Release> {
     const main = files.find((f) => /^vmtap-\d.*\.tgz$/.test(f))
     if (!main) throw new Error(`no vmtap-<version>.tgz in ${tarballs}`)
     const platform = files.find((f) => f.startsWith(`vmtap-${suffix}-`))
-    return { dir, tarballs, main: join(tarballs, main), platform: platform && join(tarballs, platform), buildSeconds, log }
+    return {
+      dir,
+      tarballs,
+      main: join(tarballs, main),
+      platform: platform && join(tarballs, platform),
+      buildSeconds,
+      log,
+    }
   })())
 }
 
@@ -129,7 +137,15 @@ let smokeP: Promise<{ report: SmokeReport; seconds: number }> | undefined
 function smoke(): Promise<{ report: SmokeReport; seconds: number }> {
   return (smokeP ??= (async () => {
     const rel = await release()
-    const args = [join(root, 'scripts', 'release-smoke.mjs'), '--tarballs', rel.tarballs, '--typescript', '--registry-fallback', '--tap', isRoot ? 'netns' : 'none']
+    const args = [
+      join(root, 'scripts', 'release-smoke.mjs'),
+      '--tarballs',
+      rel.tarballs,
+      '--typescript',
+      '--registry-fallback',
+      '--tap',
+      isRoot ? 'netns' : 'none',
+    ]
     const r = await run(process.execPath, args, tmpdir())
     let report: SmokeReport
     try {
@@ -165,7 +181,8 @@ function tarJson<T>(tgz: string, file: string): T {
 // What a user of the main package needs: the compiled JS, its types, the
 // manifest, the README and a license. No Rust, tests, build scripts, binaries.
 const ALLOWED = /^(package\.json|README\.md|LICEN[CS]E(\.\w+)?|dist\/((lib|cli)\/)?[\w.-]+\.(js|d\.ts))$/
-const FORBIDDEN = /(\.rs$|Cargo\.|^crates\/|__test__|^target\/|^scripts\/|\.node$|^npm\/|tsconfig|^bench\/|\.spec\.|^\.)/
+const FORBIDDEN =
+  /(\.rs$|Cargo\.|^crates\/|__test__|^target\/|^scripts\/|\.node$|^npm\/|tsconfig|^bench\/|\.spec\.|^\.)/
 const REQUIRED = ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']
 
 function checkMainFiles(t: import('ava').ExecutionContext, files: string[], what: string): void {
@@ -181,7 +198,8 @@ function checkMainFiles(t: import('ava').ExecutionContext, files: string[], what
 test.serial('release build: the platform binary needs no glibc symbol newer than GLIBC_2.17', async (t) => {
   t.timeout(15 * 60_000)
   const rel = await release()
-  if (rel.buildSeconds !== null) t.log(`scripts/release.mjs (cross build, stage, napi artifacts/prepublish, pack): ${rel.buildSeconds.toFixed(1)} s`)
+  if (rel.buildSeconds !== null)
+    t.log(`scripts/release.mjs (cross build, stage, napi artifacts/prepublish, pack): ${rel.buildSeconds.toFixed(1)} s`)
   t.truthy(rel.platform, `no vmtap-${suffix}-<version>.tgz in ${rel.tarballs}`)
   const dir = mkdtempSync(join(tmpdir(), 'vmtap-pkg-'))
   try {
@@ -192,16 +210,26 @@ test.serial('release build: the platform binary needs no glibc symbol newer than
     const max = versions.at(-1)
     t.log(`${file} in ${rel.platform}: GLIBC_ versions ${versions.join(' ') || '(none)'}`)
     // scripts/release.mjs refuses a binary over the floor with its own ELF reader: it must agree with objdump.
-    const own = sh(process.execPath, ['--input-type=module', '-e', `import { glibcVersions } from ${JSON.stringify(join(root, 'scripts', 'release.mjs'))}; console.log(JSON.stringify(glibcVersions(${JSON.stringify(binary)})))`])
+    const own = sh(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import { glibcVersions } from ${JSON.stringify(join(root, 'scripts', 'release.mjs'))}; console.log(JSON.stringify(glibcVersions(${JSON.stringify(binary)})))`,
+    ])
     t.deepEqual(JSON.parse(own), versions, 'scripts/release.mjs reads the same versions as objdump -T')
     if (suffix.endsWith('-musl')) {
       t.deepEqual(versions, [], 'a musl binary needs no glibc symbol')
     } else {
       t.truthy(max, 'a gnu binary names glibc versions')
-      t.true(compareVersions(max!, GLIBC_FLOOR) <= 0, `needs GLIBC_${max}; at most GLIBC_${GLIBC_FLOOR} loads on RHEL/Rocky 8-9, Debian 11+, Ubuntu 20.04+`)
+      t.true(
+        compareVersions(max!, GLIBC_FLOOR) <= 0,
+        `needs GLIBC_${max}; at most GLIBC_${GLIBC_FLOOR} loads on RHEL/Rocky 8-9, Debian 11+, Ubuntu 20.04+`,
+      )
     }
     const local = join(root, file)
-    if (existsSync(local) && !suffix.endsWith('-musl')) t.log(`for comparison, the development build ${file} (napi build without --use-napi-cross) needs GLIBC_${glibcVersions(local).at(-1)}`)
+    if (existsSync(local) && !suffix.endsWith('-musl'))
+      t.log(
+        `for comparison, the development build ${file} (napi build without --use-napi-cross) needs GLIBC_${glibcVersions(local).at(-1)}`,
+      )
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -222,7 +250,12 @@ test('main package tarball: only dist JS and types, package.json, README (no Rus
   for (const f of ['scripts', 'devDependencies', 'ava']) t.false(f in pkg, `the published package.json carries ${f}`)
   t.deepEqual(Object.keys(pkg.dependencies ?? {}), ['commander'])
   // As `napi prepublish` writes them: vmtap-<platform> at this version, one per napi target.
-  const expected = Object.fromEntries((pkg.napi.targets as string[]).map((tr) => [`vmtap-${Object.keys(TARGET_OF).find((k) => TARGET_OF[k] === tr)}`, pkg.version]))
+  const expected = Object.fromEntries(
+    (pkg.napi.targets as string[]).map((tr) => [
+      `vmtap-${Object.keys(TARGET_OF).find((k) => TARGET_OF[k] === tr)}`,
+      pkg.version,
+    ]),
+  )
   t.deepEqual(pkg.optionalDependencies, expected)
   t.is(pkg.bin?.vmtap, 'dist/cli.js')
   t.truthy(pkg.engines?.node)
@@ -271,12 +304,19 @@ test("require('vmtap') loads the addon from the platform package", async (t) => 
   t.timeout(15 * 60_000)
   const c = await check('cjs')
   t.true(c.ok, String(c.stderr))
-  const v = c.value as { resolved: string; addon: string[]; platform: string; exports: string[]; features: { raw: number | null } }
+  const v = c.value as {
+    resolved: string
+    addon: string[]
+    platform: string
+    exports: string[]
+    features: { raw: number | null }
+  }
   t.notRegex(v.resolved, new RegExp(root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'resolved outside the repository')
   t.is(v.addon.length, 1)
   t.regex(v.addon[0], new RegExp(`/node_modules/vmtap-${suffix}/vmtap\\.${suffix}\\.node$`))
   t.is(v.platform, suffix)
-  for (const name of ['openTap', 'probeFeatures', 'TapError', 'TapDevice', 'deleteTap', 'handOff']) t.true(v.exports.includes(name), name)
+  for (const name of ['openTap', 'probeFeatures', 'TapError', 'TapDevice', 'deleteTap', 'handOff'])
+    t.true(v.exports.includes(name), name)
   t.is(typeof v.features.raw === 'number' || v.features.raw === null, true)
 })
 
@@ -284,7 +324,12 @@ test("import { openTap } from 'vmtap' (ESM)", async (t) => {
   t.timeout(15 * 60_000)
   const c = await check('esm')
   t.true(c.ok, String(c.stderr))
-  t.like(c.value as object, { openTap: 'function', probeFeatures: 'function', TapError: 'function', defaultOpenTap: 'function' })
+  t.like(c.value as object, {
+    openTap: 'function',
+    probeFeatures: 'function',
+    TapError: 'function',
+    defaultOpenTap: 'function',
+  })
 })
 
 test('npx vmtap --help', async (t) => {
@@ -306,7 +351,13 @@ rootTest('the installed package opens and closes a TAP device inside a network n
   const c = await check('tap')
   t.true(c.ok, String(c.stderr))
   t.is(c.mode, 'netns')
-  const v = c.value as { ifname: string; tapFds: number; exists: boolean; multiQueue: boolean; existsAfterClose: boolean }
+  const v = c.value as {
+    ifname: string
+    tapFds: number
+    exists: boolean
+    multiQueue: boolean
+    existsAfterClose: boolean
+  }
   t.like(v, { tapFds: 2, exists: true, multiQueue: true, existsAfterClose: false })
 })
 

@@ -43,7 +43,11 @@ import { runIn, withNetns } from './netns'
 
 const RUNS = Number(process.env.VMTAP_PROPERTY_RUNS ?? 300)
 const SEED = process.env.VMTAP_PROPERTY_SEED === undefined ? undefined : Number(process.env.VMTAP_PROPERTY_SEED)
-const fcParams = (numRuns = RUNS) => ({ numRuns, includeErrorInReport: true, ...(SEED === undefined ? {} : { seed: SEED }) })
+const fcParams = (numRuns = RUNS) => ({
+  numRuns,
+  includeErrorInReport: true,
+  ...(SEED === undefined ? {} : { seed: SEED }),
+})
 
 // ---------------------------------------------------------------------------
 // The fake addon: every function of native() recorded; nothing reaches a syscall.
@@ -81,7 +85,19 @@ interface OpenArgs {
   bridge: string | null
   up: boolean
 }
-const NO_CONFIG = { exclusive: false, uniqueName: false, persist: false, owner: null, group: null, vnetHdrSize: null, offloads: null, mtu: null, mac: null, bridge: null, up: false }
+const NO_CONFIG = {
+  exclusive: false,
+  uniqueName: false,
+  persist: false,
+  owner: null,
+  group: null,
+  vnetHdrSize: null,
+  offloads: null,
+  mtu: null,
+  mac: null,
+  bridge: null,
+  up: false,
+}
 
 /**
  * The addon's open() arguments as one canonical object: the positional
@@ -91,10 +107,28 @@ const NO_CONFIG = { exclusive: false, uniqueName: false, persist: false, owner: 
  * depend on how the TypeScript layer packs the call.
  */
 function canonicalOpen(args: unknown[]): OpenArgs {
-  if (args.length === 1 && typeof args[0] === 'object' && args[0] !== null) return { ...NO_CONFIG, ...(args[0] as OpenArgs) }
-  const [name, queues, vnetHdr, vhost, tunPath, vhostPath, config] = args as [string, number, unknown, unknown, string | null, string | null, Partial<OpenArgs> | null]
+  if (args.length === 1 && typeof args[0] === 'object' && args[0] !== null)
+    return { ...NO_CONFIG, ...(args[0] as OpenArgs) }
+  const [name, queues, vnetHdr, vhost, tunPath, vhostPath, config] = args as [
+    string,
+    number,
+    unknown,
+    unknown,
+    string | null,
+    string | null,
+    Partial<OpenArgs> | null,
+  ]
   const tri = (v: unknown) => (v === false ? 0 : v === 'auto' ? 1 : v === true ? 2 : (v as number))
-  return { name, queues, vnetHdr: tri(vnetHdr), vhost: tri(vhost), tunPath: tunPath ?? '/dev/net/tun', vhostPath: vhostPath ?? '/dev/vhost-net', ...NO_CONFIG, ...(config ?? {}) }
+  return {
+    name,
+    queues,
+    vnetHdr: tri(vnetHdr),
+    vhost: tri(vhost),
+    tunPath: tunPath ?? '/dev/net/tun',
+    vhostPath: vhostPath ?? '/dev/vhost-net',
+    ...NO_CONFIG,
+    ...(config ?? {}),
+  }
 }
 
 const fakeImpl: Record<string, (...a: any[]) => unknown> = {
@@ -207,7 +241,12 @@ interface Ctx {
 
 const U: Val = { k: 'undef' }
 const P = (v: null | boolean | number | bigint | string | symbol): Val => ({ k: 'prim', v })
-const O = (o: Record<string, Val>): Val => ({ k: 'obj', entries: Object.entries(o).map(([key, v]) => ({ key, how: 'value', v })), wrap: 'plain', proto: null })
+const O = (o: Record<string, Val>): Val => ({
+  k: 'obj',
+  entries: Object.entries(o).map(([key, v]) => ({ key, how: 'value', v })),
+  wrap: 'plain',
+  proto: null,
+})
 
 function thrower(what: string): never {
   throw new Error(`${what} threw (a generated trap)`)
@@ -253,11 +292,19 @@ function build(v: Val, ctx: Ctx): unknown {
     case 'iter': {
       const items = v.items.map((it) => materialize(it, ctx))
       if (v.via === 'set') return new Set(items)
-      if (v.via === 'generator') return (function* () { yield* items })()
+      if (v.via === 'generator')
+        return (function* () {
+          yield* items
+        })()
       return { [Symbol.iterator]: () => thrower('an iterator') }
     }
     case 'obj': {
-      const proto = v.wrap === 'nullProto' ? null : v.proto ? buildEntries(Object.create(Object.prototype), v.proto, ctx) : Object.prototype
+      const proto =
+        v.wrap === 'nullProto'
+          ? null
+          : v.proto
+            ? buildEntries(Object.create(Object.prototype), v.proto, ctx)
+            : Object.prototype
       const target = buildEntries(Object.create(proto), v.entries, ctx)
       switch (v.wrap) {
         case 'plain':
@@ -275,7 +322,21 @@ function build(v: Val, ctx: Ctx): unknown {
           return new Proxy(target, { getOwnPropertyDescriptor: () => thrower('the getOwnPropertyDescriptor trap') })
         case 'proxyAllThrow': {
           const trap = (name: string) => () => thrower(`the ${name} trap`)
-          const traps = ['get', 'set', 'has', 'ownKeys', 'getOwnPropertyDescriptor', 'getPrototypeOf', 'defineProperty', 'deleteProperty', 'isExtensible', 'preventExtensions', 'setPrototypeOf', 'apply', 'construct']
+          const traps = [
+            'get',
+            'set',
+            'has',
+            'ownKeys',
+            'getOwnPropertyDescriptor',
+            'getPrototypeOf',
+            'defineProperty',
+            'deleteProperty',
+            'isExtensible',
+            'preventExtensions',
+            'setPrototypeOf',
+            'apply',
+            'construct',
+          ]
           return new Proxy(target, Object.fromEntries(traps.map((n) => [n, trap(n)])))
         }
         case 'revoked': {
@@ -326,7 +387,7 @@ function buildEntries(target: object, entries: Entry[], ctx: Ctx): object {
 /** Open the run's devices through the fake addon (before counting calls). */
 function makeCtx(specs: DevSpec[]): Ctx {
   const devs = specs.map((s) => fakeDevice(s))
-  specs.forEach((s, i) => s.closed && devs[i].close())
+  for (const [i, s] of specs.entries()) if (s.closed) devs[i].close()
   return { devs, specs, mat: new Map(), getterCalls: new Map() }
 }
 
@@ -488,7 +549,9 @@ function mGet(v: Val, key: string, arg: string, ctx: Ctx): Val {
   if (v.k === 'dev') {
     const d = ctx.devs[v.id] as unknown as Record<string, unknown>
     const x = d[key]
-    return Array.isArray(x) ? { k: 'arr', items: x.map((n) => P(n as number)), holes: [], throwAt: null } : P(x as never)
+    return Array.isArray(x)
+      ? { k: 'arr', items: x.map((n) => P(n as number)), holes: [], throwAt: null }
+      : P(x as never)
   }
   if (v.k !== 'obj') return U
   if (v.wrap === 'proxyGetThrows' || v.wrap === 'proxyAllThrow' || v.wrap === 'revoked') throw unreadable(arg)
@@ -517,7 +580,10 @@ const OFFLOAD_KEYS = ['csum', 'tso4', 'tso6', 'ecn', 'ufo', 'uso4', 'uso6'] as c
 function mOffloads(v: Val, arg: string): number {
   const o = mSnapshot(v, arg, OFFLOAD_KEYS)
   const [bits] = stage(() =>
-    OFFLOAD_KEYS.reduce((b, k, i) => (o[k] === undefined || o[k].k === 'undef' || !mBool(o[k], `${arg}.${k}`) ? b : b | (1 << i)), 0),
+    OFFLOAD_KEYS.reduce(
+      (b, k, i) => (o[k] === undefined || o[k].k === 'undef' || !mBool(o[k], `${arg}.${k}`) ? b : b | (1 << i)),
+      0,
+    ),
   )
   if (bits !== 0 && (bits & 1) === 0) throw refuse(VALUE, arg)
   // The kernel's pairings: ecn needs tso4 or tso6; uso4 and uso6 come together.
@@ -528,13 +594,32 @@ function mOffloads(v: Val, arg: string): number {
 
 const get = (o: Record<string, Val>, k: string): Val => o[k] ?? U
 
-const OPEN_KEYS = ['name', 'queues', 'vnetHdr', 'vhost', 'tunPath', 'vhostPath', 'exclusive', 'uniqueName', 'persist', 'owner', 'group', 'vnetHdrSize', 'offloads', 'mtu', 'mac', 'bridge', 'up'] as const
+const OPEN_KEYS = [
+  'name',
+  'queues',
+  'vnetHdr',
+  'vhost',
+  'tunPath',
+  'vhostPath',
+  'exclusive',
+  'uniqueName',
+  'persist',
+  'owner',
+  'group',
+  'vnetHdrSize',
+  'offloads',
+  'mtu',
+  'mac',
+  'bridge',
+  'up',
+] as const
 const MAX_ID = 2 ** 32 - 2
 
 /** What openTap must pass to the addon, or how it must refuse. */
 function mOpen(options: Val): Record<string, unknown> {
   const o = mSnapshot(options, 'options', OPEN_KEYS)
-  const opt = <T>(k: string, f: (v: Val, arg: string) => T): T | null => (get(o, k).k === 'undef' ? null : f(get(o, k), `options.${k}`))
+  const opt = <T>(k: string, f: (v: Val, arg: string) => T): T | null =>
+    get(o, k).k === 'undef' ? null : f(get(o, k), `options.${k}`)
   const bool = (k: string) => (get(o, k).k === 'undef' ? false : mBool(get(o, k), `options.${k}`))
   // Each field is its own stage (validated in this order); only the refusal of the first bad one can come out.
   const n = {
@@ -607,7 +692,10 @@ function assertRefusal(e: unknown, expected: Refused): void {
   assert.ok(!(e instanceof TapError), `a TapError for a bad argument: ${e.message}`)
   const code = (e as NodeJS.ErrnoException).code
   const ok = expected.allowed.some((v) => v.codes.includes(code as Code) && e.message.includes(v.arg))
-  assert.ok(ok, `threw ${e.constructor.name} ${code ?? '(no code)'}: ${e.message}\n  expected one of: ${describeAllowed(expected)}`)
+  assert.ok(
+    ok,
+    `threw ${e.constructor.name} ${code ?? '(no code)'}: ${e.message}\n  expected one of: ${describeAllowed(expected)}`,
+  )
   const Ctor = code === RANGE ? RangeError : TypeError
   assert.equal(e.constructor, Ctor, `${code} must be a ${Ctor.name}, got ${e.constructor.name}`)
 }
@@ -702,14 +790,81 @@ function safeString(v: unknown): string {
 // ---------------------------------------------------------------------------
 
 const SPECIAL_NUMBERS = [
-  NaN, Infinity, -Infinity, -0, 0, 0.5, -1, 1, 9, 10, 11, 12, 20, 67, 68, 255, 256, 257, 65521, 65535, 65536,
-  2 ** 31 - 1, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, -(2 ** 53),
-  Number.MAX_VALUE, Number.MIN_VALUE, Number.EPSILON, 1e21, -1e21,
+  NaN,
+  Infinity,
+  -Infinity,
+  -0,
+  0,
+  0.5,
+  -1,
+  1,
+  9,
+  10,
+  11,
+  12,
+  20,
+  67,
+  68,
+  255,
+  256,
+  257,
+  65521,
+  65535,
+  65536,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32 - 2,
+  2 ** 32 - 1,
+  2 ** 32,
+  2 ** 53 - 1,
+  2 ** 53,
+  2 ** 53 + 2,
+  -(2 ** 53),
+  Number.MAX_VALUE,
+  Number.MIN_VALUE,
+  Number.EPSILON,
+  1e21,
+  -1e21,
 ]
 const WEIRD_STRINGS = [
-  '', ' ', '\0', 'a\0b', '/dev/net/tun\0', '%d', '%s', '%n', '%%d', '%d%d', '%', '%x%d', 'vm%d', 'vm%s', 'é', '€',
-  '\u{1F600}', '\ud800', '\u200b', '\u007f', 'auto', 'AUTO', 'true', '1', '4', '__proto__', 'constructor', 'toString',
-  'a'.repeat(16), 'é'.repeat(8), 'ab\ncd', 'x y', 'a/b', 'a:b', '.', '..', '-', 'fe:54:00:12:34:56',
+  '',
+  ' ',
+  '\0',
+  'a\0b',
+  '/dev/net/tun\0',
+  '%d',
+  '%s',
+  '%n',
+  '%%d',
+  '%d%d',
+  '%',
+  '%x%d',
+  'vm%d',
+  'vm%s',
+  'é',
+  '€',
+  '\u{1F600}',
+  '\ud800',
+  '\u200b',
+  '\u007f',
+  'auto',
+  'AUTO',
+  'true',
+  '1',
+  '4',
+  '__proto__',
+  'constructor',
+  'toString',
+  'a'.repeat(16),
+  'é'.repeat(8),
+  'ab\ncd',
+  'x y',
+  'a/b',
+  'a:b',
+  '.',
+  '..',
+  '-',
+  'fe:54:00:12:34:56',
 ]
 const SYMBOLS = [Symbol('generated'), Symbol.iterator, Symbol.for('nodejs.dispose')]
 
@@ -728,14 +883,40 @@ const primArb: fc.Arbitrary<Val> = fc
   )
   .map(P)
 
-const WRAPS_ODD: Wrap[] = ['nullProto', 'frozen', 'proxy', 'proxyGetThrows', 'proxyOwnKeysThrows', 'proxyGopdThrows', 'proxyAllThrow', 'revoked']
-const wrapArb: fc.Arbitrary<Wrap> = fc.oneof({ weight: 12, arbitrary: fc.constant<Wrap>('plain') }, { weight: 1, arbitrary: fc.constantFrom(...WRAPS_ODD) })
+const WRAPS_ODD: Wrap[] = [
+  'nullProto',
+  'frozen',
+  'proxy',
+  'proxyGetThrows',
+  'proxyOwnKeysThrows',
+  'proxyGopdThrows',
+  'proxyAllThrow',
+  'revoked',
+]
+const wrapArb: fc.Arbitrary<Wrap> = fc.oneof(
+  { weight: 12, arbitrary: fc.constant<Wrap>('plain') },
+  { weight: 1, arbitrary: fc.constantFrom(...WRAPS_ODD) },
+)
 const howArb: fc.Arbitrary<How> = fc.oneof(
   { weight: 20, arbitrary: fc.constant<How>('value') },
   { weight: 2, arbitrary: fc.constant<How>('getter') },
   { weight: 1, arbitrary: fc.constantFrom<How>('throws', 'hidden', 'setter') },
 )
-const ODD_KEYS = ['queue', 'Name', 'QUEUES', '__proto__', 'constructor', 'toString', '0', '7', 'hasOwnProperty', 'vhostfd', 'mtu ', '', 'then']
+const ODD_KEYS = [
+  'queue',
+  'Name',
+  'QUEUES',
+  '__proto__',
+  'constructor',
+  'toString',
+  '0',
+  '7',
+  'hasOwnProperty',
+  'vhostfd',
+  'mtu ',
+  '',
+  'then',
+]
 
 /** Any value, nested up to `depth` levels. */
 function anyVal(depth = 1): fc.Arbitrary<Val> {
@@ -750,34 +931,84 @@ function anyVal(depth = 1): fc.Arbitrary<Val> {
   return fc.oneof(
     { weight: 8, arbitrary: leaf },
     { weight: 1, arbitrary: arrOf(inner) },
-    { weight: 1, arbitrary: objOf(fc.record({ key: fc.oneof(fc.constantFrom(...ODD_KEYS), fc.string({ maxLength: 6 })), how: howArb, v: inner })) },
+    {
+      weight: 1,
+      arbitrary: objOf(
+        fc.record({ key: fc.oneof(fc.constantFrom(...ODD_KEYS), fc.string({ maxLength: 6 })), how: howArb, v: inner }),
+      ),
+    },
   )
 }
 
-function arrOf(item: fc.Arbitrary<Val>, opts: { minLength?: number; maxLength?: number; odd?: boolean } = {}): fc.Arbitrary<Val> {
+function arrOf(
+  item: fc.Arbitrary<Val>,
+  opts: { minLength?: number; maxLength?: number; odd?: boolean } = {},
+): fc.Arbitrary<Val> {
   const odd = opts.odd ?? true
   return fc
     .record({
       items: fc.array(item, { minLength: opts.minLength ?? 0, maxLength: opts.maxLength ?? 4 }),
-      holes: odd ? fc.oneof({ weight: 10, arbitrary: fc.constant<number[]>([]) }, { weight: 1, arbitrary: fc.array(fc.nat(4), { maxLength: 2 }) }) : fc.constant<number[]>([]),
-      throwAt: odd ? fc.oneof({ weight: 15, arbitrary: fc.constant<number | null>(null) }, { weight: 1, arbitrary: fc.nat(4) }) : fc.constant<number | null>(null),
+      holes: odd
+        ? fc.oneof(
+            { weight: 10, arbitrary: fc.constant<number[]>([]) },
+            { weight: 1, arbitrary: fc.array(fc.nat(4), { maxLength: 2 }) },
+          )
+        : fc.constant<number[]>([]),
+      throwAt: odd
+        ? fc.oneof({ weight: 15, arbitrary: fc.constant<number | null>(null) }, { weight: 1, arbitrary: fc.nat(4) })
+        : fc.constant<number | null>(null),
     })
-    .map(({ items, holes, throwAt }): Val => ({ k: 'arr', items, holes: holes.filter((h) => h < items.length), throwAt: throwAt !== null && throwAt < items.length ? throwAt : null }))
+    .map(
+      ({ items, holes, throwAt }): Val => ({
+        k: 'arr',
+        items,
+        holes: holes.filter((h) => h < items.length),
+        throwAt: throwAt !== null && throwAt < items.length ? throwAt : null,
+      }),
+    )
 }
 
-function objOf(entry: fc.Arbitrary<Entry>, opts: { maxLength?: number; wrap?: fc.Arbitrary<Wrap> } = {}): fc.Arbitrary<Val> {
-  return fc.record({
-    entries: fc.uniqueArray(entry, { selector: (e) => e.key, maxLength: opts.maxLength ?? 5 }),
-    wrap: opts.wrap ?? wrapArb,
-    proto: fc.oneof(
-      { weight: 5, arbitrary: fc.constant<Entry[] | null>(null) },
-      { weight: 1, arbitrary: fc.uniqueArray(fc.record({ key: fc.constantFrom(...OPEN_KEYS, 'tapFds', 'vhostFds', 'id', 'stdio', 'extra', 'deviceProps', 'maxThreads', 'csum'), how: fc.constant<How>('value'), v: primArb }), { selector: (e) => e.key, maxLength: 3 }) },
-    ),
-  }).map((r): Val => ({ k: 'obj', ...r }))
+function objOf(
+  entry: fc.Arbitrary<Entry>,
+  opts: { maxLength?: number; wrap?: fc.Arbitrary<Wrap> } = {},
+): fc.Arbitrary<Val> {
+  return fc
+    .record({
+      entries: fc.uniqueArray(entry, { selector: (e) => e.key, maxLength: opts.maxLength ?? 5 }),
+      wrap: opts.wrap ?? wrapArb,
+      proto: fc.oneof(
+        { weight: 5, arbitrary: fc.constant<Entry[] | null>(null) },
+        {
+          weight: 1,
+          arbitrary: fc.uniqueArray(
+            fc.record({
+              key: fc.constantFrom(
+                ...OPEN_KEYS,
+                'tapFds',
+                'vhostFds',
+                'id',
+                'stdio',
+                'extra',
+                'deviceProps',
+                'maxThreads',
+                'csum',
+              ),
+              how: fc.constant<How>('value'),
+              v: primArb,
+            }),
+            { selector: (e) => e.key, maxLength: 3 },
+          ),
+        },
+      ),
+    })
+    .map((r): Val => ({ k: 'obj', ...r }))
 }
 
 /** Mostly valid, often near the edges, sometimes anything. */
-function field<T extends null | boolean | number | bigint | string | symbol>(valid: fc.Arbitrary<T>, near: fc.Arbitrary<T | unknown>): fc.Arbitrary<Val> {
+function field<T extends null | boolean | number | bigint | string | symbol>(
+  valid: fc.Arbitrary<T>,
+  near: fc.Arbitrary<T | unknown>,
+): fc.Arbitrary<Val> {
   return fc.oneof(
     { weight: 8, arbitrary: valid.map(P) },
     { weight: 3, arbitrary: near.map((v) => P(v as never)) },
@@ -791,12 +1022,33 @@ const validName = fc.oneof(
   fc.stringMatching(/^[a-z][a-z0-9_.-]{0,10}(%d)?$/),
 )
 const nearName = fc.oneof(
-  fc.constantFrom('abcdefghijklmnop', '.', '..', 'a/b', 'a:b', 'a b', 'a\tb', 'a\0b', 'é', 'vm%s', 'vm%', '%%d', '%d%d', 'x%n', 'vm\u007f', 'éééééééé', 'abcdefghijklmn%d'),
+  fc.constantFrom(
+    'abcdefghijklmnop',
+    '.',
+    '..',
+    'a/b',
+    'a:b',
+    'a b',
+    'a\tb',
+    'a\0b',
+    'é',
+    'vm%s',
+    'vm%',
+    '%%d',
+    '%d%d',
+    'x%n',
+    'vm\u007f',
+    'éééééééé',
+    'abcdefghijklmn%d',
+  ),
   fc.string({ unit: nameChars, maxLength: 17 }),
   fc.string({ unit: 'binary', maxLength: 17 }),
 )
 const nameField = field(validName, nearName)
-const bridgeField = field(fc.stringMatching(/^[a-z][a-z0-9_.-]{0,10}$/), fc.oneof(nearName, fc.constantFrom('', 'br%d', '%d')))
+const bridgeField = field(
+  fc.stringMatching(/^[a-z][a-z0-9_.-]{0,10}$/),
+  fc.oneof(nearName, fc.constantFrom('', 'br%d', '%d')),
+)
 
 const hex2 = fc.integer({ min: 0, max: 255 }).map((n) => n.toString(16).padStart(2, '0'))
 const macParts = fc.tuple(hex2, hex2, hex2, hex2, hex2, hex2)
@@ -813,21 +1065,55 @@ const nearMac = fc.oneof(
   macParts.map((p) => p.join('-')),
   macParts.map((p) => p.slice(0, 5).join(':')),
   macParts.map((p) => `${p.join(':')}:00`),
-  fc.constantFrom('00:00:00:00:00:00', '01:00:5e:00:00:01', 'ff:ff:ff:ff:ff:ff', 'fe:54:00:12:34:5g', 'fe:54:00:12:34:56\0', ' fe:54:00:12:34:56', 'fe:54:0:12:34:56', 'FE:54:00:12:34:56'),
+  fc.constantFrom(
+    '00:00:00:00:00:00',
+    '01:00:5e:00:00:01',
+    'ff:ff:ff:ff:ff:ff',
+    'fe:54:00:12:34:5g',
+    'fe:54:00:12:34:56\0',
+    ' fe:54:00:12:34:56',
+    'fe:54:0:12:34:56',
+    'FE:54:00:12:34:56',
+  ),
 )
 const macField = field(validMac, nearMac)
 const boolField = field(fc.boolean(), fc.constantFrom(0, 1, 'true', 'false', null, 'yes', NaN))
 const int = (min: number, max: number) =>
-  field(fc.integer({ min, max }), fc.oneof(fc.integer({ min: min - 3, max: min + 3 }), fc.integer({ min: max - 3, max: max + 3 }), fc.constantFrom(...SPECIAL_NUMBERS), fc.double()))
+  field(
+    fc.integer({ min, max }),
+    fc.oneof(
+      fc.integer({ min: min - 3, max: min + 3 }),
+      fc.integer({ min: max - 3, max: max + 3 }),
+      fc.constantFrom(...SPECIAL_NUMBERS),
+      fc.double(),
+    ),
+  )
 const pathField = field(
-  fc.oneof(fc.constantFrom('/dev/net/tun', '/dev/vhost-net', '/x', '/dev/%d', '/é'), fc.string({ maxLength: 12 }).map((s) => `/${s.replace(/\0/g, '')}`)),
+  fc.oneof(
+    fc.constantFrom('/dev/net/tun', '/dev/vhost-net', '/x', '/dev/%d', '/é'),
+    fc.string({ maxLength: 12 }).map((s) => `/${s.replace(/\0/g, '')}`),
+  ),
   fc.oneof(fc.constantFrom('', 'dev/net/tun', './tun', '/a\0b', '\0', 'tun', '~/tun'), fc.string({ maxLength: 12 })),
 )
-const tristateField = field(fc.constantFrom<boolean | string>(true, false, 'auto'), fc.constantFrom('Auto', 'on', 'off', '', 'yes', 1, 0, null, 2))
-const hdrSizeField = field(fc.constantFrom(10, 12, 20), fc.oneof(fc.integer({ min: 0, max: 24 }), fc.constantFrom(10.5, -10, -0, NaN, '12')))
+const tristateField = field(
+  fc.constantFrom<boolean | string>(true, false, 'auto'),
+  fc.constantFrom('Auto', 'on', 'off', '', 'yes', 1, 0, null, 2),
+)
+const hdrSizeField = field(
+  fc.constantFrom(10, 12, 20),
+  fc.oneof(fc.integer({ min: 0, max: 24 }), fc.constantFrom(10.5, -10, -0, NaN, '12')),
+)
 const offloadsField: fc.Arbitrary<Val> = fc.oneof(
-  { weight: 6, arbitrary: objOf(fc.record({ key: fc.constantFrom(...OFFLOAD_KEYS), how: howArb, v: boolField }), { maxLength: 7 }) },
-  { weight: 1, arbitrary: objOf(fc.record({ key: fc.constantFrom(...OFFLOAD_KEYS, 'gso', 'CSUM', 'tso', 'lro'), how: howArb, v: boolField })) },
+  {
+    weight: 6,
+    arbitrary: objOf(fc.record({ key: fc.constantFrom(...OFFLOAD_KEYS), how: howArb, v: boolField }), { maxLength: 7 }),
+  },
+  {
+    weight: 1,
+    arbitrary: objOf(
+      fc.record({ key: fc.constantFrom(...OFFLOAD_KEYS, 'gso', 'CSUM', 'tso', 'lro'), how: howArb, v: boolField }),
+    ),
+  },
   { weight: 1, arbitrary: anyVal(1) },
 )
 
@@ -852,7 +1138,9 @@ const OPEN_FIELDS: Record<(typeof OPEN_KEYS)[number], fc.Arbitrary<Val>> = {
 }
 
 function entriesFor(fields: Record<string, fc.Arbitrary<Val>>): fc.Arbitrary<Entry> {
-  const known = fc.constantFrom(...Object.keys(fields)).chain((key) => fc.record({ key: fc.constant(key), how: howArb, v: fields[key] }))
+  const known = fc
+    .constantFrom(...Object.keys(fields))
+    .chain((key) => fc.record({ key: fc.constant(key), how: howArb, v: fields[key] }))
   const odd = fc.record({ key: fc.constantFrom(...ODD_KEYS), how: howArb, v: anyVal(0) })
   return fc.oneof({ weight: 15, arbitrary: known }, { weight: 1, arbitrary: odd })
 }
@@ -882,32 +1170,40 @@ function openExpect(options: Val): Expect {
   return { calls: [{ fn: 'open', args: [mOpen(options)] }] }
 }
 
-test.serial('openTap: any options are refused with the documented error before the addon, or passed on normalized', async (t) => {
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(devSpecsArb, optionsArb(OPEN_FIELDS), (specs, options) => {
-        const ctx = makeCtx(specs)
-        try {
-          let opened: TapDevice | undefined
-          checkSync('openTap', ctx, () => openExpect(options), () => {
-            opened = openTap(materialize(options, ctx) as never)
-            return undefined
-          })
-          if (opened) {
-            assert.ok(opened instanceof TapDevice)
-            opened.close()
+test.serial(
+  'openTap: any options are refused with the documented error before the addon, or passed on normalized',
+  async (t) => {
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(devSpecsArb, optionsArb(OPEN_FIELDS), (specs, options) => {
+          const ctx = makeCtx(specs)
+          try {
+            let opened: TapDevice | undefined
+            checkSync(
+              'openTap',
+              ctx,
+              () => openExpect(options),
+              () => {
+                opened = openTap(materialize(options, ctx) as never)
+                return undefined
+              },
+            )
+            if (opened) {
+              assert.ok(opened instanceof TapDevice)
+              opened.close()
+            }
+          } finally {
+            closeCtx(ctx)
           }
-        } finally {
-          closeCtx(ctx)
-        }
-      }),
-      fcParams(),
-    ),
-  )
-  const s = stats.get('openTap')!
-  t.log(`openTap: ${s.ok} accepted, ${s.refused} refused`)
-  t.true(s.ok > RUNS / 20 && s.refused > RUNS / 4, 'both outcomes are exercised')
-})
+        }),
+        fcParams(),
+      ),
+    )
+    const s = stats.get('openTap')!
+    t.log(`openTap: ${s.ok} accepted, ${s.refused} refused`)
+    t.true(s.ok > RUNS / 20 && s.refused > RUNS / 4, 'both outcomes are exercised')
+  },
+)
 
 test.serial('openTapAsync: the same verdicts, always as a rejection (never a synchronous throw)', async (t) => {
   await withFakeNative(() =>
@@ -916,9 +1212,14 @@ test.serial('openTapAsync: the same verdicts, always as a rejection (never a syn
         const ctx = makeCtx(specs)
         try {
           let opened: TapDevice | undefined
-          await checkAsync('openTapAsync', ctx, () => ({ calls: [{ fn: 'openAsync', args: [mOpen(options)] }] }), async () => {
-            opened = await openTapAsync(materialize(options, ctx) as never)
-          })
+          await checkAsync(
+            'openTapAsync',
+            ctx,
+            () => ({ calls: [{ fn: 'openAsync', args: [mOpen(options)] }] }),
+            async () => {
+              opened = await openTapAsync(materialize(options, ctx) as never)
+            },
+          )
           await opened?.closeAsync()
         } finally {
           closeCtx(ctx)
@@ -964,35 +1265,47 @@ const validOpenArb = fc
     if (off?.ecn && !off.tso4 && !off.tso6) off.tso4 = true
     if (off && !off.uso4 !== !off.uso6) off.uso4 = off.uso6 = true
     if (r.uniqueName && typeof r.name === 'string' && r.name !== '' && !r.name.includes('%d')) delete r.uniqueName
-    if (r.vnetHdr === false && (r.vnetHdrSize !== undefined || (off && off.csum))) r.vnetHdr = 'auto'
+    if (r.vnetHdr === false && (r.vnetHdrSize !== undefined || off?.csum)) r.vnetHdr = 'auto'
     return r
   })
 
 function toVal(x: unknown): Val {
   if (x === undefined) return U
-  if (x !== null && typeof x === 'object') return O(Object.fromEntries(Object.entries(x).map(([k, v]) => [k, toVal(v)])))
+  if (x !== null && typeof x === 'object')
+    return O(Object.fromEntries(Object.entries(x).map(([k, v]) => [k, toVal(v)])))
   return P(x as never)
 }
 
-test.serial('openTap: every valid option combination is accepted and reaches the addon exactly once, normalized', async (t) => {
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(validOpenArb, (o) => {
-        const ctx = makeCtx([])
-        const v = toVal(o)
-        const expected = oracle(() => openExpect(v))
-        assert.ok(!(expected instanceof Refused), `the generator made an invalid input: ${expected instanceof Refused ? describeAllowed(expected) : ''}`)
-        let opened: TapDevice | undefined
-        checkSync('openTap valid', ctx, () => openExpect(v), () => {
-          opened = openTap(o as never)
-        })
-        opened!.close()
-      }),
-      fcParams(),
-    ),
-  )
-  t.is(stats.get('openTap valid')!.refused, 0)
-})
+test.serial(
+  'openTap: every valid option combination is accepted and reaches the addon exactly once, normalized',
+  async (t) => {
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(validOpenArb, (o) => {
+          const ctx = makeCtx([])
+          const v = toVal(o)
+          const expected = oracle(() => openExpect(v))
+          assert.ok(
+            !(expected instanceof Refused),
+            `the generator made an invalid input: ${expected instanceof Refused ? describeAllowed(expected) : ''}`,
+          )
+          let opened: TapDevice | undefined
+          checkSync(
+            'openTap valid',
+            ctx,
+            () => openExpect(v),
+            () => {
+              opened = openTap(o as never)
+            },
+          )
+          opened!.close()
+        }),
+        fcParams(),
+      ),
+    )
+    t.is(stats.get('openTap valid')!.refused, 0)
+  },
+)
 
 // ---------------------------------------------------------------------------
 // TapDevice methods
@@ -1009,7 +1322,13 @@ interface DevInfo {
 const handles = new WeakMap<TapDevice, unknown>()
 
 function devInfo(d: TapDevice): DevInfo {
-  return { handle: handles.get(d), ifname: d.ifname, vnetHdr: d.vnetHdr, multiQueue: d.multiQueue, queues: d.tapFds.length }
+  return {
+    handle: handles.get(d),
+    ifname: d.ifname,
+    vnetHdr: d.vnetHdr,
+    multiQueue: d.multiQueue,
+    queues: d.tapFds.length,
+  }
 }
 
 /** A required string argument: undefined may be called a wrong type or a bad value. */
@@ -1037,11 +1356,23 @@ const METHODS: Record<string, { args: fc.Arbitrary<Val[]>; model: (a: Val[], d: 
     model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: fakeImpl.getLinkInfo() }),
   },
   getMtu: { args: fc.constant([]), model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: 1500 }) },
-  getMac: { args: fc.constant([]), model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: 'fe:00:00:00:00:01' }) },
-  setMtu: { args: fc.tuple(int(68, 65535)), model: ([v], d) => ({ calls: one('setMtu', d.handle, mInt(v, 'mtu', 68, 65535)) }) },
+  getMac: {
+    args: fc.constant([]),
+    model: (_, d) => ({ calls: one('getLinkInfo', d.handle), result: 'fe:00:00:00:00:01' }),
+  },
+  setMtu: {
+    args: fc.tuple(int(68, 65535)),
+    model: ([v], d) => ({ calls: one('setMtu', d.handle, mInt(v, 'mtu', 68, 65535)) }),
+  },
   setMac: { args: fc.tuple(macField), model: ([v], d) => ({ calls: one('setMac', d.handle, mMac(v, 'mac')) }) },
-  attachToBridge: { args: fc.tuple(bridgeField), model: ([v], d) => ({ calls: one('attachToBridge', d.handle, mBridgeArg(v, 'bridge')) }) },
-  detachFromBridge: { args: fc.tuple(bridgeField), model: ([v], d) => ({ calls: one('detachFromBridge', d.handle, mBridgeArg(v, 'bridge')) }) },
+  attachToBridge: {
+    args: fc.tuple(bridgeField),
+    model: ([v], d) => ({ calls: one('attachToBridge', d.handle, mBridgeArg(v, 'bridge')) }),
+  },
+  detachFromBridge: {
+    args: fc.tuple(bridgeField),
+    model: ([v], d) => ({ calls: one('detachFromBridge', d.handle, mBridgeArg(v, 'bridge')) }),
+  },
   configure: {
     args: fc.tuple(optionsArb(CONFIGURE_FIELDS, 4)),
     model: ([v], d) => {
@@ -1087,12 +1418,23 @@ const METHODS: Record<string, { args: fc.Arbitrary<Val[]>; model: (a: Val[], d: 
       return { calls: one('setQueueEnabled', d.handle, index, mBool(on, 'enabled')) }
     },
   },
-  setPersist: { args: fc.tuple(boolField), model: ([v], d) => ({ calls: one('setPersist', d.handle, mBool(v, 'persist')) }) },
-  setOwner: { args: fc.tuple(int(0, MAX_ID)), model: ([v], d) => ({ calls: one('setOwner', d.handle, mInt(v, 'uid', 0, MAX_ID)) }) },
-  setGroup: { args: fc.tuple(int(0, MAX_ID)), model: ([v], d) => ({ calls: one('setGroup', d.handle, mInt(v, 'gid', 0, MAX_ID)) }) },
+  setPersist: {
+    args: fc.tuple(boolField),
+    model: ([v], d) => ({ calls: one('setPersist', d.handle, mBool(v, 'persist')) }),
+  },
+  setOwner: {
+    args: fc.tuple(int(0, MAX_ID)),
+    model: ([v], d) => ({ calls: one('setOwner', d.handle, mInt(v, 'uid', 0, MAX_ID)) }),
+  },
+  setGroup: {
+    args: fc.tuple(int(0, MAX_ID)),
+    model: ([v], d) => ({ calls: one('setGroup', d.handle, mInt(v, 'gid', 0, MAX_ID)) }),
+  },
 }
 
-const methodCallArb = fc.constantFrom(...Object.keys(METHODS)).chain((name) => fc.record({ name: fc.constant(name), args: METHODS[name].args }))
+const methodCallArb = fc
+  .constantFrom(...Object.keys(METHODS))
+  .chain((name) => fc.record({ name: fc.constant(name), args: METHODS[name].args }))
 
 /** Open a fake device and remember its handle. */
 function fakeDevice(s: Omit<DevSpec, 'closed'>): TapDevice {
@@ -1101,166 +1443,212 @@ function fakeDevice(s: Omit<DevSpec, 'closed'>): TapDevice {
   return d
 }
 
-test.serial('every TapDevice method refuses bad arguments before the addon and passes good ones on exactly', async (t) => {
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(devSpecArb, devSpecsArb, methodCallArb, (spec, pool, { name, args }) => {
-        const dev = fakeDevice(spec)
-        const ctx = makeCtx(pool)
-        try {
-          const info = devInfo(dev)
-          checkSync(`method ${name}`, ctx, () => METHODS[name].model(args, info), () =>
-            (dev as unknown as Record<string, (...a: unknown[]) => unknown>)[name](...args.map((a) => materialize(a, ctx))),
-          )
-        } finally {
-          dev.close()
-          closeCtx(ctx)
-        }
-      }),
-      fcParams(RUNS * 4),
-    ),
-  )
-  const summary = [...stats].filter(([k]) => k.startsWith('method ')).map(([k, s]) => `${k.slice(7)} ${s.ok}/${s.refused}`)
-  t.log(`accepted/refused: ${summary.join(', ')}`)
-  for (const name of Object.keys(METHODS)) t.true(stats.has(`method ${name}`), `${name} was exercised`)
-})
+test.serial(
+  'every TapDevice method refuses bad arguments before the addon and passes good ones on exactly',
+  async (t) => {
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(devSpecArb, devSpecsArb, methodCallArb, (spec, pool, { name, args }) => {
+          const dev = fakeDevice(spec)
+          const ctx = makeCtx(pool)
+          try {
+            const info = devInfo(dev)
+            checkSync(
+              `method ${name}`,
+              ctx,
+              () => METHODS[name].model(args, info),
+              () =>
+                (dev as unknown as Record<string, (...a: unknown[]) => unknown>)[name](
+                  ...args.map((a) => materialize(a, ctx)),
+                ),
+            )
+          } finally {
+            dev.close()
+            closeCtx(ctx)
+          }
+        }),
+        fcParams(RUNS * 4),
+      ),
+    )
+    const summary = [...stats]
+      .filter(([k]) => k.startsWith('method '))
+      .map(([k, s]) => `${k.slice(7)} ${s.ok}/${s.refused}`)
+    t.log(`accepted/refused: ${summary.join(', ')}`)
+    for (const name of Object.keys(METHODS)) t.true(stats.has(`method ${name}`), `${name} was exercised`)
+  },
+)
 
-test.serial('use after close: every method of a closed device throws ERR_VMTAP_CLOSED (or the argument error) and never reaches the addon', async (t) => {
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(devSpecArb, devSpecsArb, methodCallArb, fc.constantFrom('close', 'closeAsync', 'closeAll'), (spec, pool, { name, args }, how) => {
-        const dev = fakeDevice(spec)
-        const info = devInfo(dev)
-        if (how === 'close') dev.close()
-        else if (how === 'closeAsync') void dev.closeAsync()
-        else void closeAll([dev])
-        assert.ok(dev.closed)
-        const ctx = makeCtx(pool)
-        const expected = oracle(() => METHODS[name].model(args, info))
-        calls.length = 0
-        let error: unknown
-        try {
-          ;(dev as unknown as Record<string, (...a: unknown[]) => unknown>)[name](...args.map((a) => materialize(a, ctx)))
-        } catch (e) {
-          error = e
-        }
-        assert.deepEqual(calls, [], 'a closed device must not reach the addon')
-        if (expected instanceof Refused) {
-          assertRefusal(error, expected)
-        } else {
-          assert.ok(error instanceof Error, `${name} on a closed device did not throw`)
-          assert.equal((error as NodeJS.ErrnoException).code, 'ERR_VMTAP_CLOSED')
-          assert.ok(!(error instanceof TapError))
-          assert.ok(error.message.includes(info.ifname) && /closed/.test(error.message), error.message)
-        }
-        count('closed', !(expected instanceof Refused))
-        // closing again is a no-op, async closing resolves, closeAll skips it
-        calls.length = 0
-        dev.close()
-        dev[Symbol.dispose]()
-        void dev.closeAsync()
-        void closeAll([dev])
-        assert.deepEqual(calls, [], 'closing a closed device again must not reach the addon')
-        closeCtx(ctx)
-      }),
-      fcParams(RUNS * 2),
-    ),
-  )
-  const s = stats.get('closed')!
-  t.log(`closed device: ${s.ok} ERR_VMTAP_CLOSED, ${s.refused} argument errors first`)
-  t.true(s.ok > 0)
-})
+test.serial(
+  'use after close: every method of a closed device throws ERR_VMTAP_CLOSED (or the argument error) and never reaches the addon',
+  async (t) => {
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(
+          devSpecArb,
+          devSpecsArb,
+          methodCallArb,
+          fc.constantFrom('close', 'closeAsync', 'closeAll'),
+          (spec, pool, { name, args }, how) => {
+            const dev = fakeDevice(spec)
+            const info = devInfo(dev)
+            if (how === 'close') dev.close()
+            else if (how === 'closeAsync') void dev.closeAsync()
+            else void closeAll([dev])
+            assert.ok(dev.closed)
+            const ctx = makeCtx(pool)
+            const expected = oracle(() => METHODS[name].model(args, info))
+            calls.length = 0
+            let error: unknown
+            try {
+              ;(dev as unknown as Record<string, (...a: unknown[]) => unknown>)[name](
+                ...args.map((a) => materialize(a, ctx)),
+              )
+            } catch (e) {
+              error = e
+            }
+            assert.deepEqual(calls, [], 'a closed device must not reach the addon')
+            if (expected instanceof Refused) {
+              assertRefusal(error, expected)
+            } else {
+              assert.ok(error instanceof Error, `${name} on a closed device did not throw`)
+              assert.equal((error as NodeJS.ErrnoException).code, 'ERR_VMTAP_CLOSED')
+              assert.ok(!(error instanceof TapError))
+              assert.ok(error.message.includes(info.ifname) && /closed/.test(error.message), error.message)
+            }
+            count('closed', !(expected instanceof Refused))
+            // closing again is a no-op, async closing resolves, closeAll skips it
+            calls.length = 0
+            dev.close()
+            dev[Symbol.dispose]()
+            void dev.closeAsync()
+            void closeAll([dev])
+            assert.deepEqual(calls, [], 'closing a closed device again must not reach the addon')
+            closeCtx(ctx)
+          },
+        ),
+        fcParams(RUNS * 2),
+      ),
+    )
+    const s = stats.get('closed')!
+    t.log(`closed device: ${s.ok} ERR_VMTAP_CLOSED, ${s.refused} argument errors first`)
+    t.true(s.ok > 0)
+  },
+)
 
-test.serial('closing a closed device: close() is a no-op, closeAsync() and Symbol.asyncDispose resolve, closeAll skips it, handOff refuses it', async (t) => {
-  await withFakeNative(async () => {
-    const dev = fakeDevice({ queues: 2, vnetHdr: true, vhost: false })
-    const other = fakeDevice({ queues: 1, vnetHdr: true, vhost: false })
-    const otherHandle = handles.get(other)
-    dev.close()
-    calls.length = 0
-    t.notThrows(() => dev.close())
-    await t.notThrowsAsync(dev.closeAsync())
-    await t.notThrowsAsync(dev[Symbol.asyncDispose]())
-    await t.notThrowsAsync(closeAll([dev, dev]))
-    t.deepEqual(calls, [], 'nothing reached the addon')
-    await closeAll([dev, other, other])
-    t.deepEqual(calls, [{ fn: 'closeAll', args: [[otherHandle], 128] }], 'closeAll passed only the open device, once')
-    t.true(other.closed)
-    const e = t.throws(() => handOff(dev), { instanceOf: TypeError }) as NodeJS.ErrnoException
-    t.is(e.code, 'ERR_INVALID_ARG_VALUE')
-    t.regex(e.message, /closed/)
-    t.throws(() => handOff([other]), { code: 'ERR_INVALID_ARG_VALUE' })
-  })
-})
+test.serial(
+  'closing a closed device: close() is a no-op, closeAsync() and Symbol.asyncDispose resolve, closeAll skips it, handOff refuses it',
+  async (t) => {
+    await withFakeNative(async () => {
+      const dev = fakeDevice({ queues: 2, vnetHdr: true, vhost: false })
+      const other = fakeDevice({ queues: 1, vnetHdr: true, vhost: false })
+      const otherHandle = handles.get(other)
+      dev.close()
+      calls.length = 0
+      t.notThrows(() => dev.close())
+      await t.notThrowsAsync(dev.closeAsync())
+      await t.notThrowsAsync(dev[Symbol.asyncDispose]())
+      await t.notThrowsAsync(closeAll([dev, dev]))
+      t.deepEqual(calls, [], 'nothing reached the addon')
+      await closeAll([dev, other, other])
+      t.deepEqual(calls, [{ fn: 'closeAll', args: [[otherHandle], 128] }], 'closeAll passed only the open device, once')
+      t.true(other.closed)
+      const e = t.throws(() => handOff(dev), { instanceOf: TypeError }) as NodeJS.ErrnoException
+      t.is(e.code, 'ERR_INVALID_ARG_VALUE')
+      t.regex(e.message, /closed/)
+      t.throws(() => handOff([other]), { code: 'ERR_INVALID_ARG_VALUE' })
+    })
+  },
+)
 
 // ---------------------------------------------------------------------------
 // Module functions: deleteTap, hostMacFor, getTunFeatures, closeAll
 // ---------------------------------------------------------------------------
 
-test.serial('deleteTap, hostMacFor, getTunFeatures, probeFeatures, checkOpenTapOptions: the documented refusals, or exactly the addon call', async (t) => {
-  const fns = {
-    deleteTap: fc.tuple(bridgeField, optionsArb({ tunPath: pathField }, 2)),
-    hostMacFor: fc.tuple(macField),
-    getTunFeatures: fc.tuple(int(0, 2 ** 31 - 1)),
-    probeFeatures: fc.tuple(optionsArb({ tunPath: pathField, vhostPath: pathField }, 3)),
-    checkOpenTapOptions: fc.tuple(optionsArb(OPEN_FIELDS)),
-  }
-  const models: Record<keyof typeof fns, (a: Val[]) => Expect> = {
-    deleteTap: ([name, options]) => {
-      const n = mBridgeArg(name, 'name')
-      const o = mSnapshot(options, 'options', ['tunPath'])
-      return { calls: [{ fn: 'deleteTap', args: [n, mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')] }] }
-    },
-    hostMacFor: ([mac]) => {
-      const m = mMac(mac, 'guestMac')
-      return { calls: [], result: `${m.startsWith('fe') ? 'fa' : 'fe'}${m.slice(2)}` }
-    },
-    getTunFeatures: ([fd]) => ({ calls: [{ fn: 'getTunFeatures', args: [mInt(fd, 'fd', 0, 2 ** 31 - 1)] }], result: FEATURES }),
-    probeFeatures: ([options]) => {
-      const o = mSnapshot(options, 'options', ['tunPath', 'vhostPath'])
-      const tun = mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')
-      const vhost = mPath(get(o, 'vhostPath'), 'options.vhostPath', '/dev/vhost-net')
-      const has = (f: number) => (FEATURES & f) !== 0
-      return {
-        calls: [{ fn: 'probeFeatures', args: [tun, vhost] }],
-        result: { raw: FEATURES, tap: has(IFF_TAP), noPi: has(IFF_NO_PI), oneQueue: has(constants.IFF_ONE_QUEUE), vnetHdr: has(IFF_VNET_HDR), multiQueue: has(IFF_MULTI_QUEUE), vhostNet: false },
-      }
-    },
-    checkOpenTapOptions: ([options]) => {
-      mOpen(options)
-      return { calls: [], result: undefined }
-    },
-  }
-  const impl: Record<keyof typeof fns, (...a: unknown[]) => unknown> = {
-    deleteTap: deleteTap as never,
-    hostMacFor: hostMacFor as never,
-    getTunFeatures: getTunFeatures as never,
-    probeFeatures: probeFeatures as never,
-    checkOpenTapOptions: checkOpenTapOptions as never,
-  }
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(
-        fc.constantFrom(...(Object.keys(fns) as (keyof typeof fns)[])).chain((fn) => fc.record({ fn: fc.constant(fn), args: fns[fn] as fc.Arbitrary<Val[]> })),
-        devSpecsArb,
-        ({ fn, args }, pool) => {
-          const ctx = makeCtx(pool)
-          try {
-            checkSync(fn, ctx, () => models[fn](args), () => impl[fn](...args.map((a) => materialize(a, ctx))))
-          } finally {
-            closeCtx(ctx)
-          }
-        },
+test.serial(
+  'deleteTap, hostMacFor, getTunFeatures, probeFeatures, checkOpenTapOptions: the documented refusals, or exactly the addon call',
+  async (t) => {
+    const fns = {
+      deleteTap: fc.tuple(bridgeField, optionsArb({ tunPath: pathField }, 2)),
+      hostMacFor: fc.tuple(macField),
+      getTunFeatures: fc.tuple(int(0, 2 ** 31 - 1)),
+      probeFeatures: fc.tuple(optionsArb({ tunPath: pathField, vhostPath: pathField }, 3)),
+      checkOpenTapOptions: fc.tuple(optionsArb(OPEN_FIELDS)),
+    }
+    const models: Record<keyof typeof fns, (a: Val[]) => Expect> = {
+      deleteTap: ([name, options]) => {
+        const n = mBridgeArg(name, 'name')
+        const o = mSnapshot(options, 'options', ['tunPath'])
+        return { calls: [{ fn: 'deleteTap', args: [n, mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')] }] }
+      },
+      hostMacFor: ([mac]) => {
+        const m = mMac(mac, 'guestMac')
+        return { calls: [], result: `${m.startsWith('fe') ? 'fa' : 'fe'}${m.slice(2)}` }
+      },
+      getTunFeatures: ([fd]) => ({
+        calls: [{ fn: 'getTunFeatures', args: [mInt(fd, 'fd', 0, 2 ** 31 - 1)] }],
+        result: FEATURES,
+      }),
+      probeFeatures: ([options]) => {
+        const o = mSnapshot(options, 'options', ['tunPath', 'vhostPath'])
+        const tun = mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')
+        const vhost = mPath(get(o, 'vhostPath'), 'options.vhostPath', '/dev/vhost-net')
+        const has = (f: number) => (FEATURES & f) !== 0
+        return {
+          calls: [{ fn: 'probeFeatures', args: [tun, vhost] }],
+          result: {
+            raw: FEATURES,
+            tap: has(IFF_TAP),
+            noPi: has(IFF_NO_PI),
+            oneQueue: has(constants.IFF_ONE_QUEUE),
+            vnetHdr: has(IFF_VNET_HDR),
+            multiQueue: has(IFF_MULTI_QUEUE),
+            vhostNet: false,
+          },
+        }
+      },
+      checkOpenTapOptions: ([options]) => {
+        mOpen(options)
+        return { calls: [], result: undefined }
+      },
+    }
+    const impl: Record<keyof typeof fns, (...a: unknown[]) => unknown> = {
+      deleteTap: deleteTap as never,
+      hostMacFor: hostMacFor as never,
+      getTunFeatures: getTunFeatures as never,
+      probeFeatures: probeFeatures as never,
+      checkOpenTapOptions: checkOpenTapOptions as never,
+    }
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(
+          fc
+            .constantFrom(...(Object.keys(fns) as (keyof typeof fns)[]))
+            .chain((fn) => fc.record({ fn: fc.constant(fn), args: fns[fn] as fc.Arbitrary<Val[]> })),
+          devSpecsArb,
+          ({ fn, args }, pool) => {
+            const ctx = makeCtx(pool)
+            try {
+              checkSync(
+                fn,
+                ctx,
+                () => models[fn](args),
+                () => impl[fn](...args.map((a) => materialize(a, ctx))),
+              )
+            } finally {
+              closeCtx(ctx)
+            }
+          },
+        ),
+        fcParams(RUNS * 2),
       ),
-      fcParams(RUNS * 2),
-    ),
-  )
-  for (const fn of Object.keys(fns)) {
-    const s = stats.get(fn)
-    t.truthy(s && s.ok > 0 && s.refused > 0, `${fn}: both outcomes exercised`)
-    t.log(`${fn}: ${s?.ok} accepted, ${s?.refused} refused`)
-  }
-})
+    )
+    for (const fn of Object.keys(fns)) {
+      const s = stats.get(fn)
+      t.truthy(s && s.ok > 0 && s.refused > 0, `${fn}: both outcomes exercised`)
+      t.log(`${fn}: ${s?.ok} accepted, ${s?.refused} refused`)
+    }
+  },
+)
 
 /** Elements of an iterable argument as the spread operator sees them. */
 function mIterate(v: Val, arg: string): Val[] {
@@ -1269,7 +1657,8 @@ function mIterate(v: Val, arg: string): Val[] {
     if (v.via === 'throwing') throw unreadable(arg)
     return v.items
   }
-  if (v.k === 'obj' && (v.wrap === 'proxyGetThrows' || v.wrap === 'proxyAllThrow' || v.wrap === 'revoked')) throw unreadable(arg)
+  if (v.k === 'obj' && (v.wrap === 'proxyGetThrows' || v.wrap === 'proxyAllThrow' || v.wrap === 'revoked'))
+    throw unreadable(arg)
   throw refuse(TYPE, arg)
 }
 
@@ -1281,7 +1670,8 @@ function mCloseAll(devices: Val, options: Val, ctx: Ctx): Expect {
     }),
   )
   const o = mSnapshot(options, 'options', ['maxThreads'])
-  const maxThreads = get(o, 'maxThreads').k === 'undef' ? 128 : mInt(get(o, 'maxThreads'), 'options.maxThreads', 1, 1024)
+  const maxThreads =
+    get(o, 'maxThreads').k === 'undef' ? 128 : mInt(get(o, 'maxThreads'), 'options.maxThreads', 1, 1024)
   const ids = [...new Set(items.map((it) => (it as { id: number }).id))].filter((id) => !ctx.specs[id].closed)
   const hs = ids.map((id) => handles.get(ctx.devs[id]))
   return { calls: hs.length ? [{ fn: 'closeAll', args: [hs, maxThreads] }] : [] }
@@ -1289,42 +1679,72 @@ function mCloseAll(devices: Val, options: Val, ctx: Ctx): Expect {
 
 const devRef = fc.integer({ min: 0, max: 3 }).map((id): Val => ({ k: 'dev', id }))
 const devicesArb: fc.Arbitrary<Val> = fc.oneof(
-  { weight: 8, arbitrary: arrOf(fc.oneof({ weight: 10, arbitrary: devRef }, { weight: 1, arbitrary: anyVal(1) }), { maxLength: 5 }) },
-  { weight: 2, arbitrary: fc.record({ items: fc.array(devRef, { maxLength: 4 }), via: fc.constantFrom<'set' | 'generator' | 'throwing'>('set', 'generator', 'throwing') }).map((r): Val => ({ k: 'iter', ...r })) },
+  {
+    weight: 8,
+    arbitrary: arrOf(fc.oneof({ weight: 10, arbitrary: devRef }, { weight: 1, arbitrary: anyVal(1) }), {
+      maxLength: 5,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .record({
+        items: fc.array(devRef, { maxLength: 4 }),
+        via: fc.constantFrom<'set' | 'generator' | 'throwing'>('set', 'generator', 'throwing'),
+      })
+      .map((r): Val => ({ k: 'iter', ...r })),
+  },
   { weight: 2, arbitrary: anyVal(1) },
 )
 
-test.serial('closeAll: any iterable and options, refused before the addon, or one addon call with each open device once', async (t) => {
-  await withFakeNative(() =>
-    fc.assert(
-      fc.asyncProperty(devSpecsArb, devicesArb, optionsArb({ maxThreads: int(1, 1024) }, 2), async (specs, devices, options) => {
-        const ctx = makeCtx(specs)
-        try {
-          const expected = oracle(() => mCloseAll(devices, options, ctx))
-          await checkAsync('closeAll', ctx, () => mCloseAll(devices, options, ctx), () => closeAll(materialize(devices, ctx) as never, materialize(options, ctx) as never))
-          const listed = new Set(devices.k === 'arr' || devices.k === 'iter' ? devices.items.flatMap((it) => (it.k === 'dev' ? [it.id] : [])) : [])
-          ctx.devs.forEach((d, i) => {
-            const shouldBeClosed = specs[i].closed || (!(expected instanceof Refused) && listed.has(i))
-            assert.equal(d.closed, shouldBeClosed, `device ${i} closed: ${d.closed}`)
-          })
-        } finally {
-          closeCtx(ctx)
-        }
-      }),
-      fcParams(),
-    ),
-  )
-  const s = stats.get('closeAll')!
-  t.log(`closeAll: ${s.ok} accepted, ${s.refused} refused`)
-  t.true(s.ok > 0 && s.refused > 0)
-})
+test.serial(
+  'closeAll: any iterable and options, refused before the addon, or one addon call with each open device once',
+  async (t) => {
+    await withFakeNative(() =>
+      fc.assert(
+        fc.asyncProperty(
+          devSpecsArb,
+          devicesArb,
+          optionsArb({ maxThreads: int(1, 1024) }, 2),
+          async (specs, devices, options) => {
+            const ctx = makeCtx(specs)
+            try {
+              const expected = oracle(() => mCloseAll(devices, options, ctx))
+              await checkAsync(
+                'closeAll',
+                ctx,
+                () => mCloseAll(devices, options, ctx),
+                () => closeAll(materialize(devices, ctx) as never, materialize(options, ctx) as never),
+              )
+              const listed = new Set(
+                devices.k === 'arr' || devices.k === 'iter'
+                  ? devices.items.flatMap((it) => (it.k === 'dev' ? [it.id] : []))
+                  : [],
+              )
+              ctx.devs.forEach((d, i) => {
+                const shouldBeClosed = specs[i].closed || (!(expected instanceof Refused) && listed.has(i))
+                assert.equal(d.closed, shouldBeClosed, `device ${i} closed: ${d.closed}`)
+              })
+            } finally {
+              closeCtx(ctx)
+            }
+          },
+        ),
+        fcParams(),
+      ),
+    )
+    const s = stats.get('closeAll')!
+    t.log(`closeAll: ${s.ok} accepted, ${s.refused} refused`)
+    t.true(s.ok > 0 && s.refused > 0)
+  },
+)
 
 // ---------------------------------------------------------------------------
 // The hand-off helpers
 // ---------------------------------------------------------------------------
 
 /** The materialized value a Val stands for (for comparing outputs by identity). */
-function valueOf(v: Val, ctx: Ctx): unknown {
+function materialOf(v: Val, ctx: Ctx): unknown {
   if (v.k === 'prim') return v.v
   if (v.k === 'undef') return undefined
   return ctx.mat.get(v)
@@ -1344,7 +1764,7 @@ function mStdio(v: Val, arg: string, ctx: Ctx): unknown {
     throw refuse(TYPE, arg)
   }
   if (v.k === 'fn') throw refuse(TYPE, arg)
-  return valueOf(v, ctx)
+  return materialOf(v, ctx)
 }
 
 /** A device argument's fd arrays, read once. */
@@ -1401,16 +1821,22 @@ function mHandOff(devices: Val, options: Val, ctx: Ctx): Expect {
     }
     const tapFds = tap.map((v, q) => place(v, `${name}.tapFds[${q}]`))
     const vhostFds = vhost.map((v, q) => place(v, `${name}.vhostFds[${q}]`))
-    return { ifname: valueOf(ifname, ctx), tapFds, vhostFds }
+    return { ifname: materialOf(ifname, ctx), tapFds, vhostFds }
   })
   return { calls: [], result: { stdio, devices: handed, fds: handed.flatMap((h) => [...h.tapFds, ...h.vhostFds]) } }
 }
 
-function assertHandOffResult(actual: unknown, expected: { stdio: unknown[]; devices: { ifname: unknown; tapFds: number[]; vhostFds: number[] }[]; fds: number[] }): void {
+function assertHandOffResult(
+  actual: unknown,
+  expected: { stdio: unknown[]; devices: { ifname: unknown; tapFds: number[]; vhostFds: number[] }[]; fds: number[] },
+): void {
   const a = actual as typeof expected
-  assert.ok(Object.isFrozen(a) && Object.isFrozen(a.devices) && Object.isFrozen(a.fds), 'the result is frozen (stdio is a fresh plain array)')
+  assert.ok(
+    Object.isFrozen(a) && Object.isFrozen(a.devices) && Object.isFrozen(a.fds),
+    'the result is frozen (stdio is a fresh plain array)',
+  )
   assert.equal(a.stdio.length, expected.stdio.length, 'stdio length')
-  a.stdio.forEach((s, i) => assert.ok(Object.is(s, expected.stdio[i]), `stdio[${i}]`))
+  for (const [i, s] of a.stdio.entries()) assert.ok(Object.is(s, expected.stdio[i]), `stdio[${i}]`)
   assert.deepEqual([...a.fds], expected.fds)
   assert.equal(a.devices.length, expected.devices.length)
   a.devices.forEach((d, i) => {
@@ -1428,57 +1854,107 @@ const handedArb: fc.Arbitrary<Val> = fc.integer({ min: 1, max: 4 }).chain((n) =>
   return fc
     .tuple(
       entry('ifname', field(fc.stringMatching(/^[a-z]{1,4}[0-9]$/), fc.constantFrom(null, 5))),
-      entry('tapFds', fc.oneof({ weight: 8, arbitrary: fds(n) }, { weight: 1, arbitrary: fds(0) }, { weight: 1, arbitrary: anyVal(1) })),
-      entry('vhostFds', fc.oneof({ weight: 5, arbitrary: fds(0) }, { weight: 4, arbitrary: fds(n) }, { weight: 1, arbitrary: arrOf(fdField) }, { weight: 1, arbitrary: anyVal(0) })),
-      fc.option(entry('closed', field(fc.constant(false), fc.constantFrom(true, 1, 'yes', 0, null))), { nil: undefined }),
+      entry(
+        'tapFds',
+        fc.oneof(
+          { weight: 8, arbitrary: fds(n) },
+          { weight: 1, arbitrary: fds(0) },
+          { weight: 1, arbitrary: anyVal(1) },
+        ),
+      ),
+      entry(
+        'vhostFds',
+        fc.oneof(
+          { weight: 5, arbitrary: fds(0) },
+          { weight: 4, arbitrary: fds(n) },
+          { weight: 1, arbitrary: arrOf(fdField) },
+          { weight: 1, arbitrary: anyVal(0) },
+        ),
+      ),
+      fc.option(entry('closed', field(fc.constant(false), fc.constantFrom(true, 1, 'yes', 0, null))), {
+        nil: undefined,
+      }),
       wrapArb,
       fc.array(fc.record({ key: fc.constantFrom(...ODD_KEYS), how: howArb, v: anyVal(0) }), { maxLength: 1 }),
     )
-    .map(([ifname, tapFds, vhostFds, closed, wrap, extra]): Val => ({
-      k: 'obj',
-      entries: [ifname, tapFds, vhostFds, ...(closed ? [closed] : []), ...extra.filter((e) => !['ifname', 'tapFds', 'vhostFds', 'closed'].includes(e.key))],
-      wrap,
-      proto: null,
-    }))
+    .map(
+      ([ifname, tapFds, vhostFds, closed, wrap, extra]): Val => ({
+        k: 'obj',
+        entries: [
+          ifname,
+          tapFds,
+          vhostFds,
+          ...(closed ? [closed] : []),
+          ...extra.filter((e) => !['ifname', 'tapFds', 'vhostFds', 'closed'].includes(e.key)),
+        ],
+        wrap,
+        proto: null,
+      }),
+    )
 })
 const handOffDevicesArb: fc.Arbitrary<Val> = fc.oneof(
   { weight: 4, arbitrary: handedArb },
   { weight: 2, arbitrary: devRef },
-  { weight: 4, arbitrary: arrOf(fc.oneof({ weight: 5, arbitrary: handedArb }, { weight: 3, arbitrary: devRef }, { weight: 1, arbitrary: anyVal(1) }), { maxLength: 3 }) },
+  {
+    weight: 4,
+    arbitrary: arrOf(
+      fc.oneof(
+        { weight: 5, arbitrary: handedArb },
+        { weight: 3, arbitrary: devRef },
+        { weight: 1, arbitrary: anyVal(1) },
+      ),
+      { maxLength: 3 },
+    ),
+  },
   { weight: 1, arbitrary: anyVal(1) },
 )
-const stdioEntryArb = field(fc.constantFrom<string | number | null>('inherit', 'pipe', 'ignore', 'overlapped', 'ipc', null, 0, 1, 2), fc.constantFrom<unknown>('bogus', 'INHERIT', '', -1, 1.5, true, 0n, 2 ** 31))
-const handOffOptionsArb = optionsArb({ stdio: fc.oneof(stdioEntryArb, arrOf(stdioEntryArb, { minLength: 3, maxLength: 3 }), arrOf(stdioEntryArb, { maxLength: 5 })) }, 2)
-
-test.serial('handOff: any devices and options are refused with the documented error, or give the stdio array and the child-side numbers', async (t) => {
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(devSpecsArb, handOffDevicesArb, handOffOptionsArb, (specs, devices, options) => {
-        const ctx = makeCtx(specs)
-        try {
-          // Materialized first: the expected stdio holds the very objects given.
-          const d = materialize(devices, ctx)
-          const o = materialize(options, ctx)
-          checkSync(
-            'handOff',
-            ctx,
-            () => {
-              const e = mHandOff(devices, options, ctx)
-              return { calls: [], compare: (r) => assertHandOffResult(r, e.result as never) }
-            },
-            () => handOff(d as never, o as never),
-          )
-        } finally {
-          closeCtx(ctx)
-        }
-      }),
-      fcParams(RUNS * 2),
+const stdioEntryArb = field(
+  fc.constantFrom<string | number | null>('inherit', 'pipe', 'ignore', 'overlapped', 'ipc', null, 0, 1, 2),
+  fc.constantFrom<unknown>('bogus', 'INHERIT', '', -1, 1.5, true, 0n, 2 ** 31),
+)
+const handOffOptionsArb = optionsArb(
+  {
+    stdio: fc.oneof(
+      stdioEntryArb,
+      arrOf(stdioEntryArb, { minLength: 3, maxLength: 3 }),
+      arrOf(stdioEntryArb, { maxLength: 5 }),
     ),
-  )
-  const s = stats.get('handOff')!
-  t.log(`handOff: ${s.ok} accepted, ${s.refused} refused`)
-  t.true(s.ok > 0 && s.refused > 0)
-})
+  },
+  2,
+)
+
+test.serial(
+  'handOff: any devices and options are refused with the documented error, or give the stdio array and the child-side numbers',
+  async (t) => {
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(devSpecsArb, handOffDevicesArb, handOffOptionsArb, (specs, devices, options) => {
+          const ctx = makeCtx(specs)
+          try {
+            // Materialized first: the expected stdio holds the very objects given.
+            const d = materialize(devices, ctx)
+            const o = materialize(options, ctx)
+            checkSync(
+              'handOff',
+              ctx,
+              () => {
+                const e = mHandOff(devices, options, ctx)
+                return { calls: [], compare: (r) => assertHandOffResult(r, e.result as never) }
+              },
+              () => handOff(d as never, o as never),
+            )
+          } finally {
+            closeCtx(ctx)
+          }
+        }),
+        fcParams(RUNS * 2),
+      ),
+    )
+    const s = stats.get('handOff')!
+    t.log(`handOff: ${s.ok} accepted, ${s.refused} refused`)
+    t.true(s.ok > 0 && s.refused > 0)
+  },
+)
 
 /** Own enumerable string keys in [[OwnPropertyKeys]] order: array indices ascending, then insertion order. */
 function ownKeyOrder(entries: Entry[]): Entry[] {
@@ -1490,7 +1966,10 @@ function ownKeyOrder(entries: Entry[]): Entry[] {
 /** The documented rule for a value put on a command line: a string or finite number without `,`, `=`, whitespace or control characters. */
 function mPropValue(v: Val, arg: string): string {
   const x = primOf(v)
-  const ok = v.k === 'prim' && (typeof x === 'string' || (typeof x === 'number' && Number.isFinite(x))) && !/[,=\s\x00-\x1f\x7f]/.test(String(x))
+  const ok =
+    v.k === 'prim' &&
+    (typeof x === 'string' || (typeof x === 'number' && Number.isFinite(x))) &&
+    !/[,=\s\x00-\x1f\x7f]/.test(String(x))
   if (!ok) throw refuse(VALUE, arg)
   return String(x)
 }
@@ -1502,7 +1981,8 @@ function mRecord(v: Val, arg: string, keyOk: (k: string) => boolean): string {
   if (v.k !== 'obj') return ''
   if (v.wrap === 'revoked') throw unreadable(arg)
   if (v.wrap === 'proxyOwnKeysThrows' || v.wrap === 'proxyAllThrow') throw refuse(VALUE, arg)
-  if (v.wrap === 'proxyGopdThrows' && v.entries.length) throw new Refused(v.entries.map((e) => ({ codes: [VALUE], arg: `${arg}.${e.key}` })))
+  if (v.wrap === 'proxyGopdThrows' && v.entries.length)
+    throw new Refused(v.entries.map((e) => ({ codes: [VALUE], arg: `${arg}.${e.key}` })))
   const visible = ownKeyOrder(v.entries.filter((e) => e.how !== 'hidden'))
   const values = stage(...visible.map((e) => () => ownRead(e, `${arg}.${e.key}`)))
   const parts = stage(
@@ -1536,7 +2016,7 @@ function mQemuNetdev(d: { tap: number[]; vhost: number[] }, id: string): string 
 }
 
 const QEMU_KEYS = ['id', 'mac', 'model', 'deviceProps']
-function mQemuDevice(d: { tap: number[]; vhost: number[] }, options: Val, ctx: Ctx): string {
+function mQemuDevice(d: { tap: number[]; vhost: number[] }, options: Val, _ctx: Ctx): string {
   const o = mSnapshot(options, 'options', QEMU_KEYS)
   const id = mQemuId(get(o, 'id'))
   const mv = get(o, 'model')
@@ -1545,15 +2025,17 @@ function mQemuDevice(d: { tap: number[]; vhost: number[] }, options: Val, ctx: C
   let s = `${model},netdev=${id}`
   if (get(o, 'mac').k !== 'undef') s += `,mac=${mMac(get(o, 'mac'), 'options.mac')}`
   if (d.tap.length > 1) s += `,mq=on,vectors=${2 * d.tap.length + 2}`
-  if (get(o, 'deviceProps').k !== 'undef') s += mRecord(get(o, 'deviceProps'), 'options.deviceProps', (k) => /^[A-Za-z0-9_.-]+$/.test(k))
+  if (get(o, 'deviceProps').k !== 'undef')
+    s += mRecord(get(o, 'deviceProps'), 'options.deviceProps', (k) => /^[A-Za-z0-9_.-]+$/.test(k))
   return s
 }
 
-function mCloudHypervisor(d: { tap: number[]; vhost: number[] }, options: Val, ctx: Ctx): string {
+function mCloudHypervisor(d: { tap: number[]; vhost: number[] }, options: Val, _ctx: Ctx): string {
   const o = mSnapshot(options, 'options', ['mac', 'extra'])
   let s = `fd=[${d.tap.join(',')}],num_queues=${2 * d.tap.length}`
   if (get(o, 'mac').k !== 'undef') s += `,mac=${mMac(get(o, 'mac'), 'options.mac')}`
-  if (get(o, 'extra').k !== 'undef') s += mRecord(get(o, 'extra'), 'options.extra', (k) => /^[a-z_]+$/.test(k) && k !== 'fd' && k !== 'num_queues')
+  if (get(o, 'extra').k !== 'undef')
+    s += mRecord(get(o, 'extra'), 'options.extra', (k) => /^[a-z_]+$/.test(k) && k !== 'fd' && k !== 'num_queues')
   return s
 }
 
@@ -1561,210 +2043,353 @@ const propsEntry = (keys: fc.Arbitrary<string>) =>
   fc.record({
     key: keys,
     how: howArb,
-    v: field(fc.oneof(fc.stringMatching(/^[a-z0-9.]{0,6}$/), fc.integer({ min: 0, max: 99 })), fc.constantFrom<unknown>('a,b', 'a=b', 'a b', 'a\0b', 'a\nb', 'a\u007f', 'a\u00a0b', NaN, Infinity, -Infinity, -0, 1.5, true, null)),
+    v: field(
+      fc.oneof(fc.stringMatching(/^[a-z0-9.]{0,6}$/), fc.integer({ min: 0, max: 99 })),
+      fc.constantFrom<unknown>(
+        'a,b',
+        'a=b',
+        'a b',
+        'a\0b',
+        'a\nb',
+        'a\u007f',
+        'a\u00a0b',
+        NaN,
+        Infinity,
+        -Infinity,
+        -0,
+        1.5,
+        true,
+        null,
+      ),
+    ),
   })
 const QEMU_FIELDS = {
-    id: field(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.-]{0,6}$/), fc.constantFrom<unknown>('', '0net', 'net 0', 'net,0', 'net=0', 'né', '-x', '_x')),
-    mac: macField,
-    model: field(fc.constantFrom('virtio-net-pci', 'e1000', 'virtio-net-device'), fc.constantFrom<unknown>('', 'virtio net', 'a,b', 'x=y')),
-    deviceProps: fc.oneof({ weight: 4, arbitrary: objOf(propsEntry(fc.oneof(fc.constantFrom('bus', 'addr', 'rombar', 'host_mtu', '0', '10'), fc.constantFrom('bad key', 'a,b', 'a=b', '')))) }, { weight: 1, arbitrary: anyVal(1) }),
+  id: field(
+    fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.-]{0,6}$/),
+    fc.constantFrom<unknown>('', '0net', 'net 0', 'net,0', 'net=0', 'né', '-x', '_x'),
+  ),
+  mac: macField,
+  model: field(
+    fc.constantFrom('virtio-net-pci', 'e1000', 'virtio-net-device'),
+    fc.constantFrom<unknown>('', 'virtio net', 'a,b', 'x=y'),
+  ),
+  deviceProps: fc.oneof(
+    {
+      weight: 4,
+      arbitrary: objOf(
+        propsEntry(
+          fc.oneof(
+            fc.constantFrom('bus', 'addr', 'rombar', 'host_mtu', '0', '10'),
+            fc.constantFrom('bad key', 'a,b', 'a=b', ''),
+          ),
+        ),
+      ),
+    },
+    { weight: 1, arbitrary: anyVal(1) },
+  ),
 }
 /** QEMU options: usually with an id (it is required), sometimes anything. */
 const qemuOptionsArb = fc.oneof(
   {
     weight: 3,
     arbitrary: fc
-      .tuple(fc.record({ key: fc.constant('id'), how: fc.constant<How>('value'), v: QEMU_FIELDS.id }), objOf(entriesFor(QEMU_FIELDS), { maxLength: 3 }))
-      .map(([id, rest]): Val => (rest.k === 'obj' ? { ...rest, entries: [id, ...rest.entries.filter((e) => e.key !== 'id')] } : rest)),
+      .tuple(
+        fc.record({ key: fc.constant('id'), how: fc.constant<How>('value'), v: QEMU_FIELDS.id }),
+        objOf(entriesFor(QEMU_FIELDS), { maxLength: 3 }),
+      )
+      .map(
+        ([id, rest]): Val =>
+          rest.k === 'obj' ? { ...rest, entries: [id, ...rest.entries.filter((e) => e.key !== 'id')] } : rest,
+      ),
   },
   { weight: 1, arbitrary: optionsArb(QEMU_FIELDS, 4) },
 )
 const chOptionsArb = optionsArb(
   {
     mac: macField,
-    extra: fc.oneof({ weight: 4, arbitrary: objOf(propsEntry(fc.oneof(fc.constantFrom('id', 'mtu', 'iommu', 'host_mac'), fc.constantFrom('fd', 'num_queues', 'Id', 'a-b', '')))) }, { weight: 1, arbitrary: anyVal(1) }),
+    extra: fc.oneof(
+      {
+        weight: 4,
+        arbitrary: objOf(
+          propsEntry(
+            fc.oneof(
+              fc.constantFrom('id', 'mtu', 'iommu', 'host_mac'),
+              fc.constantFrom('fd', 'num_queues', 'Id', 'a-b', ''),
+            ),
+          ),
+        ),
+      },
+      { weight: 1, arbitrary: anyVal(1) },
+    ),
   },
   3,
 )
-const handedDeviceArb = fc.oneof({ weight: 8, arbitrary: handedArb }, { weight: 1, arbitrary: devRef }, { weight: 1, arbitrary: anyVal(1) })
+const handedDeviceArb = fc.oneof(
+  { weight: 8, arbitrary: handedArb },
+  { weight: 1, arbitrary: devRef },
+  { weight: 1, arbitrary: anyVal(1) },
+)
 
-test.serial('qemuNetdev, qemuDevice, qemuArgs, cloudHypervisorNet, cloudHypervisorArgs: refused with the documented error, or exactly the documented string', async (t) => {
-  const helpers = {
-    qemuNetdev: {
-      args: fc.tuple(handedDeviceArb, field(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.-]{0,6}$/), fc.constantFrom<unknown>('', '0net', 'net,0', 'a b', 'né'))),
-      model: ([d, id]: Val[], ctx: Ctx) => {
-        const h = mHanded(d, ctx)
-        return mQemuNetdev(h, mQemuId(id))
-      },
-      impl: qemuNetdev as (...a: unknown[]) => unknown,
-    },
-    qemuDevice: {
-      args: fc.tuple(handedDeviceArb, qemuOptionsArb),
-      model: ([d, o]: Val[], ctx: Ctx) => mQemuDevice(mHanded(d, ctx), o, ctx),
-      impl: qemuDevice as (...a: unknown[]) => unknown,
-    },
-    qemuArgs: {
-      args: fc.tuple(handedDeviceArb, qemuOptionsArb),
-      model: ([d, o]: Val[], ctx: Ctx) => {
-        const h = mHanded(d, ctx)
-        // Options are read once, own properties only (a Proxy's get trap is never used). When
-        // they are refused, the id's refusal may come first (the netdev is formatted first).
-        try {
-          mSnapshot(o, 'options', QEMU_KEYS)
-        } catch (e) {
-          if (e instanceof Refused) throw new Refused([...e.allowed, { codes: [TYPE, VALUE], arg: 'id' }])
-          throw e
-        }
-        const id = mQemuId(get(mSnapshot(o, 'options', QEMU_KEYS), 'id'))
-        return ['-netdev', mQemuNetdev(h, id), '-device', mQemuDevice(h, o, ctx)]
-      },
-      impl: qemuArgs as (...a: unknown[]) => unknown,
-    },
-    cloudHypervisorNet: {
-      args: fc.tuple(handedDeviceArb, chOptionsArb),
-      model: ([d, o]: Val[], ctx: Ctx) => mCloudHypervisor(mHanded(d, ctx), o, ctx),
-      impl: cloudHypervisorNet as (...a: unknown[]) => unknown,
-    },
-    cloudHypervisorArgs: {
-      args: fc.tuple(handedDeviceArb, chOptionsArb),
-      model: ([d, o]: Val[], ctx: Ctx) => ['--net', mCloudHypervisor(mHanded(d, ctx), o, ctx)],
-      impl: cloudHypervisorArgs as (...a: unknown[]) => unknown,
-    },
-  }
-  type Name = keyof typeof helpers
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(
-        devSpecsArb,
-        fc.constantFrom(...(Object.keys(helpers) as Name[])).chain((fn) => fc.record({ fn: fc.constant(fn), args: helpers[fn].args as fc.Arbitrary<Val[]> })),
-        (specs, { fn, args }) => {
-          const ctx = makeCtx(specs)
-          try {
-            checkSync(fn, ctx, () => ({ calls: [], result: helpers[fn].model(args, ctx) }), () => helpers[fn].impl(...args.map((a) => materialize(a, ctx))))
-          } finally {
-            closeCtx(ctx)
-          }
+test.serial(
+  'qemuNetdev, qemuDevice, qemuArgs, cloudHypervisorNet, cloudHypervisorArgs: refused with the documented error, or exactly the documented string',
+  async (t) => {
+    const helpers = {
+      qemuNetdev: {
+        args: fc.tuple(
+          handedDeviceArb,
+          field(
+            fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.-]{0,6}$/),
+            fc.constantFrom<unknown>('', '0net', 'net,0', 'a b', 'né'),
+          ),
+        ),
+        model: ([d, id]: Val[], ctx: Ctx) => {
+          const h = mHanded(d, ctx)
+          return mQemuNetdev(h, mQemuId(id))
         },
+        impl: qemuNetdev as (...a: unknown[]) => unknown,
+      },
+      qemuDevice: {
+        args: fc.tuple(handedDeviceArb, qemuOptionsArb),
+        model: ([d, o]: Val[], ctx: Ctx) => mQemuDevice(mHanded(d, ctx), o, ctx),
+        impl: qemuDevice as (...a: unknown[]) => unknown,
+      },
+      qemuArgs: {
+        args: fc.tuple(handedDeviceArb, qemuOptionsArb),
+        model: ([d, o]: Val[], ctx: Ctx) => {
+          const h = mHanded(d, ctx)
+          // Options are read once, own properties only (a Proxy's get trap is never used). When
+          // they are refused, the id's refusal may come first (the netdev is formatted first).
+          try {
+            mSnapshot(o, 'options', QEMU_KEYS)
+          } catch (e) {
+            if (e instanceof Refused) throw new Refused([...e.allowed, { codes: [TYPE, VALUE], arg: 'id' }])
+            throw e
+          }
+          const id = mQemuId(get(mSnapshot(o, 'options', QEMU_KEYS), 'id'))
+          return ['-netdev', mQemuNetdev(h, id), '-device', mQemuDevice(h, o, ctx)]
+        },
+        impl: qemuArgs as (...a: unknown[]) => unknown,
+      },
+      cloudHypervisorNet: {
+        args: fc.tuple(handedDeviceArb, chOptionsArb),
+        model: ([d, o]: Val[], ctx: Ctx) => mCloudHypervisor(mHanded(d, ctx), o, ctx),
+        impl: cloudHypervisorNet as (...a: unknown[]) => unknown,
+      },
+      cloudHypervisorArgs: {
+        args: fc.tuple(handedDeviceArb, chOptionsArb),
+        model: ([d, o]: Val[], ctx: Ctx) => ['--net', mCloudHypervisor(mHanded(d, ctx), o, ctx)],
+        impl: cloudHypervisorArgs as (...a: unknown[]) => unknown,
+      },
+    }
+    type Name = keyof typeof helpers
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(
+          devSpecsArb,
+          fc
+            .constantFrom(...(Object.keys(helpers) as Name[]))
+            .chain((fn) => fc.record({ fn: fc.constant(fn), args: helpers[fn].args as fc.Arbitrary<Val[]> })),
+          (specs, { fn, args }) => {
+            const ctx = makeCtx(specs)
+            try {
+              checkSync(
+                fn,
+                ctx,
+                () => ({ calls: [], result: helpers[fn].model(args, ctx) }),
+                () => helpers[fn].impl(...args.map((a) => materialize(a, ctx))),
+              )
+            } finally {
+              closeCtx(ctx)
+            }
+          },
+        ),
+        fcParams(RUNS * 4),
       ),
-      fcParams(RUNS * 4),
-    ),
-  )
-  for (const fn of Object.keys(helpers)) {
-    const s = stats.get(fn)
-    t.log(`${fn}: ${s?.ok} accepted, ${s?.refused} refused`)
-    t.truthy(s && s.ok > 0 && s.refused > 0, `${fn}: both outcomes exercised`)
-  }
-})
+    )
+    for (const fn of Object.keys(helpers)) {
+      const s = stats.get(fn)
+      t.log(`${fn}: ${s?.ok} accepted, ${s?.refused} refused`)
+      t.truthy(s && s.ok > 0 && s.refused > 0, `${fn}: both outcomes exercised`)
+    }
+  },
+)
 
 // ---------------------------------------------------------------------------
 // Read once; prototype pollution
 // ---------------------------------------------------------------------------
 
-test.serial('device arguments are read once: a getter that changes its answer cannot smuggle an unvalidated value', async (t) => {
-  /** A device whose tapFds/vhostFds getters answer `first` once, then `later`. */
-  const flipping = (key: 'tapFds' | 'vhostFds', first: unknown[], later: unknown[], base: Record<string, unknown>) => {
-    let reads = 0
-    return Object.defineProperty({ ...base }, key, {
-      enumerable: true,
-      get: () => (reads++ === 0 ? first : later),
-    })
-  }
-  const base = { ifname: 'vm0', tapFds: [3], vhostFds: [], closed: false }
-  const evil = ['3,script=/tmp/x']
-  const outputs: unknown[] = []
-  const tryIt = (f: () => unknown) => {
-    try {
-      outputs.push(f())
-    } catch (e) {
-      t.true(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_OUT_OF_RANGE'].includes((e as NodeJS.ErrnoException).code!), String(e))
+test.serial(
+  'device arguments are read once: a getter that changes its answer cannot smuggle an unvalidated value',
+  async (t) => {
+    /** A device whose tapFds/vhostFds getters answer `first` once, then `later`. */
+    const flipping = (
+      key: 'tapFds' | 'vhostFds',
+      first: unknown[],
+      later: unknown[],
+      base: Record<string, unknown>,
+    ) => {
+      let reads = 0
+      return Object.defineProperty({ ...base }, key, {
+        enumerable: true,
+        get: () => (reads++ === 0 ? first : later),
+      })
     }
-  }
-  tryIt(() => qemuNetdev(flipping('tapFds', [3], evil, base) as never, 'n0'))
-  tryIt(() => qemuDevice(flipping('tapFds', [3], evil, base) as never, { id: 'n0' }))
-  tryIt(() => qemuArgs(flipping('tapFds', [3], evil, base) as never, { id: 'n0' }))
-  tryIt(() => cloudHypervisorNet(flipping('tapFds', [3], evil, base) as never))
-  tryIt(() => handOff(flipping('tapFds', [3], evil, base) as never).stdio)
-  tryIt(() => handOff(flipping('vhostFds', [], [7, 8, 9], base) as never).stdio)
-  tryIt(() => qemuNetdev(flipping('vhostFds', [], [7, 8, 9], base) as never, 'n0'))
-  const text = JSON.stringify(outputs)
-  t.false(text.includes('script'), `an unvalidated fd list went through: ${text}`)
-  t.false(text.includes('7'), `a vhost fd list of another length went through: ${text}`)
-})
+    const base = { ifname: 'vm0', tapFds: [3], vhostFds: [], closed: false }
+    const evil = ['3,script=/tmp/x']
+    const outputs: unknown[] = []
+    const tryIt = (f: () => unknown) => {
+      try {
+        outputs.push(f())
+      } catch (e) {
+        t.true(
+          ['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_OUT_OF_RANGE'].includes(
+            (e as NodeJS.ErrnoException).code!,
+          ),
+          String(e),
+        )
+      }
+    }
+    tryIt(() => qemuNetdev(flipping('tapFds', [3], evil, base) as never, 'n0'))
+    tryIt(() => qemuDevice(flipping('tapFds', [3], evil, base) as never, { id: 'n0' }))
+    tryIt(() => qemuArgs(flipping('tapFds', [3], evil, base) as never, { id: 'n0' }))
+    tryIt(() => cloudHypervisorNet(flipping('tapFds', [3], evil, base) as never))
+    tryIt(() => handOff(flipping('tapFds', [3], evil, base) as never).stdio)
+    tryIt(() => handOff(flipping('vhostFds', [], [7, 8, 9], base) as never).stdio)
+    tryIt(() => qemuNetdev(flipping('vhostFds', [], [7, 8, 9], base) as never, 'n0'))
+    const text = JSON.stringify(outputs)
+    t.false(text.includes('script'), `an unvalidated fd list went through: ${text}`)
+    t.false(text.includes('7'), `a vhost fd list of another length went through: ${text}`)
+  },
+)
 
 const POISON: Record<string, unknown> = {
-  name: 'a/b', queues: 'x', vnetHdr: 'yes', vhost: 7, tunPath: 'rel', vhostPath: 5, exclusive: 'no', uniqueName: 1,
-  persist: 'x', owner: -1, group: 1.5, vnetHdrSize: 11, offloads: { gso: true }, mtu: 1, mac: '01:00:00:00:00:00',
-  bridge: '%d', up: 'up', csum: 'x', tso4: 1, maxThreads: 0, stdio: 'bogus', extra: { fd: 3 }, deviceProps: 5, model: 'a b',
+  name: 'a/b',
+  queues: 'x',
+  vnetHdr: 'yes',
+  vhost: 7,
+  tunPath: 'rel',
+  vhostPath: 5,
+  exclusive: 'no',
+  uniqueName: 1,
+  persist: 'x',
+  owner: -1,
+  group: 1.5,
+  vnetHdrSize: 11,
+  offloads: { gso: true },
+  mtu: 1,
+  mac: '01:00:00:00:00:00',
+  bridge: '%d',
+  up: 'up',
+  csum: 'x',
+  tso4: 1,
+  maxThreads: 0,
+  stdio: 'bogus',
+  extra: { fd: 3 },
+  deviceProps: 5,
+  model: 'a b',
 }
 
-test.serial('a polluted Object.prototype changes nothing: valid calls give the same addon calls and results', async (t) => {
-  const proto = Object.prototype as Record<string, unknown>
-  const pollute = (keys: string[]) => {
-    for (const k of keys) Object.defineProperty(proto, k, { value: POISON[k], configurable: true, writable: true, enumerable: true })
-  }
-  const clean = (keys: string[]) => {
-    for (const k of keys) delete proto[k]
-  }
-  const withDevice = (f: (d: TapDevice) => unknown) => {
-    const d = fakeDevice({ queues: 1, vnetHdr: true, vhost: false })
-    try {
-      return f(d)
-    } finally {
-      d.close()
+test.serial(
+  'a polluted Object.prototype changes nothing: valid calls give the same addon calls and results',
+  async (t) => {
+    const proto = Object.prototype as Record<string, unknown>
+    const pollute = (keys: string[]) => {
+      for (const k of keys)
+        Object.defineProperty(proto, k, { value: POISON[k], configurable: true, writable: true, enumerable: true })
     }
-  }
-  const cases: [string, () => unknown][] = [
-    ['openTap', () => openTap({ name: 'vm%d', queues: 2 }).close()],
-    ['configure', () => withDevice((d) => d.configure({ mtu: 9000 }))],
-    ['setOffloads', () => withDevice((d) => d.setOffloads({ csum: true, tso4: true }))],
-    ['deleteTap', () => deleteTap('vm0', {})],
-    ['closeAll', () => closeAll([fakeDevice({ queues: 1, vnetHdr: true, vhost: false })], {})],
-    ['handOff', () => handOff({ ifname: 'vm0', tapFds: [5, 6], vhostFds: [], closed: false }, {}).stdio],
-    ['qemuDevice', () => qemuDevice({ ifname: 'vm0', tapFds: [3, 4], vhostFds: [] }, { id: 'n0' })],
-    ['cloudHypervisorNet', () => cloudHypervisorNet({ ifname: 'vm0', tapFds: [3, 4], vhostFds: [] }, {})],
-  ]
-  await withFakeNative(() =>
-    fc.assert(
-      fc.property(fc.constantFrom(...cases), fc.subarray(Object.keys(POISON), { minLength: 1 }), ([, f], keys) => {
-        const run = () => {
-          calls.length = 0
-          const r = f()
-          const shown = r instanceof TapDevice ? { ifnameKind: r.ifname.replace(/[0-9]+/g, 'N'), fds: r.tapFds.length } : r instanceof Promise ? 'promise' : r
-          // handles and fake fd numbers differ between the two runs; the rest must not
-          const mask = (k: string, v: unknown) => (k === 'fakeHandle' ? 0 : v)
-          return JSON.parse(JSON.stringify({ r: shown, calls }, mask)) as unknown
-        }
-        const clean1 = run()
-        pollute(keys)
-        let polluted: ReturnType<typeof run>
-        try {
-          polluted = run()
-        } finally {
-          clean(keys)
-        }
-        assert.deepEqual(polluted, clean1)
-      }),
-      fcParams(RUNS / 2),
-    ),
-  )
-  t.false(Object.keys(POISON).some((k) => k in {}), 'Object.prototype is clean again')
-})
+    const clean = (keys: string[]) => {
+      for (const k of keys) delete proto[k]
+    }
+    const withDevice = (f: (d: TapDevice) => unknown) => {
+      const d = fakeDevice({ queues: 1, vnetHdr: true, vhost: false })
+      try {
+        return f(d)
+      } finally {
+        d.close()
+      }
+    }
+    const cases: [string, () => unknown][] = [
+      ['openTap', () => openTap({ name: 'vm%d', queues: 2 }).close()],
+      ['configure', () => withDevice((d) => d.configure({ mtu: 9000 }))],
+      ['setOffloads', () => withDevice((d) => d.setOffloads({ csum: true, tso4: true }))],
+      ['deleteTap', () => deleteTap('vm0', {})],
+      ['closeAll', () => closeAll([fakeDevice({ queues: 1, vnetHdr: true, vhost: false })], {})],
+      ['handOff', () => handOff({ ifname: 'vm0', tapFds: [5, 6], vhostFds: [], closed: false }, {}).stdio],
+      ['qemuDevice', () => qemuDevice({ ifname: 'vm0', tapFds: [3, 4], vhostFds: [] }, { id: 'n0' })],
+      ['cloudHypervisorNet', () => cloudHypervisorNet({ ifname: 'vm0', tapFds: [3, 4], vhostFds: [] }, {})],
+    ]
+    await withFakeNative(() =>
+      fc.assert(
+        fc.property(fc.constantFrom(...cases), fc.subarray(Object.keys(POISON), { minLength: 1 }), ([, f], keys) => {
+          const run = () => {
+            calls.length = 0
+            const r = f()
+            const shown =
+              r instanceof TapDevice
+                ? { ifnameKind: r.ifname.replace(/[0-9]+/g, 'N'), fds: r.tapFds.length }
+                : r instanceof Promise
+                  ? 'promise'
+                  : r
+            // handles and fake fd numbers differ between the two runs; the rest must not
+            const mask = (k: string, v: unknown) => (k === 'fakeHandle' ? 0 : v)
+            return JSON.parse(JSON.stringify({ r: shown, calls }, mask)) as unknown
+          }
+          const clean1 = run()
+          pollute(keys)
+          let polluted: ReturnType<typeof run>
+          try {
+            polluted = run()
+          } finally {
+            clean(keys)
+          }
+          assert.deepEqual(polluted, clean1)
+        }),
+        fcParams(RUNS / 2),
+      ),
+    )
+    t.false(
+      Object.keys(POISON).some((k) => k in {}),
+      'Object.prototype is clean again',
+    )
+  },
+)
 
 // ---------------------------------------------------------------------------
 // The real addon, inside a network namespace of the test's own
 // ---------------------------------------------------------------------------
 
-rootTest('the addon itself: random arguments to every native function never crash the process and give only documented errors', async (t) => {
-  const r = await withNetns((ns) => runIn<{ runs: number; calls: Record<string, number>; codes: Record<string, number> }>(ns, 'scenarios/reliability-native.ts', 'nativeFuzz', [RUNS * 4, SEED ?? null]))
-  t.log(`${r.runs} runs; calls: ${JSON.stringify(r.calls)}; outcomes: ${JSON.stringify(r.codes)}`)
-  t.true(r.runs >= RUNS * 4)
-})
+rootTest(
+  'the addon itself: random arguments to every native function never crash the process and give only documented errors',
+  async (t) => {
+    const r = await withNetns((ns) =>
+      runIn<{ runs: number; calls: Record<string, number>; codes: Record<string, number> }>(
+        ns,
+        'scenarios/reliability-native.ts',
+        'nativeFuzz',
+        [RUNS * 4, SEED ?? null],
+      ),
+    )
+    t.log(`${r.runs} runs; calls: ${JSON.stringify(r.calls)}; outcomes: ${JSON.stringify(r.codes)}`)
+    t.true(r.runs >= RUNS * 4)
+  },
+)
 
-rootTest('valid options on real devices: accepted by the kernel side too, and the device is what was asked for', async (t) => {
-  type R = { runs: number; opened: number; names: string[]; refused: Record<string, { name: string; code: string; syscall: string; ifname: string }> }
-  const r = await withNetns((ns) => runIn<R>(ns, 'scenarios/reliability-valid.ts', 'validOptionsOnRealDevices', [Math.min(RUNS, 150), SEED ?? null]))
-  t.log(`${r.runs} runs, ${r.opened} devices opened and checked, e.g. ${r.names.slice(0, 5).join(', ')}`)
-  t.true(r.opened >= Math.min(RUNS, 150))
-  // ECN without TSO, which the kernel's set_offload() would refuse, is refused before any syscall; nothing is left (the scenario checks).
-  for (const k of ['ecnWithoutTso', 'persistEcn']) t.like(r.refused[k], { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' }, k)
-})
+rootTest(
+  'valid options on real devices: accepted by the kernel side too, and the device is what was asked for',
+  async (t) => {
+    type R = {
+      runs: number
+      opened: number
+      names: string[]
+      refused: Record<string, { name: string; code: string; syscall: string; ifname: string }>
+    }
+    const r = await withNetns((ns) =>
+      runIn<R>(ns, 'scenarios/reliability-valid.ts', 'validOptionsOnRealDevices', [Math.min(RUNS, 150), SEED ?? null]),
+    )
+    t.log(`${r.runs} runs, ${r.opened} devices opened and checked, e.g. ${r.names.slice(0, 5).join(', ')}`)
+    t.true(r.opened >= Math.min(RUNS, 150))
+    // ECN without TSO, which the kernel's set_offload() would refuse, is refused before any syscall; nothing is left (the scenario checks).
+    for (const k of ['ecnWithoutTso', 'persistEcn'])
+      t.like(r.refused[k], { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' }, k)
+  },
+)

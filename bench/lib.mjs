@@ -68,7 +68,12 @@ export function startProbe() {
       if (g > maxGap) maxGap = g
     }
     // h.max is 0 when the histogram got no sample at all.
-    return { blockedMs, maxStallMs: Math.max(0, maxGap - 1), histMaxMs: h.max > 0 ? h.max / 1e6 : 0, ticks: gaps.length }
+    return {
+      blockedMs,
+      maxStallMs: Math.max(0, maxGap - 1),
+      histMaxMs: h.max > 0 ? h.max / 1e6 : 0,
+      ticks: gaps.length,
+    }
   }
 }
 

@@ -29,10 +29,14 @@ import { RefProcess, sleep, summarize } from './lib.mjs'
 const HERE = dirname(fileURLToPath(import.meta.url))
 const ROOT = resolve(HERE, '..')
 if (process.env.VMTAP_BENCH_NETNS !== '1') {
-  const r = spawnSync('unshare', ['-n', '--', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    env: { ...process.env, VMTAP_BENCH_NETNS: '1' },
-  })
+  const r = spawnSync(
+    'unshare',
+    ['-n', '--', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, VMTAP_BENCH_NETNS: '1' },
+    },
+  )
   process.exit(r.status ?? 1)
 }
 
@@ -90,7 +94,11 @@ const m = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, summarize(v).
 const us = (ms) => `${(ms * 1000).toFixed(1)} µs`
 console.log(`queues ${q}, ${runs} runs, ${gap} ms sleep between operations; medians:`)
 console.log(`  C floor (syscalls only)              ${us(m.c)}`)
-console.log(`  vmtap openTap() total                ${us(m.full)}   (${(m.full / m.c).toFixed(2)}× the C floor, +${us(m.full - m.c)})`)
+console.log(
+  `  vmtap openTap() total                ${us(m.full)}   (${(m.full / m.c).toFixed(2)}× the C floor, +${us(m.full - m.c)})`,
+)
 console.log(`    normalizeOpenOptions (JS)          ${us(m.norm)}   (warm CPU, no sleep before: ${us(m.normWarm)})`)
-console.log(`    native().open (N-API+Rust+kernel)  ${us(m.nativeOpen)}   (+${us(m.nativeOpen - m.c)} over the C floor)`)
+console.log(
+  `    native().open (N-API+Rust+kernel)  ${us(m.nativeOpen)}   (+${us(m.nativeOpen - m.c)} over the C floor)`,
+)
 console.log(`    rest: new TapDevice, call() etc.   ${us(m.full - m.norm - m.nativeOpen)}`)

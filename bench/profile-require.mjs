@@ -32,7 +32,10 @@ for (let i = 0; i < runs + 2; i++) {
   for (const [k, expr] of Object.entries(cases)) {
     const out = execFileSync(
       process.execPath,
-      ['-e', `const t0=process.hrtime.bigint();${expr};const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`],
+      [
+        '-e',
+        `const t0=process.hrtime.bigint();${expr};const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`,
+      ],
       { cwd: ROOT, encoding: 'utf8' },
     )
     if (i >= 2) samples[k].push(Number(out))

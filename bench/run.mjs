@@ -56,7 +56,9 @@ if (process.env[NS_ENV] !== '1') {
   const t0 = Date.now()
   const r = spawnSync('unshare', unshareArgs, { stdio: 'inherit', env: { ...process.env, [NS_ENV]: '1' } })
   if (r.error) {
-    console.error(`bench: cannot run unshare (util-linux): ${r.error.message}; the benchmark creates TAP devices only inside a network namespace of its own`)
+    console.error(
+      `bench: cannot run unshare (util-linux): ${r.error.message}; the benchmark creates TAP devices only inside a network namespace of its own`,
+    )
     process.exit(1)
   }
   if (r.status !== 0) {
@@ -115,10 +117,14 @@ let ccVersion = null
   const compiler = process.env.CC || 'cc'
   const r = spawnSync(compiler, ['-O2', '-pthread', '-o', bin, src], { encoding: 'utf8' })
   if (r.error) {
-    notes.push(`No C compiler (\`${compiler}\`) on this machine: the C floor rows are skipped, and so are the targets measured against them.`)
+    notes.push(
+      `No C compiler (\`${compiler}\`) on this machine: the C floor rows are skipped, and so are the targets measured against them.`,
+    )
     log(`bench: ${notes.at(-1)}`)
   } else if (r.status !== 0) {
-    notes.push(`\`${compiler}\` failed to build bench/tapref.c, the C rows are skipped:\n\n\`\`\`\n${r.stderr.trim()}\n\`\`\``)
+    notes.push(
+      `\`${compiler}\` failed to build bench/tapref.c, the C rows are skipped:\n\n\`\`\`\n${r.stderr.trim()}\n\`\`\``,
+    )
     log(`bench: ${notes.at(-1)}`)
   } else {
     cc = new RefProcess('tapref (C)', bin, [])
@@ -192,9 +198,22 @@ for (const q of QUEUES) {
   const p = py ? summarize(s.py) : null
   openResults[q] = { vm, c, p }
   const section = `Open one device, ${q} queue${q > 1 ? 's' : ''}, vnet_hdr`
-  add({ section, impl: 'vmtap `openTap({ queues, vnetHdr: true })`', stats: vm, ratio: c && vm.median / c.median, baseline: 'C floor' })
+  add({
+    section,
+    impl: 'vmtap `openTap({ queues, vnetHdr: true })`',
+    stats: vm,
+    ratio: c && vm.median / c.median,
+    baseline: 'C floor',
+  })
   add({ section, impl: 'C floor (same syscalls)', stats: c, note: c ? 'baseline' : 'skipped: no cc' })
-  add({ section, impl: 'Python, Ganeti `OpenTap`', stats: p, ratio: c && p && p.median / c.median, baseline: 'C floor', note: p ? '' : 'skipped: no python3' })
+  add({
+    section,
+    impl: 'Python, Ganeti `OpenTap`',
+    stats: p,
+    ratio: c && p && p.median / c.median,
+    baseline: 'C floor',
+    note: p ? '' : 'skipped: no python3',
+  })
 }
 add({
   section: 'Open, the DIY Node way',
@@ -228,7 +247,10 @@ if (cc) {
       c: async () => {
         const line = await cc.request(`batch ${q} ${BATCH}`)
         await cc.request('closethreads')
-        return line.split(' ').slice(1).map((x) => Number(x) / 1e6)
+        return line
+          .split(' ')
+          .slice(1)
+          .map((x) => Number(x) / 1e6)
       },
     }
     const s = await interleave(fns, R.batch, 1)
@@ -236,7 +258,14 @@ if (cc) {
     const c = summarize(s.c.flat())
     batchResults[q] = { vm, c }
     const section = `Open back to back (${BATCH} devices in a row, warm CPU), ${q} queue${q > 1 ? 's' : ''} — informational`
-    add({ section, impl: 'vmtap `openTap()`', stats: vm, ratio: vm.median / c.median, baseline: 'C floor', note: `+${fmtMs(vm.median - c.median)} ms per open` })
+    add({
+      section,
+      impl: 'vmtap `openTap()`',
+      stats: vm,
+      ratio: vm.median / c.median,
+      baseline: 'C floor',
+      note: `+${fmtMs(vm.median - c.median)} ms per open`,
+    })
     add({ section, impl: 'C floor', stats: c, note: 'baseline' })
   }
 }
@@ -272,7 +301,14 @@ if (cc) {
   const section = 'Close one device (1 queue), sync'
   add({ section, impl: 'vmtap `tap.close()`', stats: vm, ratio: c && vm.median / c.median, baseline: 'C close()' })
   add({ section, impl: 'C `close()`', stats: c, note: c ? 'baseline' : 'skipped: no cc' })
-  add({ section, impl: 'Python `os.close()`', stats: p, ratio: c && p && p.median / c.median, baseline: 'C close()', note: p ? '' : 'skipped: no python3' })
+  add({
+    section,
+    impl: 'Python `os.close()`',
+    stats: p,
+    ratio: c && p && p.median / c.median,
+    baseline: 'C close()',
+    note: p ? '' : 'skipped: no python3',
+  })
 }
 
 // --- 3. teardown of 64 devices ----------------------------------------------
@@ -381,17 +417,64 @@ const teardown = {}
     const b = t[k].blocked
     return `loop blocked ${fmtMs(b.median)} ms [${fmtMs(b.min)}–${fmtMs(b.max)}]; longest stall ${fmtMs(t[k].maxStall.median)} ms (monitorEventLoopDelay max ${fmtMs(t[k].histMax.median)} ms); the call itself returned after ${fmtMs(t[k].call.median)} ms`
   }
-  add({ section, impl: 'vmtap `await closeAll(devices)` (maxThreads 128, default)', stats: t.closeAll.time, ratio: cT && t.closeAll.time.median / cT.median, baseline: 'C thread per device', note: blockedNote('closeAll') })
+  add({
+    section,
+    impl: 'vmtap `await closeAll(devices)` (maxThreads 128, default)',
+    stats: t.closeAll.time,
+    ratio: cT && t.closeAll.time.median / cT.median,
+    baseline: 'C thread per device',
+    note: blockedNote('closeAll'),
+  })
   for (const n of [8, 32, 64]) {
     const k = `closeAll${n}`
-    add({ section, impl: `vmtap \`closeAll(devices, { maxThreads: ${n} })\``, stats: t[k].time, ratio: cT && t[k].time.median / cT.median, baseline: 'C thread per device', note: blockedNote(k) })
+    add({
+      section,
+      impl: `vmtap \`closeAll(devices, { maxThreads: ${n} })\``,
+      stats: t[k].time,
+      ratio: cT && t[k].time.median / cT.median,
+      baseline: 'C thread per device',
+      note: blockedNote(k),
+    })
   }
-  add({ section, impl: 'vmtap `Promise.all(devices.map(d => d.closeAsync()))` (libuv pool, 4 threads)', stats: t.closeAsync.time, ratio: cT && t.closeAsync.time.median / cT.median, baseline: 'C thread per device', note: blockedNote('closeAsync') })
-  add({ section, impl: 'vmtap `for (d of devices) d.close()` (sync)', stats: t.syncLoop.time, ratio: cT && t.syncLoop.time.median / cT.median, baseline: 'C thread per device', note: blockedNote('syncLoop') })
+  add({
+    section,
+    impl: 'vmtap `Promise.all(devices.map(d => d.closeAsync()))` (libuv pool, 4 threads)',
+    stats: t.closeAsync.time,
+    ratio: cT && t.closeAsync.time.median / cT.median,
+    baseline: 'C thread per device',
+    note: blockedNote('closeAsync'),
+  })
+  add({
+    section,
+    impl: 'vmtap `for (d of devices) d.close()` (sync)',
+    stats: t.syncLoop.time,
+    ratio: cT && t.syncLoop.time.median / cT.median,
+    baseline: 'C thread per device',
+    note: blockedNote('syncLoop'),
+  })
   add({ section, impl: 'C, one pthread per device', stats: cT ?? null, note: cT ? 'baseline' : 'skipped: no cc' })
-  add({ section, impl: 'C, sequential `close()`', stats: t.cSeq?.time ?? null, ratio: cT && t.cSeq && t.cSeq.time.median / cT.median, baseline: 'C thread per device', note: cT ? '' : 'skipped: no cc' })
-  add({ section, impl: 'Python, sequential `os.close()` (Ganeti)', stats: t.pySeq?.time ?? null, ratio: cT && t.pySeq && t.pySeq.time.median / cT.median, baseline: 'C thread per device', note: t.pySeq ? '' : 'skipped: no python3' })
-  add({ section, impl: 'the probe on an idle loop (60 ms sleep)', stats: null, note: `loop blocked ${fmtMs(t.idle.blocked.median)} ms [${fmtMs(t.idle.blocked.min)}–${fmtMs(t.idle.blocked.max)}]; longest stall ${fmtMs(t.idle.maxStall.median)} ms (monitorEventLoopDelay max ${fmtMs(t.idle.histMax.median)} ms): the probe's floor on this machine` })
+  add({
+    section,
+    impl: 'C, sequential `close()`',
+    stats: t.cSeq?.time ?? null,
+    ratio: cT && t.cSeq && t.cSeq.time.median / cT.median,
+    baseline: 'C thread per device',
+    note: cT ? '' : 'skipped: no cc',
+  })
+  add({
+    section,
+    impl: 'Python, sequential `os.close()` (Ganeti)',
+    stats: t.pySeq?.time ?? null,
+    ratio: cT && t.pySeq && t.pySeq.time.median / cT.median,
+    baseline: 'C thread per device',
+    note: t.pySeq ? '' : 'skipped: no python3',
+  })
+  add({
+    section,
+    impl: 'the probe on an idle loop (60 ms sleep)',
+    stats: null,
+    note: `loop blocked ${fmtMs(t.idle.blocked.median)} ms [${fmtMs(t.idle.blocked.min)}–${fmtMs(t.idle.blocked.max)}]; longest stall ${fmtMs(t.idle.maxStall.median)} ms (monitorEventLoopDelay max ${fmtMs(t.idle.histMax.median)} ms): the probe's floor on this machine`,
+  })
 }
 
 await cc?.quit()
@@ -409,13 +492,24 @@ const req = {}
     fs: script("require('node:fs')"),
     native: `const v=require('vmtap');const t0=process.hrtime.bigint();v.native();const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`,
   }
-  const run = (k) => async () => Number(execFileSync(process.execPath, ['-e', scripts[k]], { cwd: ROOT, encoding: 'utf8' }))
+  const run = (k) => async () =>
+    Number(execFileSync(process.execPath, ['-e', scripts[k]], { cwd: ROOT, encoding: 'utf8' }))
   const s = await interleave({ vmtap: run('vmtap'), fs: run('fs'), native: run('native') }, R.req, 2)
   for (const k of Object.keys(s)) req[k] = summarize(s[k])
-  const section = "`require()` in a fresh `node -e` process (the call itself, process.hrtime around it)"
-  add({ section, impl: "`require('vmtap')`", stats: req.vmtap, note: `${fmtMs(req.vmtap.median - req.fs.median)} ms more than the baseline` })
+  const section = '`require()` in a fresh `node -e` process (the call itself, process.hrtime around it)'
+  add({
+    section,
+    impl: "`require('vmtap')`",
+    stats: req.vmtap,
+    note: `${fmtMs(req.vmtap.median - req.fs.median)} ms more than the baseline`,
+  })
   add({ section, impl: "`require('node:fs')` (baseline)", stats: req.fs, note: 'baseline' })
-  add({ section, impl: "first `native()` after `require('vmtap')` (loads the .node addon)", stats: req.native, note: 'paid on the first openTap/probe call, not by require' })
+  add({
+    section,
+    impl: "first `native()` after `require('vmtap')` (loads the .node addon)",
+    stats: req.native,
+    note: 'paid on the first openTap/probe call, not by require',
+  })
 }
 
 rmSync(work, { recursive: true, force: true })
@@ -423,19 +517,35 @@ rmSync(work, { recursive: true, force: true })
 // --- targets ------------------------------------------------------------------
 
 const targets = []
-const target = (name, measured, limit, ok) => targets.push({ name, measured, limit, result: ok === null ? 'SKIP' : ok ? 'PASS' : 'MISS' })
+const target = (name, measured, limit, ok) =>
+  targets.push({ name, measured, limit, result: ok === null ? 'SKIP' : ok ? 'PASS' : 'MISS' })
 for (const q of QUEUES) {
   const { vm, c } = openResults[q]
   const r = c ? vm.median / c.median : null
-  target(`sync open, ${q} queue${q > 1 ? 's' : ''}: vmtap / C floor`, c ? `${fmtRatio(r)} (${fmtMs(vm.median)} vs ${fmtMs(c.median)} ms)` : 'no C floor', '≤ 1.10×', c ? r <= 1.1 : null)
+  target(
+    `sync open, ${q} queue${q > 1 ? 's' : ''}: vmtap / C floor`,
+    c ? `${fmtRatio(r)} (${fmtMs(vm.median)} vs ${fmtMs(c.median)} ms)` : 'no C floor',
+    '≤ 1.10×',
+    c ? r <= 1.1 : null,
+  )
 }
 {
   const t = teardown
   const cT = t.cThreads?.time
   const r = cT ? t.closeAll.time.median / cT.median : null
-  target(`closeAll(${DEVICES}) / C one thread per device`, cT ? `${fmtRatio(r)} (${fmtMs(t.closeAll.time.median)} vs ${fmtMs(cT.median)} ms)` : 'no C floor', '≤ 1.25×', cT ? r <= 1.25 : null)
+  target(
+    `closeAll(${DEVICES}) / C one thread per device`,
+    cT ? `${fmtRatio(r)} (${fmtMs(t.closeAll.time.median)} vs ${fmtMs(cT.median)} ms)` : 'no C floor',
+    '≤ 1.25×',
+    cT ? r <= 1.25 : null,
+  )
   const speedup = t.syncLoop.time.median / t.closeAll.time.median
-  target(`closeAll(${DEVICES}) vs sequential sync close: speed-up`, `${fmtRatio(speedup)} (${fmtMs(t.syncLoop.time.median)} vs ${fmtMs(t.closeAll.time.median)} ms)`, '≥ 10×', speedup >= 10)
+  target(
+    `closeAll(${DEVICES}) vs sequential sync close: speed-up`,
+    `${fmtRatio(speedup)} (${fmtMs(t.syncLoop.time.median)} vs ${fmtMs(t.closeAll.time.median)} ms)`,
+    '≥ 10×',
+    speedup >= 10,
+  )
   const b = t.closeAll.blocked
   target(
     `event loop blocked during closeAll(${DEVICES}) (median of ${b.n} teardowns)`,
@@ -443,7 +553,12 @@ for (const q of QUEUES) {
     '≤ 2 ms',
     b.median <= 2,
   )
-  target("require('vmtap') (median)", `${fmtMs(req.vmtap.median)} ms (baseline require('node:fs') ${fmtMs(req.fs.median)} ms)`, '≤ 5 ms', req.vmtap.median <= 5)
+  target(
+    "require('vmtap') (median)",
+    `${fmtMs(req.vmtap.median)} ms (baseline require('node:fs') ${fmtMs(req.fs.median)} ms)`,
+    '≤ 5 ms',
+    req.vmtap.median <= 5,
+  )
 }
 
 // --- output -------------------------------------------------------------------
@@ -457,8 +572,11 @@ function table() {
     const op = r.section === section ? '' : r.section
     section = r.section
     const s = r.stats
-    const ratio = r.ratio === null || r.ratio === undefined || r.ratio === 0 ? '' : `${fmtRatio(r.ratio)} (${r.baseline})`
-    out.push(`| ${op} | ${r.impl} | ${s ? fmtMs(s.median) : '—'} | ${s ? fmtMs(s.min) : '—'} | ${s ? fmtMs(s.max) : '—'} | ${s ? s.n : '—'} | ${ratio} | ${r.note ?? ''} |`)
+    const ratio =
+      r.ratio === null || r.ratio === undefined || r.ratio === 0 ? '' : `${fmtRatio(r.ratio)} (${r.baseline})`
+    out.push(
+      `| ${op} | ${r.impl} | ${s ? fmtMs(s.median) : '—'} | ${s ? fmtMs(s.min) : '—'} | ${s ? fmtMs(s.max) : '—'} | ${s ? s.n : '—'} | ${ratio} | ${r.note ?? ''} |`,
+    )
   }
   return out.join('\n')
 }
@@ -474,7 +592,11 @@ const env = [
   `- command: \`npm run bench\` (= \`node bench/run.mjs\`; as root; it re-executes itself under \`unshare -n\`)${QUICK ? ' — **--quick run: few samples, not for comparison**' : ''}`,
   `- date: ${new Date().toISOString()}`,
   `- machine: ${cpus().length} cores (${cpuModel}), Linux ${release()}, Node ${process.version}`,
-  `- load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(' / ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' / ')} (other work on the machine inflates and spreads the figures; the ratios compare runs interleaved in time)`,
+  `- load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(' / ')}, at end ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(
+      ' / ',
+    )} (other work on the machine inflates and spreads the figures; the ratios compare runs interleaved in time)`,
   `- references: ${ccVersion ? `C built with \`${ccVersion}\` (-O2)` : 'no C compiler'}; ${pyVersion ?? 'no python3'}`,
   `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), require ${R.req}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
   `- event loop: a 1 ms \`setInterval\` probe records the gaps between its ticks; an idle loop's gaps are 1.0–1.7 ms (libuv's ms timers), so a gap above ${STALL_GAP_MS} ms counts as a stall, and "blocked" is the sum of those gaps' lateness beyond 1 ms over the whole teardown (the "idle" row is the probe's floor); medians of the per-run figures, [min–max]. \`monitorEventLoopDelay\` (1 ms resolution) runs alongside; its max is shown for comparison.`,

@@ -35,9 +35,7 @@ const ARG_ERROR_CODES = new Set(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE'
 
 /** The library's argument errors (TypeError/RangeError with a Node-style code). */
 export function isArgError(e: unknown): e is Error & { code: string } {
-  return (
-    (e instanceof TypeError || e instanceof RangeError) && ARG_ERROR_CODES.has((e as { code?: string }).code ?? '')
-  )
+  return (e instanceof TypeError || e instanceof RangeError) && ARG_ERROR_CODES.has((e as { code?: string }).code ?? '')
 }
 
 /** One line: newlines (and the blanks around them) become '; '. */

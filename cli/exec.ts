@@ -26,17 +26,27 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
   const groups = o.net ?? []
   let nics: NicSpec[]
   if (groups.length === 0) {
-    nics = [{ ...defaults, ...(o.name !== undefined ? { name: o.name } : {}), ...(o.mac !== undefined ? { mac: o.mac } : {}) }]
+    nics = [
+      {
+        ...defaults,
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.mac !== undefined ? { mac: o.mac } : {}),
+      },
+    ]
   } else {
-    if (o.name !== undefined) throw new UsageError('--name cannot be combined with --net; give each NIC its name=... in its --net group')
-    if (o.mac !== undefined) throw new UsageError('--mac cannot be combined with --net; give each NIC its mac=... in its --net group')
+    if (o.name !== undefined)
+      throw new UsageError('--name cannot be combined with --net; give each NIC its name=... in its --net group')
+    if (o.mac !== undefined)
+      throw new UsageError('--mac cannot be combined with --net; give each NIC its mac=... in its --net group')
     nics = groups.map((g) => ({ ...defaults, ...g }))
   }
   return nics.map((nic, i) => {
     const where = groups.length === 0 ? '--vhost' : `--net[${i}] vhost`
     if (o.format === 'cloud-hypervisor') {
       if (nic.vhost !== undefined && nic.vhost !== 'off') {
-        throw new UsageError(`${where} ${nic.vhost}: cloud-hypervisor takes no vhost-net fds (it does virtio-net itself or vhost-user)`)
+        throw new UsageError(
+          `${where} ${nic.vhost}: cloud-hypervisor takes no vhost-net fds (it does virtio-net itself or vhost-user)`,
+        )
       }
       return { ...nic, vhost: 'off' }
     }
@@ -82,7 +92,8 @@ function closeQuietly(taps: readonly TapDevice[]): void {
 /** Open the NICs, run the command with their fds, wait for it; resolves with the exit status. */
 export async function runExec(command: readonly string[], o: ExecFlags): Promise<number> {
   const [file, ...args] = command
-  if (file === undefined || file === '') throw new UsageError('exec needs a command: vmtap exec [options] -- COMMAND [ARGS...]')
+  if (file === undefined || file === '')
+    throw new UsageError('exec needs a command: vmtap exec [options] -- COMMAND [ARGS...]')
   const nics = nicsOf(o)
   checkPlaceholders(args, nics, o.format)
 
@@ -137,10 +148,12 @@ export async function runExec(command: readonly string[], o: ExecFlags): Promise
     throw e
   }
 
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>((resolve) => {
-    started.once('error', (error) => resolve({ error }))
-    started.once('exit', (code, signal) => resolve({ code, signal }))
-  })
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>(
+    (resolve) => {
+      started.once('error', (error) => resolve({ error }))
+      started.once('exit', (code, signal) => resolve({ code, signal }))
+    },
+  )
 
   if (started.pid === undefined) {
     // Spawning failed (ENOENT, EACCES...): the error event comes next.
@@ -244,10 +257,11 @@ export function addExecCommand(program: Command, onStatus: (status: number) => v
   addLinkFlags(cmd, 'the host-side MAC of the TAP device (unicast)')
     .option('--persist', 'keep the device(s) after COMMAND exits (remove with vmtap delete)')
     .addOption(new Option('--format <vmm>', 'what {netdev} is').choices(['qemu', 'cloud-hypervisor']).default('qemu'))
-    .option('--net <group>', 'one NIC per group, repeatable: KEY=VALUE,... (see below)', (v: string, prev?: NicSpec[]) => [
-      ...(prev ?? []),
-      parseNetSpec(v),
-    ])
+    .option(
+      '--net <group>',
+      'one NIC per group, repeatable: KEY=VALUE,... (see below)',
+      (v: string, prev?: NicSpec[]) => [...(prev ?? []), parseNetSpec(v)],
+    )
     .passThroughOptions()
     .addHelpText('after', EXEC_HELP)
     .action(async (command: string[], opts: ExecFlags) => {

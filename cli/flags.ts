@@ -124,7 +124,10 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
 export function addLinkFlags(cmd: Command, macHelp: string): Command {
   return cmd
     .addOption(
-      tristateOption('--vnet-hdr <mode>', 'IFF_VNET_HDR; on: required, auto: when the kernel offers it (default: auto)'),
+      tristateOption(
+        '--vnet-hdr <mode>',
+        'IFF_VNET_HDR; on: required, auto: when the kernel offers it (default: auto)',
+      ),
     )
     .option('--bridge <bridge>', 'enslave the device to this Linux bridge')
     .option('--mtu <mtu>', `the MTU (${MTU_HELP})`, parseInteger)

@@ -26,18 +26,26 @@ export function checkPlaceholders(args: readonly string[], nics: readonly NicSpe
       const [whole, what, index] = m
       const i = index === undefined ? 0 : Number(index)
       if (i >= nics.length) {
-        const have = nics.length === 1 ? 'there is one NIC (index 0)' : `there are ${nics.length} NICs (indexes 0-${nics.length - 1})`
+        const have =
+          nics.length === 1
+            ? 'there is one NIC (index 0)'
+            : `there are ${nics.length} NICs (indexes 0-${nics.length - 1})`
         throw new UsageError(`${whole} names NIC ${i}, but ${have}`)
       }
       const nic = nics[i]
       const queues = nic.queues ?? 1
       if ((what === 'fd' || what === 'vhostfd') && queues !== 1) {
-        throw new UsageError(`${whole} is for a one-queue device, but NIC ${i} has ${queues} queues; use {${what}s${index ?? ''}}`)
+        throw new UsageError(
+          `${whole} is for a one-queue device, but NIC ${i} has ${queues} queues; use {${what}s${index ?? ''}}`,
+        )
       }
       if ((what === 'vhostfd' || what === 'vhostfds') && nic.vhost !== 'on') {
-        throw new UsageError(`${whole} needs vhost=on for NIC ${i} (--vhost on); {netdev${index ?? ''}} adds the vhost fds whenever there are some`)
+        throw new UsageError(
+          `${whole} needs vhost=on for NIC ${i} (--vhost on); {netdev${index ?? ''}} adds the vhost fds whenever there are some`,
+        )
       }
-      if (what === 'device' && format !== 'qemu') throw new UsageError(`${whole} is a QEMU -device value; it has no meaning with --format ${format}`)
+      if (what === 'device' && format !== 'qemu')
+        throw new UsageError(`${whole} is a QEMU -device value; it has no meaning with --format ${format}`)
     }
   }
 }

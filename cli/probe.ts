@@ -131,15 +131,31 @@ export function probe(): ProbeReport {
 export function probeTable(r: ProbeReport): string {
   const yesNo = (b: boolean) => (b ? 'yes' : 'no')
   const node = (n: DeviceNode) =>
-    n.openable ? 'present, read/write' : n.exists ? `present, cannot be opened read/write (${n.error})` : `absent (${n.error})`
+    n.openable
+      ? 'present, read/write'
+      : n.exists
+        ? `present, cannot be opened read/write (${n.error})`
+        : `absent (${n.error})`
   const rows: [string, string][] = [
     ['kernel', r.kernel],
     ['CAP_NET_ADMIN', r.capNetAdmin === null ? 'unknown' : yesNo(r.capNetAdmin)],
     [r.tun.path, node(r.tun)],
     [r.vhostNet.path, node(r.vhostNet)],
-    ['TUNGETFEATURES', r.features.raw === null ? 'unknown (/dev/net/tun cannot be opened)' : `0x${r.features.raw.toString(16).padStart(4, '0')} ${r.features.names.join(' ')}`],
+    [
+      'TUNGETFEATURES',
+      r.features.raw === null
+        ? 'unknown (/dev/net/tun cannot be opened)'
+        : `0x${r.features.raw.toString(16).padStart(4, '0')} ${r.features.names.join(' ')}`,
+    ],
     ['tap', r.features.raw === null ? 'unknown' : yesNo(r.features.tap)],
-    ['multi-queue', r.maxQueues === null ? 'unknown' : r.features.multiQueue ? `yes, up to ${r.maxQueues} queues per device` : 'no (1 queue per device)'],
+    [
+      'multi-queue',
+      r.maxQueues === null
+        ? 'unknown'
+        : r.features.multiQueue
+          ? `yes, up to ${r.maxQueues} queues per device`
+          : 'no (1 queue per device)',
+    ],
     ['vnet_hdr', r.features.raw === null ? 'unknown' : yesNo(r.vnetHdr)],
     ['vhost-net', r.vhostNet.openable ? 'yes' : 'no'],
     [
@@ -153,7 +169,7 @@ export function probeTable(r: ProbeReport): string {
     ],
   ]
   const width = Math.max(...rows.map(([k]) => k.length)) + 2
-  return rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n') + '\n'
+  return `${rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n')}\n`
 }
 
 const PROBE_HELP = `

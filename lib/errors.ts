@@ -88,7 +88,8 @@ export function makeError(detail: ErrorDetail): Error {
   }
   const e = new (entry?.Base ?? Error)(entry ? entry.message(detail) : given(detail)) as CodedError
   e.code = detail.code
-  if (detail.ifname !== undefined && detail.code === 'ERR_VMTAP_CLOSED') (e as { ifname?: string }).ifname = detail.ifname
+  if (detail.ifname !== undefined && detail.code === 'ERR_VMTAP_CLOSED')
+    (e as { ifname?: string }).ifname = detail.ifname
   return e
 }
 

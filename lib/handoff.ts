@@ -20,7 +20,15 @@ export interface HandOffSource {
 }
 
 /** One stdio entry of `spawn`: what the caller wants at fds 0-2. */
-export type StdioEntry = StdioPipe | StdioNull | 'inherit' | 'ipc' | number | import('node:stream').Stream | null | undefined
+export type StdioEntry =
+  | StdioPipe
+  | StdioNull
+  | 'inherit'
+  | 'ipc'
+  | number
+  | import('node:stream').Stream
+  | null
+  | undefined
 
 export interface HandOffOptions {
   /**
@@ -84,7 +92,11 @@ export function readDevice(d: unknown, name: string, expected: string, extra: re
 }
 
 /** A device must have tap fds, and vhost fds either none or one per tap fd. @internal */
-export function checkFdCounts(d: { tapFds: readonly unknown[]; vhostFds: readonly unknown[] }, name: string, why = ''): void {
+export function checkFdCounts(
+  d: { tapFds: readonly unknown[]; vhostFds: readonly unknown[] },
+  name: string,
+  why = '',
+): void {
   if (d.tapFds.length === 0) throw invalidValue(`${name}.tapFds`, 'is empty', d.tapFds)
   if (d.vhostFds.length !== 0 && d.vhostFds.length !== d.tapFds.length) {
     throw invalidValue(`${name}.vhostFds`, `must be empty or one per tap fd${why}`, d.vhostFds)
@@ -118,7 +130,12 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
   list.forEach((source, i) => {
     const name = `devices[${i}]`
     const d = readDevice(source, name, 'a TapDevice', ['closed', 'ifname'])
-    if (d.closed) throw invalidValue(name, `is closed (${String(d.ifname)}); its fd numbers may belong to something else now`, d.ifname)
+    if (d.closed)
+      throw invalidValue(
+        name,
+        `is closed (${String(d.ifname)}); its fd numbers may belong to something else now`,
+        d.ifname,
+      )
     checkFdCounts(d, name)
     const place = (value: unknown, what: string) => {
       const fd = validateInteger(value, what, 0, 2 ** 31 - 1)
@@ -129,7 +146,9 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
     }
     const tapFds = d.tapFds.map((fd, q) => place(fd, `${name}.tapFds[${q}]`))
     const vhostFds = d.vhostFds.map((fd, q) => place(fd, `${name}.vhostFds[${q}]`))
-    handed.push(Object.freeze({ ifname: d.ifname as string, tapFds: Object.freeze(tapFds), vhostFds: Object.freeze(vhostFds) }))
+    handed.push(
+      Object.freeze({ ifname: d.ifname as string, tapFds: Object.freeze(tapFds), vhostFds: Object.freeze(vhostFds) }),
+    )
   })
   const fds = handed.flatMap((h) => [...h.tapFds, ...h.vhostFds])
   return Object.freeze({ stdio, devices: Object.freeze(handed), fds: Object.freeze(fds) })
@@ -159,7 +178,8 @@ export interface QemuNetOptions {
 /** A QEMU id (netdev, device, fd name). @internal */
 export function validateQemuId(id: unknown, name: string): string {
   if (typeof id !== 'string') throw invalidType(name, 'of type string', id)
-  if (!QEMU_ID_RE.test(id)) throw invalidValue(name, 'must start with a letter and contain only letters, digits, -, . and _', id)
+  if (!QEMU_ID_RE.test(id))
+    throw invalidValue(name, 'must start with a letter and contain only letters, digits, -, . and _', id)
   return id
 }
 
@@ -216,7 +236,10 @@ export function qemuDevice(device: HandedDevice, options: QemuNetOptions): strin
 
 /** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. @internal */
 export function propValue(v: unknown, name: string): string {
-  if ((typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) || /[,=\s\x00-\x1f\x7f]/.test(String(v))) {
+  if (
+    (typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) ||
+    /[,=\s\x00-\x1f\x7f]/.test(String(v))
+  ) {
     throw invalidValue(name, 'must be a string or finite number without commas, =, spaces or control characters', v)
   }
   return String(v)
@@ -249,7 +272,8 @@ export function cloudHypervisorNet(device: HandedDevice, options?: CloudHypervis
   if (o.mac !== undefined) s += `,mac=${validateMac(o.mac, 'options.mac')}`
   if (o.extra !== undefined) {
     for (const [k, v] of Object.entries(snapshotOptions(o.extra ?? null, 'options.extra', null))) {
-      if (!/^[a-z_]+$/.test(k) || k === 'fd' || k === 'num_queues') throw invalidValue(`options.extra.${k}`, 'is not a parameter vmtap can add', k)
+      if (!/^[a-z_]+$/.test(k) || k === 'fd' || k === 'num_queues')
+        throw invalidValue(`options.extra.${k}`, 'is not a parameter vmtap can add', k)
       s += `,${k}=${propValue(v, `options.extra.${k}`)}`
     }
   }
@@ -260,4 +284,3 @@ export function cloudHypervisorNet(device: HandedDevice, options?: CloudHypervis
 export function cloudHypervisorArgs(device: HandedDevice, options?: CloudHypervisorNetOptions): string[] {
   return ['--net', cloudHypervisorNet(device, options)]
 }
-

@@ -101,7 +101,8 @@ export class QmpClient extends EventEmitter {
   /** @internal Use {@link connectQmp}. */
   static async connect(path: string | Socket, options?: QmpConnectOptions): Promise<QmpClient> {
     const o = snapshotOptions(options, 'options', ['timeoutMs'])
-    const timeoutMs = o.timeoutMs === undefined ? 30000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
+    const timeoutMs =
+      o.timeoutMs === undefined ? 30000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
     let socket: Socket
     if (typeof path === 'string') {
       if (path === '' || path.includes('\0')) throw invalidValue('path', 'must be a Unix socket path', path)
@@ -111,34 +112,36 @@ export class QmpClient extends EventEmitter {
     } else {
       throw invalidType('path', 'a socket path or a connected net.Socket', path)
     }
-    const { greeting, rest } = await new Promise<{ greeting: QmpClient['greeting']; rest: string }>((resolve, reject) => {
-      let buf = ''
-      const timer = setTimeout(() => done(qmpError(`no QMP greeting within ${timeoutMs} ms`, 'ETIMEDOUT')), timeoutMs)
-      const onData = (c: Buffer) => {
-        buf += c.toString('utf8')
-        const nl = buf.indexOf('\n')
-        if (nl < 0) return
-        try {
-          const g = JSON.parse(buf.slice(0, nl))
-          if (!g || typeof g !== 'object' || !('QMP' in g)) throw new Error('not a QMP greeting')
-          done(null, { greeting: g, rest: buf.slice(nl + 1) })
-        } catch (e) {
-          done(qmpError(`bad QMP greeting: ${(e as Error).message}`))
+    const { greeting, rest } = await new Promise<{ greeting: QmpClient['greeting']; rest: string }>(
+      (resolve, reject) => {
+        let buf = ''
+        const timer = setTimeout(() => done(qmpError(`no QMP greeting within ${timeoutMs} ms`, 'ETIMEDOUT')), timeoutMs)
+        const onData = (c: Buffer) => {
+          buf += c.toString('utf8')
+          const nl = buf.indexOf('\n')
+          if (nl < 0) return
+          try {
+            const g = JSON.parse(buf.slice(0, nl))
+            if (!g || typeof g !== 'object' || !('QMP' in g)) throw new Error('not a QMP greeting')
+            done(null, { greeting: g, rest: buf.slice(nl + 1) })
+          } catch (e) {
+            done(qmpError(`bad QMP greeting: ${(e as Error).message}`))
+          }
         }
-      }
-      const onErr = (e: Error) => done(e)
-      const done = (e: Error | null, v?: { greeting: QmpClient['greeting']; rest: string }) => {
-        clearTimeout(timer)
-        socket.off('data', onData)
-        socket.off('error', onErr)
-        if (e) {
-          socket.destroy()
-          reject(e)
-        } else resolve(v!)
-      }
-      socket.on('data', onData)
-      socket.once('error', onErr)
-    })
+        const onErr = (e: Error) => done(e)
+        const done = (e: Error | null, v?: { greeting: QmpClient['greeting']; rest: string }) => {
+          clearTimeout(timer)
+          socket.off('data', onData)
+          socket.off('error', onErr)
+          if (e) {
+            socket.destroy()
+            reject(e)
+          } else resolve(v!)
+        }
+        socket.on('data', onData)
+        socket.once('error', onErr)
+      },
+    )
     const client = new QmpClient(socket, timeoutMs, greeting, rest)
     await client.execute('qmp_capabilities')
     return client
@@ -193,7 +196,8 @@ export class QmpClient extends EventEmitter {
    * SCM_RIGHTS (for `getfd` / `add-fd`). Commands run one at a time.
    */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, fds: readonly number[] = []): Promise<T> {
-    if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]*$/i.test(command)) throw invalidValue('command', 'must be a QMP command name', command)
+    if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]*$/i.test(command))
+      throw invalidValue('command', 'must be a QMP command name', command)
     const run = async (): Promise<T> => {
       if (this.#closed) throw qmpError('the QMP connection is closed', 'ERR_VMTAP_QMP_CLOSED')
       const id = this.#nextId++
@@ -233,7 +237,11 @@ export class QmpClient extends EventEmitter {
    * arrives from now on, waiting up to `timeoutMs`. Call it before the
    * command that causes the event. Events nobody waits for are not kept.
    */
-  waitForEvent(name: string, filter: (e: QmpEvent) => boolean = () => true, timeoutMs = this.#timeoutMs): Promise<QmpEvent> {
+  waitForEvent(
+    name: string,
+    filter: (e: QmpEvent) => boolean = () => true,
+    timeoutMs = this.#timeoutMs,
+  ): Promise<QmpEvent> {
     return new Promise((resolve, reject) => {
       const onEvent = (e: QmpEvent) => {
         if (e.event !== name || !filter(e)) return
@@ -295,7 +303,11 @@ export interface HotpluggedNic {
  * commands that succeeded are undone (`netdev_del`, `closefd`) and the
  * error is thrown.
  */
-export async function hotplugNic(qmp: QmpClient, tap: HandOffSource, options: HotplugNicOptions): Promise<HotpluggedNic> {
+export async function hotplugNic(
+  qmp: QmpClient,
+  tap: HandOffSource,
+  options: HotplugNicOptions,
+): Promise<HotpluggedNic> {
   if (!(qmp instanceof QmpClient)) throw invalidType('qmp', 'a QmpClient', qmp)
   // The device is read once: what is validated is what is sent.
   const d = readDevice(tap, 'tap', 'a TapDevice', ['closed', 'ifname'])
@@ -357,13 +369,18 @@ export async function hotplugNic(qmp: QmpClient, tap: HandOffSource, options: Ho
  * `closefd` for any named fd QEMU still holds (errors for names already
  * consumed are ignored).
  */
-export async function unplugNic(qmp: QmpClient, nic: Pick<HotpluggedNic, 'id' | 'deviceId'> & Partial<HotpluggedNic>, options?: { timeoutMs?: number }): Promise<void> {
+export async function unplugNic(
+  qmp: QmpClient,
+  nic: Pick<HotpluggedNic, 'id' | 'deviceId'> & Partial<HotpluggedNic>,
+  options?: { timeoutMs?: number },
+): Promise<void> {
   if (!(qmp instanceof QmpClient)) throw invalidType('qmp', 'a QmpClient', qmp)
   if (nic === null || typeof nic !== 'object' || typeof nic.id !== 'string' || typeof nic.deviceId !== 'string') {
     throw invalidType('nic', 'what hotplugNic returned', nic)
   }
   const o = snapshotOptions(options, 'options', ['timeoutMs'])
-  const timeoutMs = o.timeoutMs === undefined ? 60000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
+  const timeoutMs =
+    o.timeoutMs === undefined ? 60000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
   const deleted = qmp.waitForEvent('DEVICE_DELETED', (e) => e.data?.device === nic.deviceId, timeoutMs)
   deleted.catch(() => undefined)
   await qmp.execute('device_del', { id: nic.deviceId })

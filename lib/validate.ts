@@ -10,7 +10,11 @@ import { limits } from './limits'
  * called once (a throwing getter becomes ERR_INVALID_ARG_VALUE).
  * @internal
  */
-export function snapshotOptions(value: unknown, argName: string, known: readonly string[] | null): Record<string, unknown> {
+export function snapshotOptions(
+  value: unknown,
+  argName: string,
+  known: readonly string[] | null,
+): Record<string, unknown> {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object' || isArray(value, argName)) {
     throw invalidType(argName, 'of type object', value)
@@ -30,9 +34,13 @@ export function snapshotOptions(value: unknown, argName: string, known: readonly
     } catch (e) {
       throw Object.assign(invalidValue(`${argName}.${key}`, 'could not be read', value), { cause: e })
     }
-    if (!desc || !desc.enumerable) continue
+    if (!desc?.enumerable) continue
     if (known !== null && !known.includes(key)) {
-      throw invalidValue(`${argName}.${key}`, `is not a known option (known: ${known.join(', ')})`, safeGet(desc, value))
+      throw invalidValue(
+        `${argName}.${key}`,
+        `is not a known option (known: ${known.join(', ')})`,
+        safeGet(desc, value),
+      )
     }
     out[key] = readDescriptor(desc, value, `${argName}.${key}`)
   }
@@ -73,13 +81,14 @@ export function readProperty(object: object, key: PropertyKey, name: string): un
 export function copyArray(array: readonly unknown[], name: string): unknown[] {
   const length = readProperty(array, 'length', `${name}.length`)
   // A Proxy over an array may claim any length.
-  if (typeof length !== 'number' || !(length >= 0 && length <= 65536)) throw outOfRange(`${name}.length`, '<= 65536', length)
+  if (typeof length !== 'number' || !(length >= 0 && length <= 65536))
+    throw outOfRange(`${name}.length`, '<= 65536', length)
   const out: unknown[] = []
   for (let i = 0; i < length; i++) out.push(readProperty(array, i, `${name}[${i}]`))
   return out
 }
 
-function safeGet(desc: PropertyDescriptor, target: object): unknown {
+function safeGet(desc: PropertyDescriptor, _target: object): unknown {
   if ('value' in desc) return desc.value
   return '[getter]'
 }
@@ -142,7 +151,8 @@ export function validateName(value: unknown, name: string): string {
 export function validatePath(value: unknown, name: string, dflt: string): string {
   if (value === undefined) return dflt
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
-  if (!value.startsWith('/') || value.includes('\0')) throw invalidValue(name, 'must be an absolute path without NUL bytes', value)
+  if (!value.startsWith('/') || value.includes('\0'))
+    throw invalidValue(name, 'must be an absolute path without NUL bytes', value)
   return value
 }
 
@@ -174,7 +184,8 @@ export function validateMtu(value: unknown, name: string): number {
 /** @internal A virtio-net header size. */
 export function validateVnetHdrSize(value: unknown, name: string): number {
   if (typeof value !== 'number') throw invalidType(name, 'of type number', value)
-  if (!limits.vnetHdrSizes.includes(value)) throw outOfRange(name, limits.vnetHdrSizes.join(', ').replace(/, (\d+)$/, ' or $1'), value)
+  if (!limits.vnetHdrSizes.includes(value))
+    throw outOfRange(name, limits.vnetHdrSizes.join(', ').replace(/, (\d+)$/, ' or $1'), value)
   return value
 }
 

@@ -53,9 +53,19 @@ if (cross) {
   crossArgs = ['--use-napi-cross', '--target-dir', 'target/napi-cross', ...(t >= 0 ? [] : ['--target', target])]
 }
 run(process.execPath, [
-  napi, 'build', '--platform', '--release',
-  '--manifest-path', 'crates/node/Cargo.toml', '--package-json-path', 'package.json',
-  '--output-dir', '.', '--no-js', ...crossArgs, ...napiExtra,
+  napi,
+  'build',
+  '--platform',
+  '--release',
+  '--manifest-path',
+  'crates/node/Cargo.toml',
+  '--package-json-path',
+  'package.json',
+  '--output-dir',
+  '.',
+  '--no-js',
+  ...crossArgs,
+  ...napiExtra,
   ...(source.length ? ['--', ...source] : []),
 ])
 if (!nativeOnly) run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'])

@@ -17,7 +17,9 @@ try {
   process.exit(1)
 }
 try {
-  console.log(`opened ${tap.ifname}: tapFds=[${tap.tapFds}] vhostFds=[${tap.vhostFds}] vnetHdr=${tap.vnetHdr} multiQueue=${tap.multiQueue}`)
+  console.log(
+    `opened ${tap.ifname}: tapFds=[${tap.tapFds}] vhostFds=[${tap.vhostFds}] vnetHdr=${tap.vnetHdr} multiQueue=${tap.multiQueue}`,
+  )
   console.log(`kernel: tun_flags=${readFileSync(`/sys/class/net/${tap.ifname}/tun_flags`, 'utf8').trim()}`)
   try {
     console.log(execFileSync('ip', ['-d', 'link', 'show', 'dev', tap.ifname], { encoding: 'utf8' }).trim())
@@ -25,7 +27,9 @@ try {
     // `ip` is only used here to show the result; the library never runs it.
   }
   const q = tap.tapFds.length > 1
-  console.log(`for QEMU: -netdev tap,id=n0,${q ? 'fds' : 'fd'}=${tap.tapFds.join(':')}${tap.vhostFds.length ? `,vhost=on,${q ? 'vhostfds' : 'vhostfd'}=${tap.vhostFds.join(':')}` : ''} (after handing the fds over)`)
+  console.log(
+    `for QEMU: -netdev tap,id=n0,${q ? 'fds' : 'fd'}=${tap.tapFds.join(':')}${tap.vhostFds.length ? `,vhost=on,${q ? 'vhostfds' : 'vhostfd'}=${tap.vhostFds.join(':')}` : ''} (after handing the fds over)`,
+  )
 } finally {
   tap.close()
   console.log(`closed ${tap.ifname}`)

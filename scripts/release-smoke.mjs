@@ -36,7 +36,13 @@ import { fileURLToPath } from 'node:url'
 const here = path.dirname(fileURLToPath(import.meta.url))
 
 function parseArgs(argv) {
-  const o = { tarballs: path.resolve(here, '..', 'target', 'npm-release', 'tarballs'), typescript: false, tap: 'none', fallback: false, keep: false }
+  const o = {
+    tarballs: path.resolve(here, '..', 'target', 'npm-release', 'tarballs'),
+    typescript: false,
+    tap: 'none',
+    fallback: false,
+    keep: false,
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--tarballs') o.tarballs = path.resolve(argv[++i])
@@ -80,7 +86,10 @@ function userPath(shimDir, log) {
   fs.mkdirSync(shimDir, { recursive: true })
   for (const c of COMPILERS) {
     const f = path.join(shimDir, c)
-    fs.writeFileSync(f, `#!/bin/sh\necho "${c} $*" >> '${log}'\necho "release-smoke: ${c} must not run during install/use" >&2\nexit 97\n`)
+    fs.writeFileSync(
+      f,
+      `#!/bin/sh\necho "${c} $*" >> '${log}'\necho "release-smoke: ${c} must not run during install/use" >&2\nexit 97\n`,
+    )
     fs.chmodSync(f, 0o755)
   }
   const dirs = [shimDir, path.dirname(process.execPath)]
@@ -216,7 +225,10 @@ export function smoke(options = {}) {
   }
   const { main, platform } = findTarballs(o.tarballs, suffix)
   if (!main || !platform) {
-    check('tarballs', { ok: false, error: `need vmtap-<version>.tgz and vmtap-${suffix}-<version>.tgz in ${o.tarballs}` })
+    check('tarballs', {
+      ok: false,
+      error: `need vmtap-<version>.tgz and vmtap-${suffix}-<version>.tgz in ${o.tarballs}`,
+    })
     return report
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmtap-smoke-'))
@@ -228,7 +240,10 @@ export function smoke(options = {}) {
   try {
     // The user's project.
     fs.mkdirSync(app)
-    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'vmtap-smoke-app', version: '1.0.0', private: true }, null, 2))
+    fs.writeFileSync(
+      path.join(app, 'package.json'),
+      JSON.stringify({ name: 'vmtap-smoke-app', version: '1.0.0', private: true }, null, 2),
+    )
     const inst = npmInstall(app, [main, platform], ['--json'], { env, fallback: o.fallback })
     let npmJson = null
     try {
@@ -241,7 +256,9 @@ export function smoke(options = {}) {
       mode: inst.mode,
       seconds: inst.seconds,
       unreviewedScripts: npmJson?.unreviewedScripts ?? [],
-      installed: fs.existsSync(path.join(app, 'node_modules')) ? fs.readdirSync(path.join(app, 'node_modules')).filter((d) => !d.startsWith('.')) : [],
+      installed: fs.existsSync(path.join(app, 'node_modules'))
+        ? fs.readdirSync(path.join(app, 'node_modules')).filter((d) => !d.startsWith('.'))
+        : [],
       stderr: inst.status === 0 ? undefined : inst.stderr + inst.stdout,
     })
     if (inst.status !== 0) return report
@@ -263,16 +280,45 @@ export function smoke(options = {}) {
     check('esm', { ok: esm.status === 0, value: json(esm), stderr: esm.stderr })
 
     const cli = exec('npx', ['--offline', 'vmtap', '--help'], { cwd: app, env })
-    check('cli', { ok: cli.status === 0 && /usage/i.test(cli.stdout), status: cli.status, stdout: cli.stdout, stderr: cli.stderr })
+    check('cli', {
+      ok: cli.status === 0 && /usage/i.test(cli.stdout),
+      status: cli.status,
+      stdout: cli.stdout,
+      stderr: cli.stderr,
+    })
 
     if (o.typescript) {
       const ts = o.typescriptVersions ?? { typescript: 'latest', '@types/node': 'latest' }
-      const tsInst = npmInstall(app, Object.entries(ts).map(([n, v]) => `${n}@${v}`), ['--save-dev'], { env, fallback: o.fallback })
+      const tsInst = npmInstall(
+        app,
+        Object.entries(ts).map(([n, v]) => `${n}@${v}`),
+        ['--save-dev'],
+        { env, fallback: o.fallback },
+      )
       if (tsInst.status !== 0) {
-        check('typescript', { ok: false, stage: 'install typescript', mode: tsInst.mode, stderr: tsInst.stderr + tsInst.stdout })
+        check('typescript', {
+          ok: false,
+          stage: 'install typescript',
+          mode: tsInst.mode,
+          stderr: tsInst.stderr + tsInst.stdout,
+        })
       } else {
         fs.writeFileSync(path.join(app, 'consumer.ts'), CONSUMER_TS)
-        const tscArgs = ['tsc', '--strict', '--target', 'es2022', '--module', 'node16', '--moduleResolution', 'node16', '--types', 'node', '--outDir', 'out', 'consumer.ts']
+        const tscArgs = [
+          'tsc',
+          '--strict',
+          '--target',
+          'es2022',
+          '--module',
+          'node16',
+          '--moduleResolution',
+          'node16',
+          '--types',
+          'node',
+          '--outDir',
+          'out',
+          'consumer.ts',
+        ]
         const tsc = exec('npx', ['--offline', ...tscArgs], { cwd: app, env })
         const run = tsc.status === 0 ? node(['out/consumer.js']) : null
         check('typescript', {
@@ -309,7 +355,10 @@ export function smoke(options = {}) {
     // No platform package: what a user who installed with --omit=optional sees.
     const bare = path.join(work, 'bare')
     fs.mkdirSync(bare)
-    fs.writeFileSync(path.join(bare, 'package.json'), JSON.stringify({ name: 'vmtap-smoke-bare', version: '1.0.0', private: true }, null, 2))
+    fs.writeFileSync(
+      path.join(bare, 'package.json'),
+      JSON.stringify({ name: 'vmtap-smoke-bare', version: '1.0.0', private: true }, null, 2),
+    )
     const bareInst = npmInstall(bare, [main], ['--omit=optional'], { env, fallback: o.fallback })
     if (bareInst.status !== 0) {
       check('loaderError', { ok: false, stage: 'install', stderr: bareInst.stderr + bareInst.stdout })
@@ -347,7 +396,10 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     if (opts.typescript && fs.existsSync(repoPkg)) {
       // The versions the repository develops with (in the npm cache after npm ci).
       const dev = JSON.parse(fs.readFileSync(repoPkg, 'utf8')).devDependencies ?? {}
-      opts.typescriptVersions = { typescript: dev.typescript ?? 'latest', '@types/node': dev['@types/node'] ?? 'latest' }
+      opts.typescriptVersions = {
+        typescript: dev.typescript ?? 'latest',
+        '@types/node': dev['@types/node'] ?? 'latest',
+      }
     }
     report = smoke(opts)
   } catch (e) {

@@ -82,10 +82,13 @@ export function ensureCrossToolchain(triple = 'x86_64-unknown-linux-gnu', { log 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmtap-cross-'))
   const partial = `${dest}.partial-${process.pid}`
   try {
-    const packed = JSON.parse(run('npm', ['pack', `${spec.pkg}@${spec.version}`, '--json', '--pack-destination', work], { cwd: work }))
+    const packed = JSON.parse(
+      run('npm', ['pack', `${spec.pkg}@${spec.version}`, '--json', '--pack-destination', work], { cwd: work }),
+    )
     const tgz = path.join(work, packed[0].filename)
     const sri = `sha512-${crypto.createHash('sha512').update(fs.readFileSync(tgz)).digest('base64')}`
-    if (sri !== spec.integrity) throw new Error(`${spec.pkg}@${spec.version}: integrity ${sri}, expected ${spec.integrity}`)
+    if (sri !== spec.integrity)
+      throw new Error(`${spec.pkg}@${spec.version}: integrity ${sri}, expected ${spec.integrity}`)
     run('tar', ['xzf', tgz, '-C', work])
     fs.rmSync(tgz)
     const xz = path.join(work, 'package', `${triple}.tar.xz`)
@@ -97,7 +100,7 @@ export function ensureCrossToolchain(triple = 'x86_64-unknown-linux-gnu', { log 
     fs.renameSync(partial, dest)
     fs.writeFileSync(
       path.join(dest, '.vmtap-source.json'),
-      JSON.stringify({ package: spec.pkg, version: spec.version, integrity: spec.integrity }) + '\n',
+      `${JSON.stringify({ package: spec.pkg, version: spec.version, integrity: spec.integrity })}\n`,
     )
   } finally {
     fs.rmSync(work, { recursive: true, force: true })

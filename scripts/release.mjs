@@ -71,11 +71,15 @@ function run(cmd, args, { cwd = root, env = process.env, capture = false, quiet 
     env,
     encoding: 'utf8',
     maxBuffer: 64 << 20,
-    stdio: capture ? ['ignore', 'pipe', quiet ? 'pipe' : 'inherit'] : ['ignore', quiet ? 'pipe' : 'inherit', quiet ? 'pipe' : 'inherit'],
+    stdio: capture
+      ? ['ignore', 'pipe', quiet ? 'pipe' : 'inherit']
+      : ['ignore', quiet ? 'pipe' : 'inherit', quiet ? 'pipe' : 'inherit'],
   })
   if (r.status !== 0) {
     const tail = quiet ? `\n${r.stdout ?? ''}${r.stderr ?? ''}`.trimEnd() : ''
-    throw new Error(`vmtap release: ${path.basename(cmd)} ${args.join(' ')} failed (exit ${r.status ?? r.signal})${tail}`)
+    throw new Error(
+      `vmtap release: ${path.basename(cmd)} ${args.join(' ')} failed (exit ${r.status ?? r.signal})${tail}`,
+    )
   }
   return r.stdout
 }
@@ -95,7 +99,13 @@ export function elfVersionNeeds(file) {
   const sections = []
   for (let i = 0; i < shnum; i++) {
     const h = shoff + i * shentsize
-    sections.push({ type: b.readUInt32LE(h + 4), offset: Number(b.readBigUInt64LE(h + 0x18)), size: Number(b.readBigUInt64LE(h + 0x20)), link: b.readUInt32LE(h + 0x28), info: b.readUInt32LE(h + 0x2c) })
+    sections.push({
+      type: b.readUInt32LE(h + 4),
+      offset: Number(b.readBigUInt64LE(h + 0x18)),
+      size: Number(b.readBigUInt64LE(h + 0x20)),
+      link: b.readUInt32LE(h + 0x28),
+      info: b.readUInt32LE(h + 0x2c),
+    })
   }
   const cstr = (off) => b.toString('latin1', off, b.indexOf(0, off))
   const needs = {}
@@ -123,7 +133,9 @@ export function elfVersionNeeds(file) {
 /** Every GLIBC_x.y version `file` needs, as 'x.y', sorted ascending. */
 export function glibcVersions(file) {
   const all = Object.values(elfVersionNeeds(file)).flat()
-  const versions = [...new Set(all.filter((v) => v.startsWith('GLIBC_') && /^GLIBC_[0-9.]+$/.test(v)).map((v) => v.slice(6)))]
+  const versions = [
+    ...new Set(all.filter((v) => v.startsWith('GLIBC_') && /^GLIBC_[0-9.]+$/.test(v)).map((v) => v.slice(6))),
+  ]
   return versions.sort(compareVersions)
 }
 
@@ -175,22 +187,37 @@ export function release(options = {}) {
     fs.mkdirSync(dest, { recursive: true })
     log(`building ${triple} with the napi-rs cross toolchain`)
     time('build', () =>
-      run(process.execPath, [path.join(root, 'scripts', 'build.mjs'), '--native-only', '--cross', '--', '--target', triple, '--output-dir', dest], {
-        quiet: opts.quiet,
-      }),
+      run(
+        process.execPath,
+        [
+          path.join(root, 'scripts', 'build.mjs'),
+          '--native-only',
+          '--cross',
+          '--',
+          '--target',
+          triple,
+          '--output-dir',
+          dest,
+        ],
+        {
+          quiet: opts.quiet,
+        },
+      ),
     )
   }
   const binaries = {}
   for (const triple of targets) {
     const file = `${binaryName}.${platformOf(triple)}.node`
     const found = findFiles(artifactsDir, file)
-    if (found.length > 1) throw new Error(`vmtap release: ${file} found twice under ${artifactsDir}: ${found.join(', ')}`)
+    if (found.length > 1)
+      throw new Error(`vmtap release: ${file} found twice under ${artifactsDir}: ${found.join(', ')}`)
     if (found.length) binaries[triple] = found[0]
   }
   const built = targets.filter((t) => binaries[t])
   const missing = targets.filter((t) => !binaries[t])
   if (!built.length) throw new Error(`vmtap release: no ${binaryName}.<platform>.node under ${artifactsDir}`)
-  if (opts.allTargets && missing.length) throw new Error(`vmtap release: no binary for ${missing.join(', ')} under ${artifactsDir}`)
+  if (opts.allTargets && missing.length)
+    throw new Error(`vmtap release: no binary for ${missing.join(', ')} under ${artifactsDir}`)
 
   const glibc = {}
   for (const triple of built.filter((t) => t.endsWith('-gnu'))) {
@@ -198,7 +225,9 @@ export function release(options = {}) {
     const max = versions.at(-1) ?? null
     glibc[triple] = max
     if (max && compareVersions(max, GLIBC_FLOOR) > 0) {
-      throw new Error(`vmtap release: ${binaries[triple]} needs GLIBC_${max}; a release binary may need at most GLIBC_${GLIBC_FLOOR} (build with --cross)`)
+      throw new Error(
+        `vmtap release: ${binaries[triple]} needs GLIBC_${max}; a release binary may need at most GLIBC_${GLIBC_FLOOR} (build with --cross)`,
+      )
     }
     log(`${path.basename(binaries[triple])}: needs at most GLIBC_${max}`)
   }
@@ -213,41 +242,69 @@ export function release(options = {}) {
   const manifest = { ...pkg }
   for (const f of DEV_ONLY_FIELDS) delete manifest[f]
   manifest.napi = { ...pkg.napi, targets: built } // for `napi artifacts` / `prepublish` below; restored after
-  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2) + '\n')
+  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
   for (const f of fs.readdirSync(root)) {
     if (/^(README|LICEN[CS]E|COPYING|NOTICE)(\..*)?$/i.test(f)) fs.copyFileSync(path.join(root, f), path.join(stage, f))
   }
-  time('tsc', () => run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', path.join(stage, 'dist')]))
+  time('tsc', () =>
+    run(process.execPath, [
+      require.resolve('typescript/bin/tsc'),
+      '-p',
+      'tsconfig.build.json',
+      '--outDir',
+      path.join(stage, 'dist'),
+    ]),
+  )
   for (const triple of built) {
     const p = platformOf(triple)
     const src = path.join(root, 'npm', p)
-    if (!fs.existsSync(path.join(src, 'package.json'))) throw new Error(`vmtap release: ${src} is missing; run napi create-npm-dirs`)
+    if (!fs.existsSync(path.join(src, 'package.json')))
+      throw new Error(`vmtap release: ${src} is missing; run napi create-npm-dirs`)
     fs.cpSync(src, path.join(stage, 'npm', p), { recursive: true, filter: (s) => !s.endsWith('.node') })
   }
 
   // 3. napi artifacts (it also copies the binaries next to package.json, for
   // napi's generated loader; `files` leaves them out, and so do we).
-  run(process.execPath, [napi, 'artifacts', '--cwd', stage, '--output-dir', artifactsDir, '--npm-dir', 'npm'], { quiet: opts.quiet })
+  run(process.execPath, [napi, 'artifacts', '--cwd', stage, '--output-dir', artifactsDir, '--npm-dir', 'npm'], {
+    quiet: opts.quiet,
+  })
   for (const f of fs.readdirSync(stage)) if (f.endsWith('.node')) fs.rmSync(path.join(stage, f))
 
   // 4. napi prepublish, publishing nothing.
   const env = { ...process.env, npm_config_dry_run: 'true' }
   for (const k of ['GITHUB_REPOSITORY', 'GITHUB_TOKEN', 'NODE_AUTH_TOKEN', 'NPM_TOKEN']) delete env[k]
-  run(process.execPath, [napi, 'prepublish', '--cwd', stage, '-t', 'npm', '--skip-optional-publish', '--no-gh-release'], { env, quiet: opts.quiet })
+  run(
+    process.execPath,
+    [napi, 'prepublish', '--cwd', stage, '-t', 'npm', '--skip-optional-publish', '--no-gh-release'],
+    { env, quiet: opts.quiet },
+  )
   const staged = JSON.parse(fs.readFileSync(path.join(stage, 'package.json'), 'utf8'))
   staged.napi = pkg.napi
   staged.optionalDependencies = { ...staged.optionalDependencies }
   for (const triple of targets) staged.optionalDependencies[`${pkg.name}-${platformOf(triple)}`] ??= pkg.version
-  staged.optionalDependencies = Object.fromEntries(Object.entries(staged.optionalDependencies).sort(([a], [b]) => a.localeCompare(b)))
-  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(staged, null, 2) + '\n')
+  staged.optionalDependencies = Object.fromEntries(
+    Object.entries(staged.optionalDependencies).sort(([a], [b]) => a.localeCompare(b)),
+  )
+  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(staged, null, 2)}\n`)
 
   // 5. npm pack.
-  const pack = (dir) => JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', tarballs], { cwd: dir, capture: true, quiet: true }))[0]
+  const pack = (dir) =>
+    JSON.parse(
+      run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', tarballs], {
+        cwd: dir,
+        capture: true,
+        quiet: true,
+      }),
+    )[0]
   const packed = { main: null, platforms: {} }
   time('pack', () => {
     for (const triple of built) {
       const p = pack(path.join(stage, 'npm', platformOf(triple)))
-      packed.platforms[platformOf(triple)] = { file: path.join(tarballs, p.filename), name: p.name, files: p.files.map((f) => f.path).sort() }
+      packed.platforms[platformOf(triple)] = {
+        file: path.join(tarballs, p.filename),
+        name: p.name,
+        files: p.files.map((f) => f.path).sort(),
+      }
     }
     const m = pack(stage)
     packed.main = { file: path.join(tarballs, m.filename), name: m.name, files: m.files.map((f) => f.path).sort() }
@@ -264,8 +321,10 @@ export function release(options = {}) {
     optionalDependencies: staged.optionalDependencies,
     durations,
   }
-  fs.writeFileSync(path.join(opts.out, 'release.json'), JSON.stringify(summary, null, 2) + '\n')
-  log(`tarballs in ${tarballs}: ${[packed.main, ...Object.values(packed.platforms)].map((t) => path.basename(t.file)).join(', ')}`)
+  fs.writeFileSync(path.join(opts.out, 'release.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  log(
+    `tarballs in ${tarballs}: ${[packed.main, ...Object.values(packed.platforms)].map((t) => path.basename(t.file)).join(', ')}`,
+  )
   if (missing.length) log(`not built here (their packages are not packed): ${missing.join(', ')}`)
   return summary
 }

@@ -94,7 +94,9 @@ export function findBusybox(): string {
   try {
     elf = readFileSync(path)
   } catch {
-    throw new GuestBuildError(`no ${path}: install busybox-static (apt-get install --no-install-recommends busybox-static)`)
+    throw new GuestBuildError(
+      `no ${path}: install busybox-static (apt-get install --no-install-recommends busybox-static)`,
+    )
   }
   if (elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) throw new GuestBuildError(`${path} is not a 64-bit ELF file`)
   const phoff = Number(elf.readBigUInt64LE(0x20))
@@ -102,16 +104,25 @@ export function findBusybox(): string {
   const phnum = elf.readUInt16LE(0x38)
   for (let i = 0; i < phnum; i++) {
     if (elf.readUInt32LE(phoff + i * phentsize) === 3 /* PT_INTERP */) {
-      throw new GuestBuildError(`${path} is dynamically linked; the guest needs busybox-static (apt-get install busybox-static)`)
+      throw new GuestBuildError(
+        `${path} is dynamically linked; the guest needs busybox-static (apt-get install busybox-static)`,
+      )
     }
   }
   return path
 }
 
 /** The modules to load, dependencies first, as paths relative to modDir (from modules.dep). */
-export function resolveModules(modDir: string, roots: readonly string[] = ROOT_MODULES): { name: string; path: string }[] {
+export function resolveModules(
+  modDir: string,
+  roots: readonly string[] = ROOT_MODULES,
+): { name: string; path: string }[] {
   const dep = new Map<string, { path: string; deps: string[] }>()
-  const nameOf = (p: string) => p.replace(/^.*\//, '').replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_')
+  const nameOf = (p: string) =>
+    p
+      .replace(/^.*\//, '')
+      .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+      .replace(/-/g, '_')
   for (const line of readFileSync(join(modDir, 'modules.dep'), 'utf8').split('\n')) {
     const m = line.match(/^([^:]+):\s*(.*)$/)
     if (!m) continue
@@ -153,7 +164,9 @@ function readModule(file: string): Buffer {
   try {
     return execFileSync(tool, ['-dc', file], { maxBuffer: 256 << 20 })
   } catch (e) {
-    throw new GuestBuildError(`${file}: ${tool} -dc failed (${(e as Error).message}); install ${tool === 'xz' ? 'xz-utils' : 'zstd'}`)
+    throw new GuestBuildError(
+      `${file}: ${tool} -dc failed (${(e as Error).message}); install ${tool === 'xz' ? 'xz-utils' : 'zstd'}`,
+    )
   }
 }
 
@@ -189,7 +202,21 @@ export function cpioNewc(entries: readonly Entry[]): Buffer {
     const data = e.data ?? Buffer.alloc(0)
     const name = Buffer.from(`${e.name}\0`)
     const [rmaj, rmin] = e.rdev ?? [0, 0]
-    const fields = [i + 1, e.mode, 0, 0, (e.mode & S_IFDIR) === S_IFDIR ? 2 : 1, 0, data.length, 0, 0, rmaj, rmin, name.length, 0]
+    const fields = [
+      i + 1,
+      e.mode,
+      0,
+      0,
+      (e.mode & S_IFDIR) === S_IFDIR ? 2 : 1,
+      0,
+      data.length,
+      0,
+      0,
+      rmaj,
+      rmin,
+      name.length,
+      0,
+    ]
     push(Buffer.from(`070701${fields.map(hex).join('')}`, 'ascii'))
     push(name)
     pad4()
@@ -226,7 +253,12 @@ export function buildGuest(options: { log?: (line: string) => void } = {}): Gues
     }),
   ).slice(0, 16)
   const dir = join(cacheRoot, `${kver}-${key}`)
-  const guest = { kver, kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.gz'), modules: modules.map((m) => m.name) }
+  const guest = {
+    kver,
+    kernel: join(dir, 'vmlinuz'),
+    initrd: join(dir, 'initrd.gz'),
+    modules: modules.map((m) => m.name),
+  }
   if (existsSync(join(dir, 'manifest.json'))) return { ...guest, built: false }
 
   log(`building the test guest in ${dir} (kernel ${kver}, modules ${guest.modules.join(' ')})`)
@@ -250,7 +282,10 @@ export function buildGuest(options: { log?: (line: string) => void } = {}): Gues
   try {
     writeFileSync(join(tmp, 'vmlinuz'), kernelImage)
     writeFileSync(join(tmp, 'initrd.gz'), initrd)
-    writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify({ ...guest, key, kernelSource: image, busybox, FORMAT }, null, 2)}\n`)
+    writeFileSync(
+      join(tmp, 'manifest.json'),
+      `${JSON.stringify({ ...guest, key, kernelSource: image, busybox, FORMAT }, null, 2)}\n`,
+    )
     try {
       renameSync(tmp, dir)
     } catch (e) {
@@ -262,7 +297,8 @@ export function buildGuest(options: { log?: (line: string) => void } = {}): Gues
   }
   // Guests built from an older init.sh or kernel are of no further use.
   for (const old of readdirSync(cacheRoot)) {
-    if (!old.startsWith('.') && join(cacheRoot, old) !== dir) rmSync(join(cacheRoot, old), { recursive: true, force: true })
+    if (!old.startsWith('.') && join(cacheRoot, old) !== dir)
+      rmSync(join(cacheRoot, old), { recursive: true, force: true })
   }
   log(`built ${guest.initrd} (${statSync(guest.initrd).size} bytes)`)
   return { ...guest, built: true }

@@ -19,7 +19,20 @@
 
 import { spawn } from 'node:child_process'
 
-import { childrenOf, cmdlineOf, guestCmdline, GuestConsole, ip, type LinkSummary, listLinks, ping, runAsMain, TransferHost, tapFdNumbers, tunFdCount } from './host'
+import {
+  childrenOf,
+  cmdlineOf,
+  guestCmdline,
+  GuestConsole,
+  ip,
+  type LinkSummary,
+  listLinks,
+  ping,
+  runAsMain,
+  TransferHost,
+  tapFdNumbers,
+  tunFdCount,
+} from './host'
 
 export interface CliConfig {
   kernel: string
@@ -112,18 +125,33 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
       txbytes: config.transferBytes,
     })
     result.vmtapArgs = [
-      config.cli, 'exec', '--queues', String(config.queues), '--bridge', BRIDGE, '--up', '--',
+      config.cli,
+      'exec',
+      '--queues',
+      String(config.queues),
+      '--bridge',
+      BRIDGE,
+      '--up',
+      '--',
       config.qemu ?? 'qemu-system-x86_64',
-      '-accel', 'tcg',
+      '-accel',
+      'tcg',
       '-nographic',
       '-no-reboot',
-      '-m', '256',
-      '-smp', String(config.smp),
-      '-kernel', config.kernel,
-      '-initrd', config.initrd,
-      '-append', append,
-      '-netdev', '{netdev}',
-      '-device', `{device},mac=${CLI_MAC}`,
+      '-m',
+      '256',
+      '-smp',
+      String(config.smp),
+      '-kernel',
+      config.kernel,
+      '-initrd',
+      config.initrd,
+      '-append',
+      append,
+      '-netdev',
+      '{netdev}',
+      '-device',
+      `{device},mac=${CLI_MAC}`,
     ]
     const started = Date.now()
     const vmtap = spawn(process.execPath, result.vmtapArgs, { stdio: ['pipe', 'pipe', 'pipe'] })
@@ -199,7 +227,10 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
     result.guest = {
       nic: con.get('NIC')?.rest,
       queues: kv('QUEUES') && { rx: Number(kv('QUEUES')!.rx), tx: Number(kv('QUEUES')!.tx) },
-      ping: kv('GUEST_PING') && { sent: Number(kv('GUEST_PING')!.sent), received: Number(kv('GUEST_PING')!.received || 0) },
+      ping: kv('GUEST_PING') && {
+        sent: Number(kv('GUEST_PING')!.sent),
+        received: Number(kv('GUEST_PING')!.received || 0),
+      },
       rx: pair(kv('RX')),
       tx: pair(kv('TX')),
       done: con.get('DONE') !== undefined,

@@ -54,7 +54,8 @@ export function tapFdNumbers(pid: number, ifname: string): number[] {
   const out: number[] = []
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
-      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^iff:\s+(\S+)$/m)?.[1] === ifname) out.push(Number(fd))
+      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^iff:\s+(\S+)$/m)?.[1] === ifname)
+        out.push(Number(fd))
     } catch {
       // closed meanwhile
     }
@@ -81,7 +82,14 @@ export interface LinkSummary {
 export function listLinks(netns?: string): LinkSummary[] {
   const r = spawnSync('ip', [...(netns ? ['-n', netns] : []), '-d', '-j', 'link', 'show'], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`ip link show: ${r.stderr.trim()}`)
-  return (JSON.parse(r.stdout) as { ifname: string; flags: string[]; master?: string; linkinfo?: { info_kind?: string; info_data?: TunInfo } }[]).map((l) => ({
+  return (
+    JSON.parse(r.stdout) as {
+      ifname: string
+      flags: string[]
+      master?: string
+      linkinfo?: { info_kind?: string; info_data?: TunInfo }
+    }[]
+  ).map((l) => ({
     ifname: l.ifname,
     kind: l.linkinfo?.info_kind,
     master: l.master,
@@ -133,10 +141,15 @@ export function parsePing(output: string): { sent: number; received: number } {
 /** `busybox ping -c COUNT -W 10 ADDR` from this namespace. */
 export function ping(addr: string, count: number): Promise<{ sent: number; received: number; output: string }> {
   return new Promise((resolve) => {
-    execFile('/bin/busybox', ['ping', '-c', String(count), '-W', '10', addr], { encoding: 'utf8' }, (_err, stdout, stderr) => {
-      const output = `${stdout}${stderr}`
-      resolve({ ...parsePing(output), output })
-    })
+    execFile(
+      '/bin/busybox',
+      ['ping', '-c', String(count), '-W', '10', addr],
+      { encoding: 'utf8' },
+      (_err, stdout, stderr) => {
+        const output = `${stdout}${stderr}`
+        resolve({ ...parsePing(output), output })
+      },
+    )
   })
 }
 
@@ -181,7 +194,7 @@ export class GuestConsole {
       this.text += s
       echo(s)
       this.#buf += s
-      let i
+      let i: number
       while ((i = this.#buf.indexOf('\n')) >= 0) {
         this.#line(this.#buf.slice(0, i).replace(/\r$/, ''))
         this.#buf = this.#buf.slice(i + 1)
@@ -230,9 +243,22 @@ export class GuestConsole {
         const failed = this.get('FAIL')
         if (e) done(null, e)
         else if (failed) done(new Error(`the guest failed before ${name}: ${failed.rest}`))
-        else if (this.#ended) done(new Error(`the guest's console ended (QEMU exited) before ${name}; last events: ${this.lines.slice(-3).join(' | ')}`))
+        else if (this.#ended)
+          done(
+            new Error(
+              `the guest's console ended (QEMU exited) before ${name}; last events: ${this.lines.slice(-3).join(' | ')}`,
+            ),
+          )
       }
-      const timer = setTimeout(() => done(new Error(`no ${name} from the guest within ${timeoutMs} ms; last events: ${this.lines.slice(-3).join(' | ')}`)), timeoutMs)
+      const timer = setTimeout(
+        () =>
+          done(
+            new Error(
+              `no ${name} from the guest within ${timeoutMs} ms; last events: ${this.lines.slice(-3).join(' | ')}`,
+            ),
+          ),
+        timeoutMs,
+      )
       const done = (err: Error | null, e?: GuestEvent) => {
         clearTimeout(timer)
         this.#waiters.delete(check)

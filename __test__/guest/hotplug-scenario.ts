@@ -21,8 +21,31 @@ import { createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { connectQmp, handOff, hotplugNic, openTap, qemuArgs, unplugNic, type HotpluggedNic, type QmpClient, type QmpEvent, type TapDevice } from '../../index'
-import { guestCmdline, GuestConsole, ip, linkInfo, listen, ownFds, ping, runAsMain, tapFdNumbers, tunFdCount, type TunInfo } from './host'
+import {
+  connectQmp,
+  handOff,
+  hotplugNic,
+  openTap,
+  qemuArgs,
+  unplugNic,
+  type HotpluggedNic,
+  type QmpClient,
+  type QmpEvent,
+  type TapDevice,
+} from '../../index'
+import {
+  guestCmdline,
+  GuestConsole,
+  ip,
+  linkInfo,
+  listen,
+  ownFds,
+  ping,
+  runAsMain,
+  tapFdNumbers,
+  tunFdCount,
+  type TunInfo,
+} from './host'
 
 export interface HotplugConfig {
   kernel: string
@@ -129,11 +152,27 @@ function sample(qemuPid: number, ifname: string): Sample {
 async function qmpState(qmp: QmpClient): Promise<Pick<Sample, 'peripherals' | 'network'>> {
   const list = await qmp.execute<{ name: string; type: string }[]>('qom-list', { path: '/machine/peripheral' })
   const network = await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' })
-  return { peripherals: list.filter((p) => p.type.startsWith('child<')).map((p) => p.name).sort(), network: network.replace(/\r/g, '') }
+  return {
+    peripherals: list
+      .filter((p) => p.type.startsWith('child<'))
+      .map((p) => p.name)
+      .sort(),
+    network: network.replace(/\r/g, ''),
+  }
 }
 
 export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> {
-  const result: HotplugResult = { qemuArgs: [], events: [], eventTimes: {}, console: '', qmpEvents: [], guest: { done: false }, host: {}, fdsBefore: [], fdsAfter: [] }
+  const result: HotplugResult = {
+    qemuArgs: [],
+    events: [],
+    eventTimes: {},
+    console: '',
+    qmpEvents: [],
+    guest: { done: false },
+    host: {},
+    fdsBefore: [],
+    fdsAfter: [],
+  }
   const pings = config.pings ?? 3
   ip('link', 'set', 'lo', 'up')
   result.fdsBefore = ownFds()
@@ -178,15 +217,22 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
     })
     const h = handOff(tap0, { stdio: ['pipe', 'pipe', 'pipe'] })
     result.qemuArgs = [
-      '-accel', 'tcg',
+      '-accel',
+      'tcg',
       '-nographic',
       '-no-reboot',
-      '-m', '256',
-      '-smp', String(config.smp),
-      '-kernel', config.kernel,
-      '-initrd', config.initrd,
-      '-append', append,
-      '-qmp', `unix:${qmpPath},server=on,wait=off`,
+      '-m',
+      '256',
+      '-smp',
+      String(config.smp),
+      '-kernel',
+      config.kernel,
+      '-initrd',
+      config.initrd,
+      '-append',
+      append,
+      '-qmp',
+      `unix:${qmpPath},server=on,wait=off`,
       ...qemuArgs(h.devices[0], { id: 'n0', mac: MAC0 }),
     ]
     const started = Date.now()
@@ -228,7 +274,14 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
     const t0 = Date.now()
     const nic = await hotplugNic(q, t1, { id: HOTPLUG_ID, mac: HOTPLUG_MAC })
     const ms = Date.now() - t0
-    result.hotplug = { ifname: t1.ifname, tapFds: t1.tapFds.length, vhostFds: t1.vhostFds.length, nic, ms, qemuFdNumbers: tapFdNumbers(qemuPid, t1.ifname) }
+    result.hotplug = {
+      ifname: t1.ifname,
+      tapFds: t1.tapFds.length,
+      vhostFds: t1.vhostFds.length,
+      nic,
+      ms,
+      qemuFdNumbers: tapFdNumbers(qemuPid, t1.ifname),
+    }
     t1.close() // QEMU holds its own copies
     result.afterHotplug = sample(qemuPid, t1.ifname)
 
@@ -275,8 +328,14 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
       nic: con.get('NIC')?.rest,
       queues: kv('QUEUES') && { rx: Number(kv('QUEUES')!.rx), tx: Number(kv('QUEUES')!.tx) },
       hotplugNic: con.get('HOTPLUG_NIC')?.rest,
-      hotplugQueues: kv('HOTPLUG_QUEUES') && { rx: Number(kv('HOTPLUG_QUEUES')!.rx), tx: Number(kv('HOTPLUG_QUEUES')!.tx) },
-      hotplugPing: kv('HOTPLUG_PING') && { sent: Number(kv('HOTPLUG_PING')!.sent), received: Number(kv('HOTPLUG_PING')!.received || 0) },
+      hotplugQueues: kv('HOTPLUG_QUEUES') && {
+        rx: Number(kv('HOTPLUG_QUEUES')!.rx),
+        tx: Number(kv('HOTPLUG_QUEUES')!.tx),
+      },
+      hotplugPing: kv('HOTPLUG_PING') && {
+        sent: Number(kv('HOTPLUG_PING')!.sent),
+        received: Number(kv('HOTPLUG_PING')!.received || 0),
+      },
       goneInterfaces: kv('HOTPLUG_GONE')?.interfaces,
       done: con.get('DONE') !== undefined,
       fail: con.get('FAIL')?.rest,

@@ -36,10 +36,15 @@ export function prepareGuest(): Guest {
  */
 export function ensureDistBuilt(): string {
   const cli = join(repoRoot, 'dist', 'cli.js')
-  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repoRoot, 'lib')).map((f) => join('lib', f))].map((f) => join(repoRoot, f))
+  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repoRoot, 'lib')).map((f) => join('lib', f))].map((f) =>
+    join(repoRoot, f),
+  )
   const built = existsSync(cli) ? statSync(cli).mtimeMs : 0
   if (sources.some((f) => statSync(f).mtimeMs > built)) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repoRoot, encoding: 'utf8' })
+    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    })
     if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}${r.stderr}`)
   }
   return cli
@@ -74,7 +79,12 @@ export interface DriverOutcome<R> {
  * first). Whatever still runs in the namespace afterwards is killed and
  * the namespace deleted.
  */
-export async function runDriver<R>(tag: string, driver: string, config: unknown, guardMs: number): Promise<DriverOutcome<R>> {
+export async function runDriver<R>(
+  tag: string,
+  driver: string,
+  config: unknown,
+  guardMs: number,
+): Promise<DriverOutcome<R>> {
   const netns = `vmtap-${tag}-${process.pid}`
   ipNetns('add', netns)
   try {

@@ -84,7 +84,16 @@ const TX_PORT = 5002 // guest -> host payload
 const MAC = '52:54:00:77:00:02'
 
 export async function runScenario(config: ScenarioConfig): Promise<ScenarioResult> {
-  const result: ScenarioResult = { qemuArgs: [], handedFds: [], events: [], console: '', guest: { done: false }, host: {}, fdsBefore: [], fdsAfter: [] }
+  const result: ScenarioResult = {
+    qemuArgs: [],
+    handedFds: [],
+    events: [],
+    console: '',
+    guest: { done: false },
+    host: {},
+    fdsBefore: [],
+    fdsAfter: [],
+  }
   const pings = config.pings ?? 3
   // Loopback up; this first child also makes Node open what it keeps for
   // child processes before the snapshot, so before/after compare like with like.
@@ -93,7 +102,13 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
 
   // --- the tap, as a VMM would open it ---------------------------------------
   const tap = openTap(config.tap)
-  result.tap = { ifname: tap.ifname, tapFds: tap.tapFds.length, vhostFds: tap.vhostFds.length, vnetHdr: tap.vnetHdr, multiQueue: tap.multiQueue }
+  result.tap = {
+    ifname: tap.ifname,
+    tapFds: tap.tapFds.length,
+    vhostFds: tap.vhostFds.length,
+    vnetHdr: tap.vnetHdr,
+    multiQueue: tap.multiQueue,
+  }
   const transfers = new TransferHost(config.transferBytes, result.host)
   let qemuPid: number | undefined
   let killer: NodeJS.Timeout | undefined
@@ -117,14 +132,20 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
     const h = handOff(tap, { stdio: ['pipe', 'pipe', 'pipe'] })
     result.handedFds = [...h.fds]
     result.qemuArgs = [
-      '-accel', 'tcg',
+      '-accel',
+      'tcg',
       '-nographic',
       '-no-reboot',
-      '-m', '256',
-      '-smp', String(config.smp),
-      '-kernel', config.kernel,
-      '-initrd', config.initrd,
-      '-append', append,
+      '-m',
+      '256',
+      '-smp',
+      String(config.smp),
+      '-kernel',
+      config.kernel,
+      '-initrd',
+      config.initrd,
+      '-append',
+      append,
       ...qemuArgs(h.devices[0], { id: 'n0', mac: MAC }),
     ]
     const started = Date.now()
@@ -167,11 +188,16 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
             ownTunFds: ownFds().filter(isTunFd).length,
           }
           // host -> guest pings, then let the guest go on.
-          execFile('/bin/busybox', ['ping', '-c', String(pings), '-W', '10', GUEST_IP], { encoding: 'utf8' }, (_err, stdout, stderr) => {
-            const output = `${stdout}${stderr}`
-            result.host.ping = { ...parsePing(output), output }
-            transfers.releaseGate()
-          })
+          execFile(
+            '/bin/busybox',
+            ['ping', '-c', String(pings), '-W', '10', GUEST_IP],
+            { encoding: 'utf8' },
+            (_err, stdout, stderr) => {
+              const output = `${stdout}${stderr}`
+              result.host.ping = { ...parsePing(output), output }
+              transfers.releaseGate()
+            },
+          )
           break
         }
         case 'GUEST_PING':
@@ -195,7 +221,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
       result.console += s
       process.stderr.write(s)
       buf += s
-      let i
+      let i: number
       while ((i = buf.indexOf('\n')) >= 0) {
         onLine(buf.slice(0, i).replace(/\r$/, ''))
         buf = buf.slice(i + 1)

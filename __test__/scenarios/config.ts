@@ -2,7 +2,17 @@
 // test created (see ../netns.ts), as root, and returns what the kernel
 // reported so the test can assert on it.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, read, rmSync, writeFileSync, writeSync } from 'node:fs'
+import {
+  chmodSync,
+  cpSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  read,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -20,7 +30,13 @@ function errInfo(f: () => unknown) {
     return null
   } catch (e) {
     const err = e as TapError
-    return { name: err.name, code: err.code, syscall: err.syscall, message: err.message, isTapError: err instanceof TapError }
+    return {
+      name: err.name,
+      code: err.code,
+      syscall: err.syscall,
+      message: err.message,
+      isTapError: err instanceof TapError,
+    }
   }
 }
 
@@ -161,7 +177,12 @@ export function persistOwner(owner: number, other: number, repo: string) {
     const as = (uid: number) => {
       const r = spawnSync(
         'unshare',
-        ['-m', 'sh', '-c', `mount --bind ${dir}/tun /dev/net/tun && exec setpriv --reuid ${uid} --regid ${uid} --clear-groups --inh-caps=-all --bounding-set=-all ${process.execPath} ${dir}/attach.js vmp0`],
+        [
+          '-m',
+          'sh',
+          '-c',
+          `mount --bind ${dir}/tun /dev/net/tun && exec setpriv --reuid ${uid} --regid ${uid} --clear-groups --inh-caps=-all --bounding-set=-all ${process.execPath} ${dir}/attach.js vmp0`,
+        ],
         { encoding: 'utf8' },
       )
       return JSON.parse(r.stdout.trim().split('\n').pop() || '{}')
@@ -204,7 +225,13 @@ export function failuresLeaveNothing() {
     persistThenFail: errInfo(() => openTap({ name: 'vmf2', persist: true, owner: 1000, bridge: 'lo' })),
     exclusiveTaken: errInfo(() => openTap({ name: 'br2', exclusive: true })),
   }
-  return { cases, fdsBefore: fds, fdsAfter: fdCount(), linksBefore: links, linksAfter: readdirSync('/sys/class/net').sort() }
+  return {
+    cases,
+    fdsBefore: fds,
+    fdsAfter: fdCount(),
+    linksBefore: links,
+    linksAfter: readdirSync('/sys/class/net').sort(),
+  }
 }
 
 export function uniqueNames() {
@@ -239,7 +266,12 @@ function frame(marker: string): Buffer {
 }
 
 /** Read frames from `fd` until one contains `marker`, or give up at the deadline. */
-function readUntil(fd: number, marker: string, hdrLen: number, ms: number): Promise<{ frame: string; skipped: number } | null> {
+function readUntil(
+  fd: number,
+  marker: string,
+  hdrLen: number,
+  ms: number,
+): Promise<{ frame: string; skipped: number } | null> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(null), ms)
     let skipped = 0

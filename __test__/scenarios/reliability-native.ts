@@ -30,14 +30,24 @@ function judge(fn: string, e: unknown): string {
   }
   if (CODES.has(x.code)) {
     const Ctor = x.code === 'ERR_OUT_OF_RANGE' ? RangeError : x.code === 'ERR_VMTAP_CLOSED' ? Error : TypeError
-    if (x.constructor !== Ctor) throw new Error(`${fn}: ${x.code} from a ${x.constructor.name}, expected ${Ctor.name}: ${e.message}`)
+    if (x.constructor !== Ctor)
+      throw new Error(`${fn}: ${x.code} from a ${x.constructor.name}, expected ${Ctor.name}: ${e.message}`)
     return x.code
   }
   // A kernel error: a TapError built by the one error path.
-  if (!(e instanceof TapError) || !/^E[A-Z0-9]+$/.test(x.code) || typeof x.errno !== 'number' || x.errno >= 0 || typeof x.syscall !== 'string') {
-    throw new Error(`${fn} threw an undocumented error: ${JSON.stringify({ code: x.code, errno: x.errno, syscall: x.syscall, tapError: e instanceof TapError })} ${e.message}`)
+  if (
+    !(e instanceof TapError) ||
+    !/^E[A-Z0-9]+$/.test(x.code) ||
+    typeof x.errno !== 'number' ||
+    x.errno >= 0 ||
+    typeof x.syscall !== 'string'
+  ) {
+    throw new Error(
+      `${fn} threw an undocumented error: ${JSON.stringify({ code: x.code, errno: x.errno, syscall: x.syscall, tapError: e instanceof TapError })} ${e.message}`,
+    )
   }
-  if (!e.message.startsWith(`${x.code}: `)) throw new Error(`${fn}: the message does not start with the code: ${e.message}`)
+  if (!e.message.startsWith(`${x.code}: `))
+    throw new Error(`${fn}: the message does not start with the code: ${e.message}`)
   return x.code
 }
 
@@ -56,9 +66,30 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   const call = (k: string, ...a: unknown[]) => (n[k] as Fn)(...a)
   // open(name, queues, vnetHdr, vhost, tunPath | null, vhostPath | null, config | null) → [handle, ...]
   // (an older addon took one options object and returned { handle, ... }: both are handled).
-  const goodConfig = { exclusive: false, uniqueName: false, persist: false, owner: null, group: null, vnetHdrSize: null, offloads: null, mtu: null, mac: null, bridge: null, up: false }
-  const goodOptions = { name: 'fz%d', queues: 2, vnetHdr: 1, vhost: 0, tunPath: '/dev/net/tun', vhostPath: '/dev/vhost-net', ...goodConfig }
-  const handleOf = (r: unknown): NativeHandle | undefined => (Array.isArray(r) ? r[0] : (r as { handle?: NativeHandle } | undefined)?.handle)
+  const goodConfig = {
+    exclusive: false,
+    uniqueName: false,
+    persist: false,
+    owner: null,
+    group: null,
+    vnetHdrSize: null,
+    offloads: null,
+    mtu: null,
+    mac: null,
+    bridge: null,
+    up: false,
+  }
+  const goodOptions = {
+    name: 'fz%d',
+    queues: 2,
+    vnetHdr: 1,
+    vhost: 0,
+    tunPath: '/dev/net/tun',
+    vhostPath: '/dev/vhost-net',
+    ...goodConfig,
+  }
+  const handleOf = (r: unknown): NativeHandle | undefined =>
+    Array.isArray(r) ? r[0] : (r as { handle?: NativeHandle } | undefined)?.handle
   const opened: NativeHandle[] = []
   const open = () => {
     let r: unknown
@@ -75,23 +106,86 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   const dead = open()
   call('close', dead)
 
-  const numbers = fc.constantFrom(0, 1, 2, 3, 10, 12, 20, 68, 255, 256, 257, 1500, 65535, 65536, -1, -0, 0.5, NaN, Infinity, -Infinity, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53, Number.MAX_VALUE)
+  const numbers = fc.constantFrom(
+    0,
+    1,
+    2,
+    3,
+    10,
+    12,
+    20,
+    68,
+    255,
+    256,
+    257,
+    1500,
+    65535,
+    65536,
+    -1,
+    -0,
+    0.5,
+    NaN,
+    Infinity,
+    -Infinity,
+    2 ** 31,
+    2 ** 32 - 1,
+    2 ** 32,
+    2 ** 53,
+    Number.MAX_VALUE,
+  )
   const strings = fc.oneof(
-    fc.constantFrom('', 'fz%d', 'fzx', 'tap%d', '%d%d', 'a/b', 'a\0b', 'é', 'x'.repeat(16), '/dev/net/tun', '/dev/null', '/nonexistent/x', 'lo', 'fe:54:00:12:34:56', '01:00:5e:00:00:01', 'zz'),
+    fc.constantFrom(
+      '',
+      'fz%d',
+      'fzx',
+      'tap%d',
+      '%d%d',
+      'a/b',
+      'a\0b',
+      'é',
+      'x'.repeat(16),
+      '/dev/net/tun',
+      '/dev/null',
+      '/nonexistent/x',
+      'lo',
+      'fe:54:00:12:34:56',
+      '01:00:5e:00:00:01',
+      'zz',
+    ),
     fc.string({ maxLength: 20 }).map((s) => `/nonexistent/${s}`),
     fc.string({ unit: 'binary', maxLength: 17 }),
   )
-  const scalar = fc.oneof(numbers, fc.integer(), strings, fc.boolean(), fc.constantFrom(null, undefined, 0n, 2n ** 64n, Symbol('s')))
+  const scalar = fc.oneof(
+    numbers,
+    fc.integer(),
+    strings,
+    fc.boolean(),
+    fc.constantFrom(null, undefined, 0n, 2n ** 64n, Symbol('s')),
+  )
   const handle = fc.constantFrom('live', 'dead', 'object', 'array')
   const optionObject = fc.record(
     Object.fromEntries(
-      Object.entries(goodOptions).map(([k, v]) => [k, fc.oneof({ weight: 6, arbitrary: fc.constant(v as unknown) }, { weight: 2, arbitrary: scalar }, { weight: 1, arbitrary: fc.constant({}) })]),
+      Object.entries(goodOptions).map(([k, v]) => [
+        k,
+        fc.oneof(
+          { weight: 6, arbitrary: fc.constant(v as unknown) },
+          { weight: 2, arbitrary: scalar },
+          { weight: 1, arbitrary: fc.constant({}) },
+        ),
+      ]),
     ),
     { requiredKeys: [] },
   )
   const configObject = fc.record(
     Object.fromEntries(
-      Object.entries(goodConfig).map(([k, v]) => [k, fc.oneof({ weight: 6, arbitrary: fc.constant(v as unknown) }, { weight: 2, arbitrary: scalar }, { weight: 1, arbitrary: fc.constant({}) })]),
+      Object.entries(goodConfig).map(([k, v]) => [
+        k,
+        fc.oneof(
+          { weight: 6, arbitrary: fc.constant(v as unknown) },
+          { weight: 2, arbitrary: scalar },
+          { weight: 1, arbitrary: fc.constant({}) },
+        ),
+      ]),
     ),
     { requiredKeys: [] },
   )
@@ -106,7 +200,8 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   const resolve = (a: unknown): unknown => {
     if (a === null || typeof a !== 'object') return a
     const o = a as Record<string, unknown>
-    if ('handle' in o) return o.handle === 'live' ? live : o.handle === 'dead' ? dead : o.handle === 'array' ? [live] : { fake: 1 }
+    if ('handle' in o)
+      return o.handle === 'live' ? live : o.handle === 'dead' ? dead : o.handle === 'array' ? [live] : { fake: 1 }
     if ('handles' in o) return (o.handles as unknown[]).map((h) => resolve({ handle: h }))
     if ('options' in o) return o.options
     if ('fn' in o) return () => 1
@@ -121,22 +216,57 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   let done = 0
   // First a deterministic sweep: every function, each edge value alone and after a live handle.
   const edges: unknown[] = [
-    undefined, null, true, 0, -1, -0, 0.5, NaN, Infinity, 2 ** 31, 2 ** 32, 2 ** 53, 0n, Symbol('s'), {}, [], () => 1,
-    '', 'a\0b', 'x'.repeat(15), 'x'.repeat(16), 'x'.repeat(4096), '\u{10000}'.repeat(4), 'é'.repeat(8), '%d%d', 'a/b', '/nonexistent/x',
+    undefined,
+    null,
+    true,
+    0,
+    -1,
+    -0,
+    0.5,
+    NaN,
+    Infinity,
+    2 ** 31,
+    2 ** 32,
+    2 ** 53,
+    0n,
+    Symbol('s'),
+    {},
+    [],
+    () => 1,
+    '',
+    'a\0b',
+    'x'.repeat(15),
+    'x'.repeat(16),
+    'x'.repeat(4096),
+    '\u{10000}'.repeat(4),
+    'é'.repeat(8),
+    '%d%d',
+    'a/b',
+    '/nonexistent/x',
   ]
   for (const fn of fns) {
     for (const v of edges) {
       for (const args of [[v], [live, v], [live, 1, v]]) {
         if (fn === 'getTunFeatures' || fn === 'sendFds' || fn === 'recvFds') {
-          if (typeof args[0] === 'number' && Number.isInteger(args[0]) && (args[0] as number) > 2 && (args[0] as number) < 2 ** 31) args[0] = 1
+          if (
+            typeof args[0] === 'number' &&
+            Number.isInteger(args[0]) &&
+            (args[0] as number) > 2 &&
+            (args[0] as number) < 2 ** 31
+          )
+            args[0] = 1
         }
         let outcome = 'ok'
         try {
           const r = call(fn, ...args)
-          if (r instanceof Promise) collect(fn, await settleWithin(fn, r, 10_000).catch((e) => void (outcome = judge(fn, e))))
+          if (r instanceof Promise)
+            collect(fn, await settleWithin(fn, r, 10_000).catch((e) => void (outcome = judge(fn, e))))
           else collect(fn, r)
         } catch (e) {
-          outcome = judge(`${fn}(${args.map((a) => (typeof a === 'string' ? JSON.stringify(a.slice(0, 20)) : typeof a)).join(', ')})`, e)
+          outcome = judge(
+            `${fn}(${args.map((a) => (typeof a === 'string' ? JSON.stringify(a.slice(0, 20)) : typeof a)).join(', ')})`,
+            e,
+          )
         }
         codes[outcome] = (codes[outcome] ?? 0) + 1
         callCounts[fn] = (callCounts[fn] ?? 0) + 1
@@ -149,45 +279,56 @@ export async function nativeFuzz(runs: number, seed: number | null) {
     }
   }
   await fc.assert(
-    fc.asyncProperty(fc.constantFrom(...fns), fc.array(arg, { maxLength: 4 }), fc.boolean(), async (fn, rawArgs, handleFirst) => {
-      // Device functions take the handle first: give them a real one half the time.
-      const args = rawArgs.map(resolve)
-      // open/openAsync: half the time a well-formed positional call with one argument changed.
-      if ((fn === 'open' || fn === 'openAsync') && handleFirst) {
-        const base: unknown[] = ['fz%d', 2, 'auto', false, null, null, null]
-        base[rawArgs.length % base.length] = args[0]
-        args.splice(0, args.length, ...base)
-      }
-      if (handleFirst && !['open', 'openAsync', 'probeFeatures', 'getTunFeatures', 'probeOffloads', 'deleteTap', 'closeAll'].includes(fn)) args.unshift(live)
-      // A valid fd number first (getTunFeatures, sendFds, recvFds...) becomes stdout, a pipe:
-      // never one of the runtime's own fds, never a socket a receive could wait on.
-      if (typeof args[0] === 'number' && Number.isInteger(args[0]) && args[0] > 2 && args[0] < 2 ** 31) args[0] = 1
-      callCounts[fn] = (callCounts[fn] ?? 0) + 1
-      let outcome = 'ok'
-      try {
-        const r = call(fn, ...args)
-        if (r instanceof Promise) {
-          const v = await settleWithin(fn, r, 10_000).then(
-            (x) => x,
-            (e) => {
-              outcome = judge(fn, e)
-              return undefined
-            },
+    fc.asyncProperty(
+      fc.constantFrom(...fns),
+      fc.array(arg, { maxLength: 4 }),
+      fc.boolean(),
+      async (fn, rawArgs, handleFirst) => {
+        // Device functions take the handle first: give them a real one half the time.
+        const args = rawArgs.map(resolve)
+        // open/openAsync: half the time a well-formed positional call with one argument changed.
+        if ((fn === 'open' || fn === 'openAsync') && handleFirst) {
+          const base: unknown[] = ['fz%d', 2, 'auto', false, null, null, null]
+          base[rawArgs.length % base.length] = args[0]
+          args.splice(0, args.length, ...base)
+        }
+        if (
+          handleFirst &&
+          !['open', 'openAsync', 'probeFeatures', 'getTunFeatures', 'probeOffloads', 'deleteTap', 'closeAll'].includes(
+            fn,
           )
-          collect(fn, v)
-        } else collect(fn, r)
-      } catch (e) {
-        outcome = judge(fn, e)
-      }
-      codes[outcome] = (codes[outcome] ?? 0) + 1
-      done++
-      // Keep one open device around for the device functions.
-      try {
-        call('getLinkInfo', live)
-      } catch {
-        live = open()
-      }
-    }),
+        )
+          args.unshift(live)
+        // A valid fd number first (getTunFeatures, sendFds, recvFds...) becomes stdout, a pipe:
+        // never one of the runtime's own fds, never a socket a receive could wait on.
+        if (typeof args[0] === 'number' && Number.isInteger(args[0]) && args[0] > 2 && args[0] < 2 ** 31) args[0] = 1
+        callCounts[fn] = (callCounts[fn] ?? 0) + 1
+        let outcome = 'ok'
+        try {
+          const r = call(fn, ...args)
+          if (r instanceof Promise) {
+            const v = await settleWithin(fn, r, 10_000).then(
+              (x) => x,
+              (e) => {
+                outcome = judge(fn, e)
+                return undefined
+              },
+            )
+            collect(fn, v)
+          } else collect(fn, r)
+        } catch (e) {
+          outcome = judge(fn, e)
+        }
+        codes[outcome] = (codes[outcome] ?? 0) + 1
+        done++
+        // Keep one open device around for the device functions.
+        try {
+          call('getLinkInfo', live)
+        } catch {
+          live = open()
+        }
+      },
+    ),
     { numRuns: runs, includeErrorInReport: true, ...(seed === null ? {} : { seed }) },
   )
   for (const h of opened) call('close', h)

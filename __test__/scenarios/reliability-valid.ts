@@ -26,7 +26,11 @@ export function validOptionsOnRealDevices(runs: number, seed: number | null) {
   const names: string[] = []
   const hexByte = fc.integer({ min: 0, max: 255 }).map((n) => n.toString(16).padStart(2, '0'))
   const mac = fc
-    .tuple(fc.integer({ min: 0, max: 127 }).map((n) => (n * 2).toString(16).padStart(2, '0')), fc.array(hexByte, { minLength: 5, maxLength: 5 }), fc.boolean())
+    .tuple(
+      fc.integer({ min: 0, max: 127 }).map((n) => (n * 2).toString(16).padStart(2, '0')),
+      fc.array(hexByte, { minLength: 5, maxLength: 5 }),
+      fc.boolean(),
+    )
     .map(([first, rest, upper]) => {
       const s = [first, ...rest].join(':')
       return upper ? s.toUpperCase() : s
@@ -36,7 +40,10 @@ export function validOptionsOnRealDevices(runs: number, seed: number | null) {
     .record(
       {
         name: fc.constantFrom<string | undefined>(undefined, '', 'rv%d', 'v%dx', 'exact'),
-        queues: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 8 }) }, { weight: 1, arbitrary: fc.constantFrom(16, 64, 256) }),
+        queues: fc.oneof(
+          { weight: 8, arbitrary: fc.integer({ min: 1, max: 8 }) },
+          { weight: 1, arbitrary: fc.constantFrom(16, 64, 256) },
+        ),
         vnetHdr: fc.constantFrom<boolean | 'auto'>(true, false, 'auto'),
         vhost: fc.constantFrom<boolean | 'auto'>(false, 'auto', true),
         exclusive: fc.boolean(),
@@ -45,7 +52,18 @@ export function validOptionsOnRealDevices(runs: number, seed: number | null) {
         owner: fc.integer({ min: 0, max: 2 ** 32 - 2 }),
         group: fc.integer({ min: 0, max: 2 ** 32 - 2 }),
         vnetHdrSize: fc.constantFrom<10 | 12 | 20>(10, 12, 20),
-        offloads: fc.record({ csum: fc.boolean(), tso4: fc.boolean(), tso6: fc.boolean(), ecn: fc.boolean(), ufo: fc.boolean(), uso4: fc.boolean(), uso6: fc.boolean() }, { requiredKeys: [] }),
+        offloads: fc.record(
+          {
+            csum: fc.boolean(),
+            tso4: fc.boolean(),
+            tso6: fc.boolean(),
+            ecn: fc.boolean(),
+            ufo: fc.boolean(),
+            uso4: fc.boolean(),
+            uso6: fc.boolean(),
+          },
+          { requiredKeys: [] },
+        ),
         mtu: fc.integer({ min: 68, max: 65521 }),
         mac,
         bridge: fc.constant('rbr0'),
@@ -111,7 +129,10 @@ export function validOptionsOnRealDevices(runs: number, seed: number | null) {
   assert.equal(fdCount(), baseFds)
   // Offload sets the kernel would refuse: refused before any syscall, nothing left.
   const refused: Record<string, unknown> = {}
-  for (const [label, offloads] of Object.entries({ ecnWithoutTso: { csum: true, ecn: true }, persistEcn: { csum: true, ecn: true, tso6: false } })) {
+  for (const [label, offloads] of Object.entries({
+    ecnWithoutTso: { csum: true, ecn: true },
+    persistEcn: { csum: true, ecn: true, tso6: false },
+  })) {
     try {
       openTap({ name: 'rvoff0', offloads, persist: label === 'persistEcn', queues: 2 }).close()
       refused[label] = 'accepted'

@@ -18,8 +18,11 @@ async function main() {
   for (let i = 0; i < perWorker; i++) {
     try {
       const async = i % 4 === 3
-      const d: TapDevice = async ? await openTapAsync({ name: template, uniqueName: true, queues: 2 }) : openTap({ name: template, uniqueName: true, queues: 2 })
-      for (const fd of d.tapFds) if (iff(fd) !== d.ifname) errors.push(`${d.ifname}: fd ${fd} is attached to ${iff(fd)}`)
+      const d: TapDevice = async
+        ? await openTapAsync({ name: template, uniqueName: true, queues: 2 })
+        : openTap({ name: template, uniqueName: true, queues: 2 })
+      for (const fd of d.tapFds)
+        if (iff(fd) !== d.ifname) errors.push(`${d.ifname}: fd ${fd} is attached to ${iff(fd)}`)
       names.push(d.ifname)
       if (async) await d.closeAsync()
       else d.close()

@@ -2,13 +2,34 @@
 // root inside a network namespace the test created (../netns.ts), so the
 // links counted are that namespace's, and returns what it saw.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { getHeapStatistics } from 'node:v8'
 import { Worker } from 'node:worker_threads'
 
-import { closeAll, deleteTap, handOff, openTap, openTapAsync, probeFeatures, TapError, type TapDevice } from '../../index'
+import {
+  closeAll,
+  deleteTap,
+  handOff,
+  openTap,
+  openTapAsync,
+  probeFeatures,
+  TapError,
+  type TapDevice,
+} from '../../index'
 import { native, platformSuffix } from '../../lib/native'
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' })
@@ -47,7 +68,16 @@ export interface ErrInfo {
 
 function info(e: unknown): ErrInfo {
   const x = e as TapError
-  return { name: x?.name, code: x?.code, errno: x?.errno, syscall: x?.syscall, path: x?.path, ifname: x?.ifname, message: x?.message, isTapError: e instanceof TapError }
+  return {
+    name: x?.name,
+    code: x?.code,
+    errno: x?.errno,
+    syscall: x?.syscall,
+    path: x?.path,
+    ifname: x?.ifname,
+    message: x?.message,
+    isTapError: e instanceof TapError,
+  }
 }
 
 /** Run `f`, expecting it to fail: the error, and the fd count and links before and after. */
@@ -95,7 +125,9 @@ export async function kernelFailures() {
     out.hasVhost = hasVhost
     out.vhostMissing = hasVhost ? null : await failing(() => openTap({ vhost: true, queues: 4 }))
     out.vhostPathMissing = await failing(() => openTap({ vhost: true, queues: 4, vhostPath: '/nonexistent/vhost-net' }))
-    out.vhostPathMissingAsync = await failing(() => openTapAsync({ vhost: true, queues: 2, vhostPath: '/nonexistent/vhost-net' }))
+    out.vhostPathMissingAsync = await failing(() =>
+      openTapAsync({ vhost: true, queues: 2, vhostPath: '/nonexistent/vhost-net' }),
+    )
     out.tunPathMissing = await failing(() => openTap({ tunPath: '/nonexistent/net/tun', queues: 4, vhost: 'auto' }))
     out.tunPathMissingAsync = await failing(() => openTapAsync({ name: 'rkx%d', tunPath: '/nonexistent/net/tun' }))
     out.tunPathMissingDelete = await failing(() => deleteTap('rkps0', { tunPath: '/nonexistent/net/tun' }))
@@ -109,7 +141,9 @@ export async function kernelFailures() {
     out.bridge = await failing(() => openTap({ name: 'rkbr0', queues: 3 }))
     out.bridgeDelete = await failing(() => deleteTap('rkbr0'))
     out.tun = await failing(() => openTap({ name: 'rkt0' }))
-    out.persistThenNotABridge = await failing(() => openTap({ name: 'rkp0', queues: 2, persist: true, owner: 1000, bridge: 'rkv0' }))
+    out.persistThenNotABridge = await failing(() =>
+      openTap({ name: 'rkp0', queues: 2, persist: true, owner: 1000, bridge: 'rkv0' }),
+    )
     out.persistThenMtu = await failing(() => openTap({ name: 'rkp1', persist: true, mtu: 65535 }))
     out.survivors = ['rkbr0', 'rkv0', 'rkv1', 'rkt0', 'rkps0', 'rkb0', 'rkm0'].filter((n) => links().includes(n))
     out.vethKind = sysfs('rkv0', 'type')
@@ -127,7 +161,7 @@ interface Step {
   label: string
   fn: string
   args?: unknown[]
-  then?: unknown[][]
+  methods?: unknown[][]
 }
 
 /** A world-readable copy of the package (dist/ and the .node) and tun nodes with chosen modes. */
@@ -146,13 +180,15 @@ function unprivilegedKit(repo: string): string {
 
 /** Run unpriv.js in a new mount namespace: `setup` (shell) first, then as `uid` (or root when null). */
 function child(dir: string, setup: string, uid: number | null, steps: Step[]) {
-  const priv = uid === null ? '' : `setpriv --reuid ${uid} --regid ${uid} --clear-groups --inh-caps=-all --bounding-set=-all `
+  const priv =
+    uid === null ? '' : `setpriv --reuid ${uid} --regid ${uid} --clear-groups --inh-caps=-all --bounding-set=-all `
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
   const script = `${setup} && exec ${priv}${q(process.execPath)} ${q(`${dir}/unpriv.js`)} ${q(dir)} ${q(JSON.stringify(steps))}`
   const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8' })
   const line = r.stdout.trim().split('\n').pop() || '{}'
   const parsed = JSON.parse(line)
-  if (parsed.fatal || r.status !== 0) throw new Error(`unprivileged child failed (${r.status}): ${parsed.fatal ?? ''}\n${r.stderr}`)
+  if (parsed.fatal || r.status !== 0)
+    throw new Error(`unprivileged child failed (${r.status}): ${parsed.fatal ?? ''}\n${r.stderr}`)
   return parsed
 }
 
@@ -167,7 +203,13 @@ export function unprivileged(repo: string) {
   openTap({ name: 'rroot1', persist: true }).close()
   // vmtap's default for persist without owner/group: owned by the creator (root here).
   openTap({ name: 'rdef0', persist: true }).close()
-  const ownedBefore = { mtu: sysfs('rown0', 'mtu'), address: sysfs('rown0', 'address'), flags: sysfs('rown0', 'flags'), owner: sysfs('rown0', 'owner'), group: sysfs('rown0', 'group') }
+  const ownedBefore = {
+    mtu: sysfs('rown0', 'mtu'),
+    address: sysfs('rown0', 'address'),
+    flags: sysfs('rown0', 'flags'),
+    owner: sysfs('rown0', 'owner'),
+    group: sysfs('rown0', 'group'),
+  }
   const dir = unprivilegedKit(repo)
   try {
     // /dev/net/tun 0666 (as distributions ship it): opening works, creating needs CAP_NET_ADMIN.
@@ -190,7 +232,7 @@ export function unprivileged(repo: string) {
         label: 'attachOwned',
         fn: 'openTap',
         args: [{ name: 'rown0', queues: 2 }],
-        then: [
+        methods: [
           ['getLinkInfo'],
           ['setMtu', 1400],
           ['setLinkUp', true],
@@ -227,7 +269,13 @@ export function unprivileged(repo: string) {
       { label: 'probeFeatures', fn: 'probeFeatures', args: [] },
       { label: 'probeOffloads', fn: 'probeOffloads', args: [] },
     ])
-    const ownedAfter = { mtu: sysfs('rown0', 'mtu'), address: sysfs('rown0', 'address'), flags: sysfs('rown0', 'flags'), owner: sysfs('rown0', 'owner'), group: sysfs('rown0', 'group') }
+    const ownedAfter = {
+      mtu: sysfs('rown0', 'mtu'),
+      address: sysfs('rown0', 'address'),
+      flags: sysfs('rown0', 'flags'),
+      owner: sysfs('rown0', 'owner'),
+      group: sysfs('rown0', 'group'),
+    }
     const brif = readdirSync('/sys/class/net/rkbr1/brif')
     const defaultOwner = sysfs('rdef0', 'owner')
     const stillThere = ['rown0', 'rgrp0', 'roth0', 'rroot0', 'rroot1', 'rdef0'].filter((n) => links().includes(n))
@@ -301,7 +349,11 @@ export async function useAfterClose() {
         results[m] = 'returned'
       } catch (e) {
         const x = e as Error & { code: string }
-        results[`${m}(${args.map((a) => JSON.stringify(a)).join(',')})`] = { name: x.name, code: x.code, message: x.message }
+        results[`${m}(${args.map((a) => JSON.stringify(a)).join(',')})`] = {
+          name: x.name,
+          code: x.code,
+          message: x.message,
+        }
       }
     }
     let closeTwice = 'ok'
@@ -311,14 +363,28 @@ export async function useAfterClose() {
     } catch (e) {
       closeTwice = String(e)
     }
-    const closeAsync = await tap.closeAsync().then(() => 'resolved', (e) => `rejected: ${e}`)
-    const asyncDispose = await tap[Symbol.asyncDispose]().then(() => 'resolved', (e) => `rejected: ${e}`)
-    const closeAllResult = await closeAll([tap, tap]).then(() => 'resolved', (e) => `rejected: ${e}`)
+    const closeAsync = await tap.closeAsync().then(
+      () => 'resolved',
+      (e) => `rejected: ${e}`,
+    )
+    const asyncDispose = await tap[Symbol.asyncDispose]().then(
+      () => 'resolved',
+      (e) => `rejected: ${e}`,
+    )
+    const closeAllResult = await closeAll([tap, tap]).then(
+      () => 'resolved',
+      (e) => `rejected: ${e}`,
+    )
     let handOffErr: unknown = null
     try {
       handOff(tap)
     } catch (e) {
-      handOffErr = { name: (e as Error).name, code: (e as { code: string }).code, message: (e as Error).message, isTypeError: e instanceof TypeError }
+      handOffErr = {
+        name: (e as Error).name,
+        code: (e as { code: string }).code,
+        message: (e as Error).message,
+        isTypeError: e instanceof TypeError,
+      }
     }
     extra = { closeTwice, closeAsync, asyncDispose, closeAll: closeAllResult, handOff: handOffErr, closed: tap.closed }
   })
@@ -344,7 +410,17 @@ export async function useAfterClose() {
   await all
   const strangerIntact = readlinkSync(`/proc/self/fd/${stranger}`) === '/dev/null'
   closeSync(stranger)
-  return { gone, results, calls, ...extra, strangerReusesFd, strangerIntact, duringCloseAsync, duringCloseAll, linksAfter: links() }
+  return {
+    gone,
+    results,
+    calls,
+    ...extra,
+    strangerReusesFd,
+    strangerIntact,
+    duringCloseAsync,
+    duringCloseAll,
+    linksAfter: links(),
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -355,7 +431,9 @@ export async function gcBackstop(count: number) {
   const gc = (globalThis as { gc?: () => void }).gc
   if (!gc) throw new Error('run with --expose-gc')
   const warnings: { name: string; code?: string; message: string }[] = []
-  process.on('warning', (w: Error & { code?: string }) => warnings.push({ name: w.name, code: w.code, message: w.message }))
+  process.on('warning', (w: Error & { code?: string }) =>
+    warnings.push({ name: w.name, code: w.code, message: w.message }),
+  )
   // Warm up what the first open and the first closeAsync allocate (the libuv pool, ...).
   await openTap({ name: 'rgcw0' }).closeAsync()
   gc()
@@ -384,7 +462,11 @@ export async function gcBackstop(count: number) {
   }
   const warnedAfterMs = Date.now() - t0
   // The fds are closed off the JS thread (closeAsync); wait for them and the links to go.
-  const left = () => ({ links: opened.names.filter((n) => links().includes(n)), tapFds: tapFdsOfProcess(), fds: fdCount() - fds0 })
+  const left = () => ({
+    links: opened.names.filter((n) => links().includes(n)),
+    tapFds: tapFdsOfProcess(),
+    fds: fdCount() - fds0,
+  })
   while ((left().links.length || left().tapFds.length || left().fds > 0) && Date.now() - t0 < 30_000) await pause(10)
   const nullFds = opened.fds.filter((fd) => {
     try {
@@ -393,7 +475,19 @@ export async function gcBackstop(count: number) {
       return false
     }
   })
-  return { names: opened.names, whileAlive, warnings, warnedAfterMs, releasedAfterMs: Date.now() - t0, left: left(), nullFdsLeft: nullFds, links0, linksAfter: links(), fds0, fdsAfter: fdCount() }
+  return {
+    names: opened.names,
+    whileAlive,
+    warnings,
+    warnedAfterMs,
+    releasedAfterMs: Date.now() - t0,
+    left: left(),
+    nullFdsLeft: nullFds,
+    links0,
+    linksAfter: links(),
+    fds0,
+    fdsAfter: fdCount(),
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -403,12 +497,17 @@ export async function gcBackstop(count: number) {
 function runWorker(perWorker: number, template: string): Promise<{ names: string[]; errors: string[] }> {
   const file = join(__dirname, 'reliability-worker.ts')
   const tsx = require.resolve('tsx/cjs')
-  const w = new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(file)})`, { eval: true, workerData: { perWorker, template } })
+  const w = new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(file)})`, {
+    eval: true,
+    workerData: { perWorker, template },
+  })
   return new Promise((resolve, reject) => {
     let result: { names: string[]; errors: string[] } | undefined
     w.on('message', (m) => (result = m))
     w.on('error', reject)
-    w.on('exit', (code) => (code === 0 && result ? resolve(result) : reject(new Error(`worker exited ${code} without a result`))))
+    w.on('exit', (code) =>
+      code === 0 && result ? resolve(result) : reject(new Error(`worker exited ${code} without a result`)),
+    )
   })
 }
 
@@ -416,7 +515,10 @@ export async function concurrency(workers: number, perWorker: number) {
   const template = 'rc%d'
   // Warm up: a worker, the libuv pool, closeAll's threads. Then the baseline.
   await runWorker(1, template)
-  await closeAll([await openTapAsync({ name: template, uniqueName: true }), await openTapAsync({ name: template, uniqueName: true })])
+  await closeAll([
+    await openTapAsync({ name: template, uniqueName: true }),
+    await openTapAsync({ name: template, uniqueName: true }),
+  ])
   const fds0 = fdCount()
   const links0 = links()
   const t0 = Date.now()
@@ -429,8 +531,11 @@ export async function concurrency(workers: number, perWorker: number) {
   while (running) {
     rounds++
     try {
-      const batch = await Promise.all(Array.from({ length: 8 }, () => openTapAsync({ name: template, uniqueName: true, queues: 2 })))
-      for (const d of batch) if (d.tapFds.some((fd) => iffOf(fd) !== d.ifname)) mainErrors.push(`${d.ifname}: an fd is not attached to it`)
+      const batch = await Promise.all(
+        Array.from({ length: 8 }, () => openTapAsync({ name: template, uniqueName: true, queues: 2 })),
+      )
+      for (const d of batch)
+        if (d.tapFds.some((fd) => iffOf(fd) !== d.ifname)) mainErrors.push(`${d.ifname}: an fd is not attached to it`)
       mainNames.push(...batch.map((d) => d.ifname))
       await closeAll(batch)
       const one = await openTapAsync({ name: template, uniqueName: true })
@@ -482,7 +587,12 @@ function readShellReport(stdout: string): Report {
   const fds: FdEntry[] = []
   for (const l of lines.slice(0, lines.indexOf('end'))) {
     const [fd, target, iff, flags] = l.split('\t')
-    fds.push({ fd: Number(fd), target, iff: iff || null, cloexec: flags ? (parseInt(flags, 8) & 0o2000000) !== 0 : null })
+    fds.push({
+      fd: Number(fd),
+      target,
+      iff: iff || null,
+      cloexec: flags ? (parseInt(flags, 8) & 0o2000000) !== 0 : null,
+    })
   }
   return { fds }
 }
@@ -526,7 +636,9 @@ export async function fdHygiene(fixtures: string) {
     without.fork = await collect(cp.fork(report, [], { silent: true }))
     without.spawnSync = readReport(cp.spawnSync(node, [report], { encoding: 'utf8', stdio: 'pipe' }).stdout)
     without.execSync = readReport(cp.execSync(`'${node}' '${report}'`, { encoding: 'utf8', stdio: 'pipe' }))
-    without.execFileSyncShellChild = readShellReport(cp.execFileSync(shellReport, [], { encoding: 'utf8', stdio: 'pipe' }))
+    without.execFileSyncShellChild = readShellReport(
+      cp.execFileSync(shellReport, [], { encoding: 'utf8', stdio: 'pipe' }),
+    )
     without.shell = await collect(cp.spawn(`'${node}' '${report}'`, { ...pipes, shell: true }))
 
     // With the hand-off: a and b, not c. A shell child shows the fds as inherited.
@@ -540,8 +652,11 @@ export async function fdHygiene(fixtures: string) {
       })
       handedChild.on('error', reject)
     })
-    const handedNode = await collect(cp.spawn(node, [report], { stdio: handOff([a, b], { stdio: 'pipe' }).stdio as ('pipe' | number)[] }))
-    const cloexec = (fd: number) => (parseInt(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/^flags:\s+([0-7]+)$/m)![1], 8) & 0o2000000) !== 0
+    const handedNode = await collect(
+      cp.spawn(node, [report], { stdio: handOff([a, b], { stdio: 'pipe' }).stdio as ('pipe' | number)[] }),
+    )
+    const cloexec = (fd: number) =>
+      (parseInt(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/^flags:\s+([0-7]+)$/m)![1], 8) & 0o2000000) !== 0
     const parentStillCloexec = ourFdsInParent.every(cloexec)
     // A child spawned meanwhile without the hand-off still sees nothing.
     const concurrent = await collect(cp.spawn(node, [report], pipes))
@@ -616,5 +731,20 @@ export async function soak(cycles: number, queues: number, batch: number) {
     }
   }
   const end = mem()
-  return { cycles: done, queues, batch, ms: Date.now() - t0, warm, fds0, fdsWarm, fdsEnd: fdCount(), links0, linksEnd: links(), atWarm, end, samples, bad: bad.slice(0, 5) }
+  return {
+    cycles: done,
+    queues,
+    batch,
+    ms: Date.now() - t0,
+    warm,
+    fds0,
+    fdsWarm,
+    fdsEnd: fdCount(),
+    links0,
+    linksEnd: links(),
+    atWarm,
+    end,
+    samples,
+    bad: bad.slice(0, 5),
+  }
 }
