@@ -1,4 +1,4 @@
-// The asynchronous API (issue 7): same devices and errors as the sync one,
+// The asynchronous API: same devices and errors as the sync one,
 // parallel teardown, no leaks.
 import { closeSync } from 'node:fs'
 

@@ -1,10 +1,10 @@
-// The vmtap command (issue 5): the built CLI (dist/cli.js) run as a shell
+// The vmtap command: the built CLI (dist/cli.js) run as a shell
 // user would run it. Everything that may reach the kernel runs inside a
 // network namespace the test creates (`ip netns exec NS node dist/cli.js`),
 // so no device ever appears in the host's namespace.
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { constants as osConstants, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -13,7 +13,7 @@ import { parseNetSpec } from '../cli/flags'
 import { checkPlaceholders, substitute } from '../cli/placeholders'
 import { featureNames, hasCapNetAdmin } from '../cli/probe'
 import { constants } from '../index'
-import { ipLink, isRoot, rootTest, type IpLink, type T } from './helpers'
+import { ensureDistBuilt, ipLink, isRoot, rootTest, type IpLink, type T } from './helpers'
 import { withNetns } from './netns'
 
 const repo = join(__dirname, '..')
@@ -26,19 +26,9 @@ const VHOST = existsSync('/dev/vhost-net')
 // Running the CLI
 // ---------------------------------------------------------------------------
 
-// dist/ must be the build of the sources under test: rebuild the TypeScript
-// when any source is newer than dist/cli.js.
+// dist/ must be the build of the sources under test.
 test.before(() => {
-  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repo, 'lib')).map((f) => join('lib', f))].map((f) =>
-    join(repo, f),
-  )
-  const built = existsSync(CLI) ? statSync(CLI).mtimeMs : 0
-  if (sources.every((f) => statSync(f).mtimeMs <= built)) return
-  const r = spawnSync(NODE, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: repo,
-    encoding: 'utf8',
-  })
-  if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}${r.stderr}`)
+  ensureDistBuilt()
 })
 
 interface Ran {
@@ -207,7 +197,7 @@ for (const [args, code, message] of usageErrors) {
 }
 
 // ---------------------------------------------------------------------------
-// The pure helpers (imported from cli.ts)
+// The pure helpers (imported from cli/)
 // ---------------------------------------------------------------------------
 
 test('--net groups parse to NIC specs', (t) => {

@@ -1,4 +1,4 @@
-// Native configuration (issue 4), each setter checked against what the
+// Native configuration, each setter checked against what the
 // kernel reports, inside network namespaces the tests create.
 import test from 'ava'
 import { join } from 'node:path'

@@ -1,4 +1,4 @@
-// End to end through the CLI (issue 5): a real QEMU guest (TCG, Debian
+// End to end through the CLI: a real QEMU guest (TCG, Debian
 // kernel, busybox initramfs from __test__/guest/build.ts) booted by
 //
 //   vmtap exec --queues 2 --bridge br0 --up -- qemu-system-x86_64 ... \
@@ -13,7 +13,8 @@
 import { probeFeatures } from '../index'
 import { BRIDGE, CLI_MAC, type CliConfig, type CliResult } from './guest/cli-scenario'
 import { plainConsole } from './guest/host'
-import { ensureDistBuilt, prepareGuest, runDriver, type DriverOutcome } from './guest/run'
+import { ensureDistBuilt } from './helpers'
+import { prepareGuest, runDriver, type DriverOutcome } from './guest/run'
 import { rootTest, type T } from './helpers'
 
 const QUEUES = 2

@@ -1,4 +1,4 @@
-// End to end hot-plug (issue 9): a real QEMU guest (TCG, Debian kernel,
+// End to end hot-plug: a real QEMU guest (TCG, Debian kernel,
 // busybox initramfs; `pc` machine, ACPI PCI hot-plug on pci.0) gets a
 // 2-queue NIC hot-added over QMP — connectQmp, openTap, hotplugNic (getfd
 // with SCM_RIGHTS per fd, netdev_add, device_add) — uses it, and loses it

@@ -1,4 +1,4 @@
-// The release packages (issue 8): built with the napi-rs cross toolchain,
+// The release packages: built with the napi-rs cross toolchain,
 // packed the napi-rs way (scripts/release.mjs: napi artifacts, napi prepublish
 // without publishing, npm pack), then installed from the tarballs into a fresh
 // project with no Rust on PATH and no repository on any path

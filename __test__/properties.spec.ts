@@ -1,4 +1,4 @@
-// Property-based tests of the TypeScript boundary (issue 6): random
+// Property-based tests of the TypeScript boundary: random
 // arguments — wrong types, NaN, Infinity, -0, huge integers, strings with
 // NUL, non-ASCII and `%` patterns, prototype-polluted objects, getters that
 // throw, Proxies whose traps throw — given to every entry point.

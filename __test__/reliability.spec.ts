@@ -1,4 +1,4 @@
-// Reliability (issue 6): kernel-side failures give the documented TapError
+// Reliability: kernel-side failures give the documented TapError
 // and leave nothing behind; a closed device refuses everything; the GC
 // backstop; worker threads and the main thread at once; what children see of
 // our fds. Every scenario runs in a child process inside a network namespace

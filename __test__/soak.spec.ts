@@ -1,4 +1,4 @@
-// Soak (issue 6): many open/close cycles of 4-queue devices through
+// Soak: many open/close cycles of 4-queue devices through
 // openTapAsync + closeAll, inside a network namespace of the test's own: the
 // fd count and the links come back exactly, and memory stays flat after a
 // warm-up. VMTAP_SOAK_CYCLES runs a longer variant (e.g. 100000);

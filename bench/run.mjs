@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// vmtap's benchmark (issue 7): `npm run bench` = `node bench/run.mjs`.
+// vmtap's benchmark: `npm run bench` = `node bench/run.mjs`.
 //
 // Runs everything inside a network namespace of its own (it re-executes
 // itself under `unshare -n`), so no device it makes is visible on the host,

@@ -1,4 +1,4 @@
-// The host side of the `vmtap exec` end-to-end test (issue 5). Runs INSIDE a
+// The host side of the `vmtap exec` end-to-end test. Runs INSIDE a
 // network namespace, as
 //
 //   ip netns exec NS node --import=tsx __test__/guest/cli-scenario.ts '<json CliConfig>'

@@ -1,4 +1,4 @@
-// The host side of the hot-plug end-to-end test (issue 9). Runs INSIDE a
+// The host side of the hot-plug end-to-end test. Runs INSIDE a
 // network namespace, as
 //
 //   ip netns exec NS node --import=tsx __test__/guest/hotplug-scenario.ts '<json HotplugConfig>'

@@ -4,9 +4,7 @@
 // still running in it.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-
 import { buildGuest, repoRoot, type Guest } from './build'
 import { listLinks, type LinkSummary } from './host'
 
@@ -27,27 +25,6 @@ export function requireQemu(): void {
 export function prepareGuest(): Guest {
   requireQemu()
   return buildGuest()
-}
-
-/**
- * dist/ must be the build of the sources under test (the CLI test runs
- * dist/cli.js): rebuild the TypeScript when a source is newer, as
- * cli.spec.ts does.
- */
-export function ensureDistBuilt(): string {
-  const cli = join(repoRoot, 'dist', 'cli.js')
-  const sources = ['cli.ts', 'index.ts', ...readdirSync(join(repoRoot, 'lib')).map((f) => join('lib', f))].map((f) =>
-    join(repoRoot, f),
-  )
-  const built = existsSync(cli) ? statSync(cli).mtimeMs : 0
-  if (sources.some((f) => statSync(f).mtimeMs > built)) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-    })
-    if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}${r.stderr}`)
-  }
-  return cli
 }
 
 export function ipNetns(...args: string[]): string {

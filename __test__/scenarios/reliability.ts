@@ -1,4 +1,4 @@
-// Scenarios for reliability.spec.ts and soak.spec.ts (issue 6). Each runs as
+// Scenarios for reliability.spec.ts and soak.spec.ts. Each runs as
 // root inside a network namespace the test created (../netns.ts), so the
 // links counted are that namespace's, and returns what it saw.
 import { execFileSync, spawnSync } from 'node:child_process'
