@@ -45,6 +45,58 @@ export interface QmpConnectOptions {
    * retried until this much time has passed. Default 30000 ms.
    */
   timeoutMs?: number
+  /**
+   * The longest line (one QMP message) accepted, in bytes. A longer one is
+   * an error (`ERR_VMTAP_QMP_PROTOCOL`) and closes the connection. Default
+   * 16 MiB (QEMU's largest replies, such as query-qmp-schema, are well below).
+   */
+  maxLineBytes?: number
+}
+
+/**
+ * Splits a byte stream into lines. Each byte is examined once (a line that
+ * arrives in many chunks is not rescanned), and a line longer than
+ * `maxBytes` is an error rather than an unbounded buffer.
+ * @internal
+ */
+export class LineReader {
+  #parts: Buffer[] = []
+  #size = 0
+  /** How many bytes were examined so far (each byte once). */
+  scanned = 0
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Feed `chunk`; returns the lines it completed (without the newline and a trailing CR). */
+  push(chunk: Buffer): string[] {
+    const lines: string[] = []
+    let start = 0
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start)
+      this.scanned += (nl < 0 ? chunk.length : nl + 1) - start
+      if (nl < 0) break
+      const piece = chunk.subarray(start, nl)
+      this.#grow(piece.length)
+      const line = this.#parts.length === 0 ? piece : Buffer.concat([...this.#parts, piece])
+      this.#parts = []
+      this.#size = 0
+      lines.push(line.toString('utf8').replace(/\r$/, ''))
+      start = nl + 1
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start)
+      this.#grow(rest.length)
+      this.#parts.push(rest)
+    }
+    return lines
+  }
+
+  #grow(n: number): void {
+    this.#size += n
+    if (this.#size > this.maxBytes) {
+      throw qmpError(`QMP sent a line longer than ${this.maxBytes} bytes (maxLineBytes); closing the connection`)
+    }
+  }
 }
 
 /** Connect to a Unix socket, retrying while it does not exist or refuses, until the deadline. */
@@ -81,28 +133,45 @@ export class QmpClient extends EventEmitter {
   readonly greeting: { QMP: { version: unknown; capabilities: unknown[] } }
   #socket: Socket
   #timeoutMs: number
-  #buffer = ''
   #pending: { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string; id: number } | null = null
   #queue: Promise<unknown> = Promise.resolve()
   #closed = false
   #nextId = 1
 
-  private constructor(socket: Socket, timeoutMs: number, greeting: QmpClient['greeting'], rest: string) {
+  private constructor(
+    socket: Socket,
+    reader: LineReader,
+    timeoutMs: number,
+    greeting: QmpClient['greeting'],
+    rest: string[],
+  ) {
     super()
     this.#socket = socket
     this.#timeoutMs = timeoutMs
     this.greeting = greeting
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk.toString('utf8')))
+    socket.on('data', (chunk: Buffer) => {
+      let lines: string[]
+      try {
+        lines = reader.push(chunk)
+      } catch (e) {
+        this.#onClose(e as Error)
+        socket.destroy()
+        return
+      }
+      for (const line of lines) this.#onLine(line)
+    })
     socket.on('close', () => this.#onClose(qmpError('the QMP connection closed', 'ERR_VMTAP_QMP_CLOSED')))
     socket.on('error', (e) => this.#onClose(e))
-    if (rest) this.#onData(rest)
+    for (const line of rest) this.#onLine(line)
   }
 
   /** @internal Use {@link connectQmp}. */
   static async connect(path: string | Socket, options?: QmpConnectOptions): Promise<QmpClient> {
-    const o = snapshotOptions(options, 'options', ['timeoutMs'])
+    const o = snapshotOptions(options, 'options', ['timeoutMs', 'maxLineBytes'])
     const timeoutMs =
       o.timeoutMs === undefined ? 30000 : validateInteger(o.timeoutMs, 'options.timeoutMs', 1, 2 ** 31 - 1)
+    const maxLineBytes =
+      o.maxLineBytes === undefined ? 16 << 20 : validateInteger(o.maxLineBytes, 'options.maxLineBytes', 1024, 2 ** 30)
     let socket: Socket
     if (typeof path === 'string') {
       if (path === '' || path.includes('\0')) throw invalidValue('path', 'must be a Unix socket path', path)
@@ -112,27 +181,29 @@ export class QmpClient extends EventEmitter {
     } else {
       throw invalidType('path', 'a socket path or a connected net.Socket', path)
     }
-    const { greeting, rest } = await new Promise<{ greeting: QmpClient['greeting']; rest: string }>(
+    const reader = new LineReader(maxLineBytes)
+    const { greeting, rest } = await new Promise<{ greeting: QmpClient['greeting']; rest: string[] }>(
       (resolve, reject) => {
-        let buf = ''
         const timer = setTimeout(() => done(qmpError(`no QMP greeting within ${timeoutMs} ms`, 'ETIMEDOUT')), timeoutMs)
         const onData = (c: Buffer) => {
-          buf += c.toString('utf8')
-          const nl = buf.indexOf('\n')
-          if (nl < 0) return
           try {
-            const g = JSON.parse(buf.slice(0, nl))
+            const lines = reader.push(c).filter((l) => l.trim() !== '')
+            if (lines.length === 0) return
+            const g = JSON.parse(lines[0])
             if (!g || typeof g !== 'object' || !('QMP' in g)) throw new Error('not a QMP greeting')
-            done(null, { greeting: g, rest: buf.slice(nl + 1) })
+            done(null, { greeting: g, rest: lines.slice(1) })
           } catch (e) {
-            done(qmpError(`bad QMP greeting: ${(e as Error).message}`))
+            const err = e as Error & { code?: string }
+            done(err.code ? err : qmpError(`bad QMP greeting: ${err.message}`))
           }
         }
         const onErr = (e: Error) => done(e)
-        const done = (e: Error | null, v?: { greeting: QmpClient['greeting']; rest: string }) => {
+        const onClose = () => done(qmpError('the QMP connection closed before the greeting', 'ERR_VMTAP_QMP_CLOSED'))
+        const done = (e: Error | null, v?: { greeting: QmpClient['greeting']; rest: string[] }) => {
           clearTimeout(timer)
           socket.off('data', onData)
           socket.off('error', onErr)
+          socket.off('close', onClose)
           if (e) {
             socket.destroy()
             reject(e)
@@ -140,41 +211,43 @@ export class QmpClient extends EventEmitter {
         }
         socket.on('data', onData)
         socket.once('error', onErr)
+        socket.once('close', onClose)
       },
     )
-    const client = new QmpClient(socket, timeoutMs, greeting, rest)
-    await client.execute('qmp_capabilities')
+    const client = new QmpClient(socket, reader, timeoutMs, greeting, rest)
+    try {
+      await client.execute('qmp_capabilities')
+    } catch (e) {
+      // The caller gets no client: nothing of this connection may stay open.
+      client.close()
+      throw e
+    }
     return client
   }
 
-  #onData(text: string): void {
-    this.#buffer += text
-    let nl: number
-    while ((nl = this.#buffer.indexOf('\n')) >= 0) {
-      const line = this.#buffer.slice(0, nl).trim()
-      this.#buffer = this.#buffer.slice(nl + 1)
-      if (!line) continue
-      let msg: Record<string, unknown>
-      try {
-        msg = JSON.parse(line)
-      } catch {
-        this.#fail(qmpError(`QMP sent a line that is not JSON: ${line.slice(0, 80)}`))
-        continue
-      }
-      if (typeof msg.event === 'string') {
-        this.emit('event', msg)
-        continue
-      }
-      const p = this.#pending
-      // A reply to a command that timed out (or to nobody) is dropped: it
-      // must never be taken for the answer to the command now waiting.
-      if (!p || msg.id !== p.id) continue
-      this.#pending = null
-      if (msg.error && typeof msg.error === 'object') {
-        const err = msg.error as { class?: string; desc?: string }
-        p.reject(new QmpError(p.command, String(err.class ?? 'GenericError'), String(err.desc ?? '')))
-      } else p.resolve(msg.return)
+  #onLine(text: string): void {
+    const line = text.trim()
+    if (!line) return
+    let msg: Record<string, unknown>
+    try {
+      msg = JSON.parse(line)
+    } catch {
+      this.#fail(qmpError(`QMP sent a line that is not JSON: ${line.slice(0, 80)}`))
+      return
     }
+    if (typeof msg.event === 'string') {
+      this.emit('event', msg)
+      return
+    }
+    const p = this.#pending
+    // A reply to a command that timed out (or to nobody) is dropped: it
+    // must never be taken for the answer to the command now waiting.
+    if (!p || msg.id !== p.id) return
+    this.#pending = null
+    if (msg.error && typeof msg.error === 'object') {
+      const err = msg.error as { class?: string; desc?: string }
+      p.reject(new QmpError(p.command, String(err.class ?? 'GenericError'), String(err.desc ?? '')))
+    } else p.resolve(msg.return)
   }
 
   #fail(e: Error): void {
@@ -202,8 +275,9 @@ export class QmpClient extends EventEmitter {
       if (this.#closed) throw qmpError('the QMP connection is closed', 'ERR_VMTAP_QMP_CLOSED')
       const id = this.#nextId++
       const line = Buffer.from(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\r\n`)
+      let timer: NodeJS.Timeout | undefined
       const reply = new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => {
+        timer = setTimeout(() => {
           if (this.#pending?.id === id) this.#pending = null
           reject(qmpError(`QMP ${command}: no reply within ${this.#timeoutMs} ms`, 'ETIMEDOUT'))
         }, this.#timeoutMs)
@@ -220,10 +294,21 @@ export class QmpClient extends EventEmitter {
           },
         }
       })
-      if (fds.length) {
-        await sendFds(this.#socket, line, fds)
-      } else {
-        await new Promise<void>((resolve, reject) => this.#socket.write(line, (e) => (e ? reject(e) : resolve())))
+      // The reply may reject before the command is written (the timeout
+      // while a write waits for a monitor that does not read, the monitor
+      // closing): the caller gets that rejection through the race below, and
+      // it never counts as unhandled.
+      reply.catch(() => undefined)
+      const written = fds.length
+        ? sendFds(this.#socket, line, fds)
+        : new Promise<void>((resolve, reject) => this.#socket.write(line, (e) => (e ? reject(e) : resolve())))
+      try {
+        await Promise.race([written, reply])
+      } catch (e) {
+        clearTimeout(timer)
+        if (this.#pending?.id === id) this.#pending = null
+        written.catch(() => undefined)
+        throw e
       }
       return reply
     }
