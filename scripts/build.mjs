@@ -19,8 +19,20 @@ const dash = argv.indexOf('--')
 const napiExtra = dash >= 0 ? argv.slice(dash + 1) : []
 const cross = (dash >= 0 ? argv.slice(0, dash) : argv).includes('--cross')
 
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+// napi build warns that napi-derive is not used and so no JS binding or
+// .d.ts is generated: vmtap declares the N-API functions itself and writes
+// its own TypeScript, so that is expected and asks nothing of the user.
+const EXPECTED_WARNINGS = [/`napi-derive` crate is not used/]
+
+function run(cmd, args, { filterStderr = false } = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: ['inherit', 'inherit', filterStderr ? 'pipe' : 'inherit'] })
+  if (filterStderr) {
+    const kept = r.stderr
+      .toString()
+      .split('\n')
+      .filter((l) => !EXPECTED_WARNINGS.some((w) => w.test(l)))
+    process.stderr.write(kept.join('\n'))
+  }
   if (r.status !== 0) {
     console.error(`vmtap: ${path.basename(cmd)} ${args.join(' ')} failed`)
     process.exit(r.status ?? 1)
@@ -52,22 +64,26 @@ if (cross) {
   }
   crossArgs = ['--use-napi-cross', '--target-dir', 'target/napi-cross', ...(t >= 0 ? [] : ['--target', target])]
 }
-run(process.execPath, [
-  napi,
-  'build',
-  '--platform',
-  '--release',
-  '--manifest-path',
-  'crates/node/Cargo.toml',
-  '--package-json-path',
-  'package.json',
-  '--output-dir',
-  '.',
-  '--no-js',
-  ...crossArgs,
-  ...napiExtra,
-  ...(source.length ? ['--', ...source] : []),
-])
+run(
+  process.execPath,
+  [
+    napi,
+    'build',
+    '--platform',
+    '--release',
+    '--manifest-path',
+    'crates/node/Cargo.toml',
+    '--package-json-path',
+    'package.json',
+    '--output-dir',
+    '.',
+    '--no-js',
+    ...crossArgs,
+    ...napiExtra,
+    ...(source.length ? ['--', ...source] : []),
+  ],
+  { filterStderr: true },
+)
 if (!nativeOnly) run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'])
 
 // `require('vmtap')` / `import 'vmtap'` from inside the checkout: the package
