@@ -14,14 +14,14 @@ pub mod error;
 pub mod fault;
 pub mod fdpass;
 pub mod link;
-pub mod name;
+pub mod rules;
 pub mod sys;
 pub mod tap;
 
 pub use error::{Error, OsError, Result};
-pub use name::{parse_name, IfName};
+pub use rules::{parse_name, IfName, ALL_OFFLOADS, MAX_QUEUES, VNET_HDR_SIZES};
 pub use sys::{RealSys, Sys};
 pub use tap::{
     close_all, delete_tap, open_tap, probe_features, probe_offloads, tun_features, Features,
-    OpenOptions, Tap, Want, ALL_OFFLOADS, MAX_QUEUES, TUN_PATH, VHOST_NET_PATH, VNET_HDR_SIZES,
+    OpenOptions, Tap, Want, TUN_PATH, VHOST_NET_PATH,
 };

@@ -8,17 +8,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
-use crate::name::{parse_name, IfName};
+use crate::rules;
 use crate::sys::{IfReq, Ioctl, Sys};
 
 /// `IFF_UP` from `<linux/if.h>`.
 pub const IFF_UP: u16 = 0x1;
 /// `ARPHRD_ETHER`.
 const ARPHRD_ETHER: u16 = 1;
-/// The smallest MTU an Ethernet device takes (IPv4's minimum).
-pub const MIN_MTU: u32 = 68;
-/// The largest MTU `SIOCSIFMTU` can carry; a TAP device's own maximum is lower (65521).
-pub const MAX_MTU: u32 = 65535;
 
 fn socket(sys: &dyn Sys) -> Result<OwnedFd> {
     sys.control_socket()
@@ -114,36 +110,17 @@ pub fn mtu(sys: &dyn Sys, name: &str) -> Result<u32> {
     Ok(req.ivalue() as u32)
 }
 
-/// Check an MTU before any syscall: 68..=65535.
-pub fn check_mtu(mtu: u32) -> Result<()> {
-    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
-        return Err(Error::range(
-            "mtu",
-            format!("mtu must be {MIN_MTU} to {MAX_MTU}, got {mtu}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Check a bridge name before it goes into an ifreq (`IfReq::with_name`
-/// asserts on more than 15 bytes): an exact interface name.
-pub fn check_bridge_name(bridge: &str) -> Result<()> {
-    if !matches!(parse_name(bridge)?, IfName::Exact(_)) {
-        return Err(Error::invalid("bridge", "bridge must be an interface name"));
-    }
-    Ok(())
-}
-
-/// Set the MTU (SIOCSIFMTU). `mtu` must be 68..=65535; the device may
-/// allow less (a TAP device: 65521).
+/// Set the MTU (SIOCSIFMTU). `mtu` must pass [`rules::check_mtu`]; the
+/// device may allow less (a TAP device: [`rules::TAP_MAX_MTU`]).
 pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
-    check_mtu(mtu)?;
+    rules::check_mtu(mtu)?;
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(name);
     req.data.ivalue = mtu as libc::c_int;
     run(sys, &sock, &mut Ioctl::SetIfMtu(&mut req), name).map_err(|e| match e.errno() {
         Some(Errno::EINVAL) => e.with_hint(format!(
-            "{name} does not take MTU {mtu}: it is above the device's maximum (65521 for a TAP device)"
+            "{name} does not take MTU {mtu}: it is above the device's maximum ({} for a TAP device)",
+            rules::TAP_MAX_MTU
         )),
         _ => e,
     })
@@ -157,29 +134,9 @@ pub fn mac(sys: &dyn Sys, name: &str) -> Result<[u8; 6]> {
     Ok(hwaddr(&req))
 }
 
-/// Validate a MAC for use as an interface address: unicast, not all zeros.
-pub fn check_unicast(mac: &[u8; 6]) -> Result<()> {
-    if mac[0] & 1 != 0 {
-        return Err(Error::invalid(
-            "mac",
-            format!(
-                "{} is a multicast address; an interface needs a unicast one",
-                format_mac(mac)
-            ),
-        ));
-    }
-    if mac.iter().all(|&b| b == 0) {
-        return Err(Error::invalid(
-            "mac",
-            "the MAC address must not be all zeros",
-        ));
-    }
-    Ok(())
-}
-
 /// Set the MAC address (SIOCSIFHWADDR, ARPHRD_ETHER).
 pub fn set_mac(sys: &dyn Sys, name: &str, mac: &[u8; 6]) -> Result<()> {
-    check_unicast(mac)?;
+    rules::check_unicast(mac)?;
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(name);
     // SAFETY: writing plain data into the sockaddr member of the union.
@@ -241,7 +198,7 @@ pub fn lookup(sys: &dyn Sys, name: &str) -> Result<Option<i32>> {
 }
 
 fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
-    check_bridge_name(bridge)?;
+    rules::check_bridge_name(bridge)?;
     let index = ifindex(sys, port)?;
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(bridge);
@@ -307,33 +264,14 @@ mod tests {
         ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
-        assert!(check_unicast(&[1, 0, 0, 0, 0, 1]).is_err());
-        assert!(check_unicast(&[0; 6]).is_err());
-        assert!(check_unicast(&m).is_ok());
+        assert!(rules::check_unicast(&[1, 0, 0, 0, 0, 1]).is_err());
+        assert!(rules::check_unicast(&[0; 6]).is_err());
+        assert!(rules::check_unicast(&m).is_ok());
     }
 
     #[test]
     fn mtu_range_is_checked_before_any_syscall() {
-        struct NoSys;
-        impl Sys for NoSys {
-            fn open(
-                &self,
-                _: &std::ffi::CStr,
-                _: libc::c_int,
-            ) -> std::result::Result<OwnedFd, Errno> {
-                panic!("syscall")
-            }
-            fn control_socket(&self) -> std::result::Result<OwnedFd, Errno> {
-                panic!("syscall")
-            }
-            fn ioctl(
-                &self,
-                _: std::os::fd::BorrowedFd<'_>,
-                _: &mut Ioctl<'_>,
-            ) -> std::result::Result<(), Errno> {
-                panic!("syscall")
-            }
-        }
+        use crate::fault::NoSys;
         assert_eq!(
             set_mtu(&NoSys, "x", 67).unwrap_err().code(),
             "ERR_OUT_OF_RANGE"

@@ -15,12 +15,10 @@ use nix::errno::Errno;
 use crate::diagnose;
 use crate::error::{Error, Result};
 use crate::link;
-use crate::name::{parse_name, IfName};
+use crate::rules::{self, IfName};
 use crate::sys::consts::*;
 use crate::sys::{IfReq, Ioctl, Sys};
 
-/// The kernel's MAX_TAP_QUEUES.
-pub const MAX_QUEUES: u32 = 256;
 /// Where the TUN/TAP clone device lives.
 pub const TUN_PATH: &str = "/dev/net/tun";
 /// Where the vhost-net device lives.
@@ -296,7 +294,7 @@ fn next_unique_name(sys: &dyn Sys, template: &str) -> Result<String> {
             n
         };
         let name = template.replacen("%d", &n.to_string(), 1);
-        if name.len() >= crate::sys::IFNAMSIZ {
+        if name.len() > rules::MAX_NAME_BYTES {
             break;
         }
         if link::lookup(sys, &name)?.is_none() {
@@ -332,12 +330,7 @@ fn attach_first(
     let template = match name {
         IfName::Kernel => "tap%d",
         IfName::Template(t) => t.as_str(),
-        IfName::Exact(_) => {
-            return Err(Error::invalid(
-                "uniqueName",
-                "uniqueName needs a name template with %d (or no name)",
-            ))
-        }
+        IfName::Exact(_) => unreachable!("rules::check_open refuses uniqueName with an exact name"),
     };
     for _ in 0..UNIQUE_NAME_TRIES {
         let candidate = next_unique_name(sys, template)?;
@@ -352,14 +345,7 @@ fn attach_first(
 
 /// Open a TAP device as `opts` asks. See the module docs.
 pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
-    let name = parse_name(&opts.name)?;
-    if !(1..=MAX_QUEUES).contains(&opts.queues) {
-        return Err(Error::range(
-            "queues",
-            format!("queues must be 1 to {MAX_QUEUES}, got {}", opts.queues),
-        ));
-    }
-    check_config(opts)?;
+    let name = rules::check_open(opts)?;
     let queues = opts.queues as usize;
 
     // vhost first: a missing /dev/vhost-net fails before any device exists.
@@ -413,38 +399,6 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     Ok(tap)
 }
 
-/// Validate the configuration part of `opts` (before any syscall).
-fn check_config(opts: &OpenOptions) -> Result<()> {
-    if let Some(sz) = opts.vnet_hdr_size {
-        check_vnet_hdr_size(sz)?;
-    }
-    if let Some(bits) = opts.offloads {
-        check_offloads(bits)?;
-        if opts.vnet_hdr == Want::Off && bits != 0 {
-            return Err(Error::invalid(
-                "offloads",
-                "offloads need vnetHdr (virtio-net headers carry them)",
-            ));
-        }
-    }
-    if let Some(mtu) = opts.mtu {
-        link::check_mtu(mtu)?;
-    }
-    if let Some(mac) = &opts.mac {
-        link::check_unicast(mac)?;
-    }
-    if let Some(br) = &opts.bridge {
-        link::check_bridge_name(br)?;
-    }
-    if opts.owner == Some(u32::MAX) || opts.group == Some(u32::MAX) {
-        return Err(Error::range(
-            "owner",
-            "owner and group must be 0 to 4294967294",
-        ));
-    }
-    Ok(())
-}
-
 /// Apply the open-time configuration: persistence and ownership, then the
 /// virtio plumbing, then the link in libvirt's order (MTU before enslaving,
 /// then up).
@@ -489,40 +443,6 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, was_persistent: bool)
     Ok(())
 }
 
-/// The vnet header sizes virtio uses: 10 (legacy), 12 (mergeable rx
-/// buffers / virtio 1.0), 20 (with hash report).
-pub const VNET_HDR_SIZES: [i32; 3] = [10, 12, 20];
-
-fn check_vnet_hdr_size(sz: i32) -> Result<()> {
-    if !VNET_HDR_SIZES.contains(&sz) {
-        return Err(Error::invalid(
-            "vnetHdrSize",
-            format!("vnetHdrSize must be 10, 12 or 20, got {sz}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Every TUNSETOFFLOAD bit vmtap knows.
-pub const ALL_OFFLOADS: u32 =
-    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6;
-
-fn check_offloads(bits: u32) -> Result<()> {
-    if bits & !ALL_OFFLOADS != 0 {
-        return Err(Error::invalid(
-            "offloads",
-            format!("unknown offload bits {:#x}", bits & !ALL_OFFLOADS),
-        ));
-    }
-    if bits != 0 && bits & TUN_F_CSUM == 0 {
-        return Err(Error::invalid(
-            "offloads",
-            "every offload needs csum (the kernel ignores TSO/UFO/USO without it)",
-        ));
-    }
-    Ok(())
-}
-
 impl Tap {
     fn tun_ioctl(&self, sys: &dyn Sys, fd: BorrowedFd<'_>, mut op: Ioctl<'_>) -> Result<()> {
         let label = op.name();
@@ -546,11 +466,13 @@ impl Tap {
 
     /// TUNSETOWNER: `uid` may attach to the device without CAP_NET_ADMIN.
     pub fn set_owner(&self, sys: &dyn Sys, uid: u32) -> Result<()> {
+        rules::check_id("uid", uid)?;
         self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetOwner(uid))
     }
 
     /// TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN.
     pub fn set_group(&self, sys: &dyn Sys, gid: u32) -> Result<()> {
+        rules::check_id("gid", gid)?;
         self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetGroup(gid))
     }
 
@@ -564,7 +486,8 @@ impl Tap {
     /// TUNSETVNETHDRSZ: 10, 12 or 20. The size is per device and persists
     /// across users of a persistent device (QEMU resets it for that reason).
     pub fn set_vnet_hdr_size(&self, sys: &dyn Sys, size: i32) -> Result<()> {
-        check_vnet_hdr_size(size)?;
+        rules::check_vnet_hdr_size(size)?;
+        rules::check_device_vnet_hdr("vnetHdrSize", self.vnet_hdr(), &self.ifname)?;
         self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetVnetHdrSz(size))
     }
 
@@ -572,12 +495,9 @@ impl Tap {
     /// the set, retry without USO, then without UFO. Returns the bits that
     /// were applied. `0` turns every offload off.
     pub fn set_offloads(&self, sys: &dyn Sys, wanted: u32) -> Result<u32> {
-        check_offloads(wanted)?;
-        if wanted != 0 && !self.vnet_hdr() {
-            return Err(Error::invalid(
-                "offloads",
-                "offloads need a device opened with vnetHdr",
-            ));
+        rules::check_offloads(wanted)?;
+        if wanted != 0 {
+            rules::check_device_vnet_hdr("offloads", self.vnet_hdr(), &self.ifname)?;
         }
         let mut bits = wanted;
         loop {
@@ -600,21 +520,8 @@ impl Tap {
     /// IFF_DETACH_QUEUE), as QEMU does when the guest changes its number of
     /// queue pairs. Multi-queue devices only.
     pub fn set_queue_enabled(&self, sys: &dyn Sys, index: usize, enabled: bool) -> Result<()> {
-        if !self.multi_queue() {
-            return Err(Error::invalid(
-                "index",
-                "queues can be enabled/disabled on multi-queue devices only",
-            ));
-        }
-        let Some(fd) = self.tap_fds.get(index) else {
-            return Err(Error::range(
-                "index",
-                format!(
-                    "queue index must be 0 to {}, got {index}",
-                    self.tap_fds.len() - 1
-                ),
-            ));
-        };
+        rules::check_queue_index(index, self.tap_fds.len(), self.multi_queue())?;
+        let fd = &self.tap_fds[index];
         let flags = if enabled {
             IFF_ATTACH_QUEUE
         } else {
@@ -670,12 +577,7 @@ pub fn probe_offloads(sys: &dyn Sys, tun_path: &CStr) -> Result<u32> {
 /// A device still held by another process goes away when that one closes
 /// it (a held single-queue device cannot be attached: EBUSY).
 pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
-    let IfName::Exact(name) = parse_name(name)? else {
-        return Err(Error::invalid(
-            "name",
-            "delete needs an exact interface name",
-        ));
-    };
+    let name = rules::check_delete_name(name)?;
     // Fails with ENODEV ("there is no interface ...") rather than creating one.
     link::ifindex(sys, &name)?;
     let fd = open_tun(sys, tun_path)?;
@@ -784,6 +686,101 @@ pub fn close_all(taps: Vec<Tap>, max_threads: usize) -> Vec<Result<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::NoSys;
+
+    /// A Tap over /dev/null fds: only for checks that must not reach the kernel.
+    fn fake_tap(queues: usize, flags: u16) -> Tap {
+        let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        Tap {
+            ifname: "fake0".into(),
+            tap_fds: (0..queues).map(|_| fd()).collect(),
+            vhost_fds: Vec::new(),
+            flags,
+            features: 0,
+        }
+    }
+
+    fn refused(r: Result<impl std::fmt::Debug>) -> &'static str {
+        match r {
+            Err(Error::InvalidArgument { range: true, .. }) => "ERR_OUT_OF_RANGE",
+            Err(Error::InvalidArgument { .. }) => "ERR_INVALID_ARG_VALUE",
+            other => panic!("expected an argument error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn setters_refuse_before_any_syscall() {
+        const VAL: &str = "ERR_INVALID_ARG_VALUE";
+        const RANGE: &str = "ERR_OUT_OF_RANGE";
+        let vnet = fake_tap(2, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE);
+        let plain = fake_tap(1, IFF_TAP | IFF_NO_PI);
+        let ecn = TUN_F_CSUM | TUN_F_TSO_ECN;
+        assert_eq!(refused(vnet.set_offloads(&NoSys, ecn)), VAL, "ecn alone");
+        assert_eq!(
+            refused(vnet.set_offloads(&NoSys, TUN_F_CSUM | TUN_F_USO4)),
+            VAL,
+            "uso4 without uso6"
+        );
+        assert_eq!(refused(vnet.set_offloads(&NoSys, TUN_F_TSO4)), VAL);
+        assert_eq!(refused(vnet.set_offloads(&NoSys, 0x80)), RANGE);
+        assert_eq!(
+            refused(plain.set_offloads(&NoSys, TUN_F_CSUM)),
+            VAL,
+            "offloads without vnet_hdr"
+        );
+        assert_eq!(refused(vnet.set_vnet_hdr_size(&NoSys, 11)), RANGE);
+        assert_eq!(
+            refused(plain.set_vnet_hdr_size(&NoSys, 12)),
+            VAL,
+            "vnetHdrSize without vnet_hdr"
+        );
+        assert_eq!(refused(vnet.set_owner(&NoSys, u32::MAX)), RANGE);
+        assert_eq!(refused(vnet.set_group(&NoSys, u32::MAX)), RANGE);
+        assert_eq!(refused(vnet.set_queue_enabled(&NoSys, 2, true)), RANGE);
+        assert_eq!(refused(plain.set_queue_enabled(&NoSys, 0, true)), VAL);
+    }
+
+    #[test]
+    fn open_refuses_before_any_syscall() {
+        let refuse = |o: OpenOptions| refused(open_tap(&NoSys, &o));
+        assert_eq!(
+            refuse(OpenOptions {
+                vnet_hdr: Want::Off,
+                vnet_hdr_size: Some(12),
+                ..OpenOptions::default()
+            }),
+            "ERR_INVALID_ARG_VALUE"
+        );
+        assert_eq!(
+            refuse(OpenOptions {
+                offloads: Some(TUN_F_CSUM | TUN_F_TSO_ECN),
+                ..OpenOptions::default()
+            }),
+            "ERR_INVALID_ARG_VALUE"
+        );
+        assert_eq!(
+            refuse(OpenOptions {
+                name: "vm0".into(),
+                unique_name: true,
+                ..OpenOptions::default()
+            }),
+            "ERR_INVALID_ARG_VALUE"
+        );
+        assert_eq!(
+            refuse(OpenOptions {
+                queues: 257,
+                ..OpenOptions::default()
+            }),
+            "ERR_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            refuse(OpenOptions {
+                mtu: Some(70000),
+                ..OpenOptions::default()
+            }),
+            "ERR_OUT_OF_RANGE"
+        );
+    }
 
     const ALL: u32 =
         (IFF_TUN | IFF_TAP | IFF_NO_PI | IFF_ONE_QUEUE | IFF_VNET_HDR | IFF_MULTI_QUEUE) as u32;
