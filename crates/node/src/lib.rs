@@ -32,7 +32,7 @@ use napi::{
     napi_env, napi_type_tag, napi_value, AsyncTask, Env, JsError, JsResult, Prop, Value, ValueType,
 };
 use vmtap_core::sys::consts;
-use vmtap_core::{fdpass, link, Error, OpenOptions, RealSys, Tap, Want};
+use vmtap_core::{fdpass, link, Error, OpenOptions, RealSys, Tap, Tristate};
 
 /// The native side of a `TapDevice`: the core's `Tap`, taken out on close.
 struct Handle {
@@ -90,11 +90,11 @@ fn arg(args: &[Value], i: usize, env: Env) -> JsResult<Value> {
     }
 }
 
-fn want(env: Env, v: Value, what: &str) -> JsResult<Want> {
+fn want(env: Env, v: Value, what: &str) -> JsResult<Tristate> {
     Ok(match env.int_in(v, 0, 2, what)? {
-        0 => Want::Off,
-        1 => Want::Auto,
-        _ => Want::On,
+        0 => Tristate::Off,
+        1 => Tristate::Auto,
+        _ => Tristate::On,
     })
 }
 
@@ -316,7 +316,7 @@ fn set_group(env: Env, args: &[Value]) -> JsResult<Value> {
 }
 
 fn get_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
-    let n = with_tap(env, args, |t| t.vnet_hdr_size(&RealSys))?;
+    let n = with_tap(env, args, |t| t.get_vnet_hdr_size(&RealSys))?;
     env.int32(n)
 }
 
@@ -345,14 +345,11 @@ fn set_queue_enabled(env: Env, args: &[Value]) -> JsResult<Value> {
 
 fn set_link_up(env: Env, args: &[Value]) -> JsResult<Value> {
     let up = env.bool_of(arg(args, 1, env)?, "up")?;
-    undefined_after(
-        env,
-        with_tap(env, args, |t| link::set_up(&RealSys, t.ifname(), up)),
-    )
+    undefined_after(env, with_tap(env, args, |t| t.set_link_up(&RealSys, up)))
 }
 
 fn link_info(env: Env, args: &[Value]) -> JsResult<Value> {
-    let info = with_tap(env, args, |t| link::info(&RealSys, t.ifname()))?;
+    let info = with_tap(env, args, |t| t.get_link_info(&RealSys))?;
     let o = env.object()?;
     env.set(o, c"up", env.boolean(info.flags & link::IFF_UP != 0)?)?;
     env.set(o, c"mtu", env.uint32(info.mtu)?)?;
@@ -363,18 +360,12 @@ fn link_info(env: Env, args: &[Value]) -> JsResult<Value> {
 
 fn set_mtu(env: Env, args: &[Value]) -> JsResult<Value> {
     let mtu = env.int_in(arg(args, 1, env)?, 68, 65535, "mtu")? as u32;
-    undefined_after(
-        env,
-        with_tap(env, args, |t| link::set_mtu(&RealSys, t.ifname(), mtu)),
-    )
+    undefined_after(env, with_tap(env, args, |t| t.set_mtu(&RealSys, mtu)))
 }
 
 fn set_mac(env: Env, args: &[Value]) -> JsResult<Value> {
     let mac = mac_of(env, arg(args, 1, env)?, "mac")?;
-    undefined_after(
-        env,
-        with_tap(env, args, |t| link::set_mac(&RealSys, t.ifname(), &mac)),
-    )
+    undefined_after(env, with_tap(env, args, |t| t.set_mac(&RealSys, &mac)))
 }
 
 fn bridge(env: Env, args: &[Value], add: bool) -> JsResult<Value> {
@@ -383,9 +374,9 @@ fn bridge(env: Env, args: &[Value], add: bool) -> JsResult<Value> {
         env,
         with_tap(env, args, |t| {
             if add {
-                link::bridge_add(&RealSys, &br, t.ifname())
+                t.attach_to_bridge(&RealSys, &br)
             } else {
-                link::bridge_del(&RealSys, &br, t.ifname())
+                t.detach_from_bridge(&RealSys, &br)
             }
         }),
     )
@@ -431,7 +422,7 @@ fn get_tun_features(env: Env, args: &[Value]) -> JsResult<Value> {
     // SAFETY: the fd is only used for one ioctl during this call; if it is
     // not open the ioctl fails with EBADF and we return null.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    match vmtap_core::tun_features(&RealSys, borrowed) {
+    match vmtap_core::get_tun_features(&RealSys, borrowed) {
         Some(v) => env.uint32(v),
         None => env.null(),
     }

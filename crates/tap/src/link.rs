@@ -58,7 +58,7 @@ pub struct LinkInfo {
 
 /// Flags, MTU, MAC and ifindex of `name` (SIOCGIFFLAGS, SIOCGIFMTU,
 /// SIOCGIFHWADDR, SIOCGIFINDEX on one socket).
-pub fn info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
+pub fn get_link_info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
     let sock = socket(sys)?;
     let mut f = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut f), name)?;
@@ -89,7 +89,7 @@ fn hwaddr(req: &IfReq) -> [u8; 6] {
 }
 
 /// Bring the link up or down (SIOCGIFFLAGS, then SIOCSIFFLAGS).
-pub fn set_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
+pub fn set_link_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
     let sock = socket(sys)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
@@ -227,12 +227,12 @@ fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
 }
 
 /// Make `port` a port of the Linux bridge `bridge` (SIOCBRADDIF by ifindex).
-pub fn bridge_add(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
+pub fn attach_to_bridge(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
     bridge_op(sys, bridge, port, true)
 }
 
 /// Remove `port` from `bridge` (SIOCBRDELIF).
-pub fn bridge_del(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
+pub fn detach_from_bridge(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
     bridge_op(sys, bridge, port, false)
 }
 

@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::open::{OpenOptions, Tristate};
 use crate::sys::consts::*;
 use crate::sys::IFNAMSIZ;
-use crate::tap::{OpenOptions, Want};
 
 /// The kernel's MAX_TAP_QUEUES.
 pub const MAX_QUEUES: u32 = 256;
@@ -305,7 +305,7 @@ pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
     check_unique_name(opts.unique_name, &name)?;
     if let Some(size) = opts.vnet_hdr_size {
         check_vnet_hdr_size(size)?;
-        if opts.vnet_hdr == Want::Off {
+        if opts.vnet_hdr == Tristate::Off {
             return Err(Error::invalid(
                 "vnetHdrSize",
                 "vnetHdrSize needs vnetHdr (virtio-net headers carry it)",
@@ -314,7 +314,7 @@ pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
     }
     if let Some(bits) = opts.offloads {
         check_offloads(bits)?;
-        if opts.vnet_hdr == Want::Off && bits != 0 {
+        if opts.vnet_hdr == Tristate::Off && bits != 0 {
             return Err(Error::invalid(
                 "offloads",
                 "offloads need vnetHdr (virtio-net headers carry them)",
@@ -536,7 +536,7 @@ mod tests {
         assert_eq!(e(base()), "ok");
         assert_eq!(
             e(OpenOptions {
-                vnet_hdr: Want::Off,
+                vnet_hdr: Tristate::Off,
                 vnet_hdr_size: Some(12),
                 ..base()
             }),
@@ -545,7 +545,7 @@ mod tests {
         );
         assert_eq!(
             e(OpenOptions {
-                vnet_hdr: Want::Off,
+                vnet_hdr: Tristate::Off,
                 offloads: Some(TUN_F_CSUM),
                 ..base()
             }),
@@ -554,7 +554,7 @@ mod tests {
         );
         assert_eq!(
             e(OpenOptions {
-                vnet_hdr: Want::Off,
+                vnet_hdr: Tristate::Off,
                 offloads: Some(0),
                 ..base()
             }),
