@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use nix::errno::Errno;
 
+use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
 use crate::link::{self, LinkInfo};
 use crate::rules;
@@ -96,42 +97,33 @@ impl Tap {
         }
     }
 
-    fn tun_ioctl(&self, sys: &dyn Sys, fd: BorrowedFd<'_>, mut op: Ioctl<'_>) -> Result<()> {
-        let label = op.name();
-        sys.ioctl(fd, &mut op).map_err(|e| {
-            let err = Error::os(e, label).with_ifname(self.ifname.clone());
-            match e {
-                Errno::EPERM => err.with_hint("this needs CAP_NET_ADMIN"),
-                Errno::EBADFD => {
-                    err.with_hint("the fd is not attached to the device (a detached queue?)")
-                }
-                _ => err,
-            }
-        })
+    /// One TUN ioctl on the control fd.
+    fn tun_ioctl(&self, sys: &dyn Sys, mut op: Ioctl<'_>) -> Result<()> {
+        diagnose::ioctl(sys, self.control_fd(), &mut op, &self.ifname)
     }
 
     /// TUNSETPERSIST: a persistent device outlives its fds (delete it with
     /// `set_persist(false)` and closing, or [`crate::delete_tap`]).
     pub fn set_persist(&self, sys: &dyn Sys, on: bool) -> Result<()> {
-        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetPersist(on))
+        self.tun_ioctl(sys, Ioctl::TunSetPersist(on))
     }
 
     /// TUNSETOWNER: `uid` may attach to the device without CAP_NET_ADMIN.
     pub fn set_owner(&self, sys: &dyn Sys, uid: u32) -> Result<()> {
         rules::check_id("uid", uid)?;
-        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetOwner(uid))
+        self.tun_ioctl(sys, Ioctl::TunSetOwner(uid))
     }
 
     /// TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN.
     pub fn set_group(&self, sys: &dyn Sys, gid: u32) -> Result<()> {
         rules::check_id("gid", gid)?;
-        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetGroup(gid))
+        self.tun_ioctl(sys, Ioctl::TunSetGroup(gid))
     }
 
     /// TUNGETVNETHDRSZ.
     pub fn get_vnet_hdr_size(&self, sys: &dyn Sys) -> Result<i32> {
         let mut v = 0;
-        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunGetVnetHdrSz(&mut v))?;
+        self.tun_ioctl(sys, Ioctl::TunGetVnetHdrSz(&mut v))?;
         Ok(v)
     }
 
@@ -141,7 +133,7 @@ impl Tap {
     pub fn set_vnet_hdr_size(&self, sys: &dyn Sys, size: i32) -> Result<()> {
         rules::check_vnet_hdr_size(size)?;
         rules::check_device_vnet_hdr("vnetHdrSize", self.vnet_hdr(), &self.ifname)?;
-        self.tun_ioctl(sys, self.control_fd(), Ioctl::TunSetVnetHdrSz(size))
+        self.tun_ioctl(sys, Ioctl::TunSetVnetHdrSz(size))
     }
 
     /// TUNSETOFFLOAD with QEMU's probe-and-fallback: if the kernel refuses
@@ -161,9 +153,8 @@ impl Tap {
                 }
                 Err(Errno::EINVAL) if bits & TUN_F_UFO != 0 => bits &= !TUN_F_UFO,
                 Err(e) => {
-                    return Err(Error::os(e, "ioctl(TUNSETOFFLOAD)")
-                        .with_ifname(self.ifname.clone())
-                        .with_hint(format!("the kernel refused offloads {bits:#x}")))
+                    return Err(ioctl_error(e, "ioctl(TUNSETOFFLOAD)", Some(&self.ifname))
+                        .or_hint(format!("the kernel refused offloads {bits:#x}")))
                 }
             }
         }
@@ -183,7 +174,7 @@ impl Tap {
         let mut req = IfReq::with_name_flags("", flags);
         sys.ioctl(fd.as_fd(), &mut Ioctl::TunSetQueue(&mut req))
             .map_err(|e| {
-                let err = Error::os(e, "ioctl(TUNSETQUEUE)").with_ifname(self.ifname.clone());
+                let err = ioctl_error(e, "ioctl(TUNSETQUEUE)", Some(&self.ifname));
                 match e {
                     Errno::EINVAL => err.with_hint(format!(
                         "queue {index} is already {}",

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 
 use crate::diagnose;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::link;
 use crate::rules;
 use crate::sys::consts::*;
@@ -47,8 +47,7 @@ pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
     if let Some(e) = last {
         return Err(e);
     }
-    sys.ioctl(fd.as_fd(), &mut Ioctl::TunSetPersist(false))
-        .map_err(|e| Error::os(e, "ioctl(TUNSETPERSIST)").with_ifname(name.clone()))?;
+    diagnose::ioctl(sys, fd.as_fd(), &mut Ioctl::TunSetPersist(false), &name)?;
     drop(fd);
     Ok(())
 }

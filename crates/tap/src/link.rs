@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 
+use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
 use crate::rules;
 use crate::sys::{IfReq, Ioctl, Sys};
@@ -16,32 +17,22 @@ pub const IFF_UP: u16 = 0x1;
 /// `ARPHRD_ETHER`.
 const ARPHRD_ETHER: u16 = 1;
 
-fn socket(sys: &dyn Sys) -> Result<OwnedFd> {
-    sys.control_socket()
-        .map_err(|e| Error::os(e, "socket").with_hint("could not create a control socket"))
+/// A control socket for the SIOC* ioctls on the interface `name`.
+fn socket(sys: &dyn Sys, name: &str) -> Result<OwnedFd> {
+    sys.control_socket().map_err(|e| {
+        Error::os(e, "socket")
+            .with_ifname(name)
+            .with_hint("could not create a control socket")
+    })
 }
 
 fn run(sys: &dyn Sys, sock: &OwnedFd, op: &mut Ioctl<'_>, name: &str) -> Result<()> {
-    let label = op.name();
-    sys.ioctl(sock.as_fd(), op)
-        .map_err(|e| link_error(e, label, name))
-}
-
-fn link_error(errno: Errno, syscall: &'static str, name: &str) -> Error {
-    let err = Error::os(errno, syscall).with_ifname(name);
-    let hint = match errno {
-        Errno::ENODEV => format!("there is no interface {name} in this network namespace"),
-        Errno::EPERM | Errno::EACCES => {
-            "changing an interface needs CAP_NET_ADMIN in its network namespace".to_owned()
-        }
-        _ => return err,
-    };
-    err.with_hint(hint)
+    diagnose::ioctl(sys, sock.as_fd(), op, name)
 }
 
 /// The interface's flags (`IFF_UP`, ...).
 pub fn flags(sys: &dyn Sys, name: &str) -> Result<u16> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
     Ok(req.flags())
@@ -59,7 +50,7 @@ pub struct LinkInfo {
 /// Flags, MTU, MAC and ifindex of `name` (SIOCGIFFLAGS, SIOCGIFMTU,
 /// SIOCGIFHWADDR, SIOCGIFINDEX on one socket).
 pub fn get_link_info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut f = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut f), name)?;
     let mut m = IfReq::with_name(name);
@@ -90,7 +81,7 @@ fn hwaddr(req: &IfReq) -> [u8; 6] {
 
 /// Bring the link up or down (SIOCGIFFLAGS, then SIOCSIFFLAGS).
 pub fn set_link_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
     let old = req.flags();
@@ -104,7 +95,7 @@ pub fn set_link_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
 
 /// The MTU (SIOCGIFMTU).
 pub fn mtu(sys: &dyn Sys, name: &str) -> Result<u32> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfMtu(&mut req), name)?;
     Ok(req.ivalue() as u32)
@@ -114,7 +105,7 @@ pub fn mtu(sys: &dyn Sys, name: &str) -> Result<u32> {
 /// device may allow less (a TAP device: [`rules::TAP_MAX_MTU`]).
 pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
     rules::check_mtu(mtu)?;
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     req.data.ivalue = mtu as libc::c_int;
     run(sys, &sock, &mut Ioctl::SetIfMtu(&mut req), name).map_err(|e| match e.errno() {
@@ -128,7 +119,7 @@ pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
 
 /// The MAC address (SIOCGIFHWADDR).
 pub fn mac(sys: &dyn Sys, name: &str) -> Result<[u8; 6]> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfHwAddr(&mut req), name)?;
     Ok(hwaddr(&req))
@@ -137,7 +128,7 @@ pub fn mac(sys: &dyn Sys, name: &str) -> Result<[u8; 6]> {
 /// Set the MAC address (SIOCSIFHWADDR, ARPHRD_ETHER).
 pub fn set_mac(sys: &dyn Sys, name: &str, mac: &[u8; 6]) -> Result<()> {
     rules::check_unicast(mac)?;
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     // SAFETY: writing plain data into the sockaddr member of the union.
     unsafe {
@@ -182,7 +173,7 @@ pub fn host_mac_for(guest: &[u8; 6]) -> [u8; 6] {
 
 /// The ifindex of `name` (SIOCGIFINDEX).
 pub fn ifindex(sys: &dyn Sys, name: &str) -> Result<i32> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfIndex(&mut req), name)?;
     Ok(req.ivalue())
@@ -200,7 +191,7 @@ pub fn lookup(sys: &dyn Sys, name: &str) -> Result<Option<i32>> {
 fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
     rules::check_bridge_name(bridge)?;
     let index = ifindex(sys, port)?;
-    let sock = socket(sys)?;
+    let sock = socket(sys, port)?;
     let mut req = IfReq::with_name(bridge);
     req.data.ivalue = index;
     let mut op = if add {
@@ -210,7 +201,7 @@ fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
     };
     let label = op.name();
     sys.ioctl(sock.as_fd(), &mut op).map_err(|errno| {
-        let err = Error::os(errno, label).with_ifname(port);
+        let err = ioctl_error(errno, label, Some(port));
         let hint = match (errno, add) {
             (Errno::ENODEV, _) => format!("there is no bridge {bridge} in this network namespace"),
             (Errno::EOPNOTSUPP, _) => format!("{bridge} is not a bridge"),

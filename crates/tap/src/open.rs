@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use nix::errno::Errno;
 
 use crate::device::Tap;
-use crate::diagnose;
+use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
 use crate::link;
 use crate::rules::{self, IfName};
@@ -157,33 +157,52 @@ fn precheck_existing(sys: &dyn Sys, name: &str, flags: u16) -> Result<()> {
 
 static NAME_COUNTERS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
 
-/// The next name from `template` (`vnet%d`) that does not exist now, from a
-/// process-wide counter that never goes back (libvirt's `vnet%d` scheme).
-fn next_unique_name(sys: &dyn Sys, template: &str) -> Result<String> {
-    for _ in 0..UNIQUE_NAME_TRIES {
-        let n = {
-            let mut counters = NAME_COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
-            let c = counters.entry(template.to_owned()).or_insert(0);
-            let n = *c;
-            *c = c.wrapping_add(1);
-            n
-        };
-        let name = template.replacen("%d", &n.to_string(), 1);
-        if name.len() > rules::MAX_NAME_BYTES {
-            break;
-        }
-        if link::lookup(sys, &name)?.is_none() {
-            return Ok(name);
-        }
-    }
-    Err(Error::os(Errno::ENFILE, "ioctl(SIOCGIFINDEX)")
-        .with_ifname(template)
-        .with_hint(format!(
-            "no free name left for the template {template} within 15 bytes"
-        )))
+/// How many candidates one `unique_name` open tries.
+const UNIQUE_NAME_TRIES: usize = 4096;
+
+/// The next candidate from `template` (`vnet%d`), from a process-wide
+/// counter per template that never goes back (libvirt's `vnet%d` scheme).
+fn next_candidate(template: &str) -> String {
+    let n = {
+        let mut counters = NAME_COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
+        let c = counters.entry(template.to_owned()).or_insert(0);
+        let n = *c;
+        *c = c.wrapping_add(1);
+        n
+    };
+    template.replacen("%d", &n.to_string(), 1)
 }
 
-const UNIQUE_NAME_TRIES: usize = 4096;
+/// Attach `fd` under vmtap's next free name from `template`, created
+/// exclusively. One bounded loop over candidates: a name that exists, or
+/// that someone creates between the check and TUNSETIFF (EBUSY), moves on
+/// to the next.
+fn attach_unique(sys: &dyn Sys, fd: BorrowedFd<'_>, template: &str, flags: u16) -> Result<String> {
+    let no_free_name = |why: String| {
+        Error::os(Errno::ENFILE, "ioctl(TUNSETIFF)")
+            .with_ifname(template)
+            .with_hint(format!(
+                "no free name left for the template {template} {why}"
+            ))
+    };
+    for _ in 0..UNIQUE_NAME_TRIES {
+        let name = next_candidate(template);
+        if name.len() > rules::MAX_NAME_BYTES {
+            return Err(no_free_name(format!(
+                "within {} bytes",
+                rules::MAX_NAME_BYTES
+            )));
+        }
+        if link::lookup(sys, &name)?.is_some() {
+            continue;
+        }
+        match tun::set_iff(sys, fd, &name, flags | IFF_TUN_EXCL) {
+            Err(e) if e.errno() == Some(Errno::EBUSY) => continue,
+            other => return other,
+        }
+    }
+    Err(no_free_name(format!("after {UNIQUE_NAME_TRIES} tries")))
+}
 
 /// Attach the first queue: TUNSETIFF with the requested name (or, with
 /// `unique_name`, vmtap's own next free name, created exclusively).
@@ -207,15 +226,7 @@ fn attach_first(
         IfName::Template(t) => t.as_str(),
         IfName::Exact(_) => unreachable!("rules::check_open refuses uniqueName with an exact name"),
     };
-    for _ in 0..UNIQUE_NAME_TRIES {
-        let candidate = next_unique_name(sys, template)?;
-        match tun::set_iff(sys, fd, &candidate, flags | IFF_TUN_EXCL) {
-            // Someone created it between the check and TUNSETIFF: next one.
-            Err(e) if e.errno() == Some(Errno::EBUSY) => continue,
-            other => return other,
-        }
-    }
-    Err(Error::os(Errno::EBUSY, "ioctl(TUNSETIFF)").with_ifname(template))
+    attach_unique(sys, fd, template, flags)
 }
 
 /// Open a TAP device as `opts` asks. See the module docs.
@@ -232,12 +243,14 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     };
 
     let first = tun::open_tun(sys, &opts.tun_path)?;
+    let tun_path = || tun::path_str(&opts.tun_path);
     let features = tun::get_features(sys, first.as_fd()).map_err(|e| {
-        Error::os(e, "ioctl(TUNGETFEATURES)")
-            .with_path(tun::path_str(&opts.tun_path))
+        ioctl_error(e, "ioctl(TUNGETFEATURES)", None)
+            .with_path(tun_path())
             .with_hint("the TUN driver did not report its features; is this really /dev/net/tun?")
     })?;
-    let mut flags = compute_flags(features, opts.queues, opts.vnet_hdr)?;
+    let mut flags =
+        compute_flags(features, opts.queues, opts.vnet_hdr).map_err(|e| e.with_path(tun_path()))?;
     if opts.exclusive {
         flags |= IFF_TUN_EXCL;
     }
@@ -254,7 +267,7 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     }
 
     let (_, actual) = tun::get_iff(sys, tap_fds[0].as_fd())
-        .map_err(|e| Error::os(e, "ioctl(TUNGETIFF)").with_ifname(ifname.clone()))?;
+        .map_err(|e| ioctl_error(e, "ioctl(TUNGETIFF)", Some(&ifname)))?;
 
     let tap = Tap {
         ifname,
@@ -360,6 +373,66 @@ mod tests {
                 let f = compute_flags(ALL, q, w).unwrap();
                 assert_eq!(f & (IFF_ONE_QUEUE | IFF_TUN), 0);
             }
+        }
+    }
+
+    /// A host where every candidate name exists (`exists`) or where every
+    /// exclusive create finds the name taken (EBUSY); counts ioctls.
+    struct Crowded {
+        exists: bool,
+        ioctls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Sys for Crowded {
+        fn open(&self, _: &std::ffi::CStr, _: libc::c_int) -> std::result::Result<OwnedFd, Errno> {
+            Ok(std::fs::File::open("/dev/null").unwrap().into())
+        }
+
+        fn control_socket(&self) -> std::result::Result<OwnedFd, Errno> {
+            Ok(std::fs::File::open("/dev/null").unwrap().into())
+        }
+
+        fn ioctl(
+            &self,
+            _: BorrowedFd<'_>,
+            op: &mut crate::sys::Ioctl<'_>,
+        ) -> std::result::Result<(), Errno> {
+            use crate::sys::Ioctl;
+            self.ioctls
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match op {
+                Ioctl::TunGetFeatures(v) => {
+                    **v = ALL;
+                    Ok(())
+                }
+                Ioctl::GetIfIndex(_) if self.exists => Ok(()),
+                Ioctl::GetIfIndex(_) => Err(Errno::ENODEV),
+                Ioctl::TunSetIff(_) => Err(Errno::EBUSY),
+                other => panic!("unexpected {}", other.name()),
+            }
+        }
+    }
+
+    #[test]
+    fn unique_names_are_one_bounded_loop() {
+        let tries = UNIQUE_NAME_TRIES;
+        for (exists, template, per_try) in [(true, "uqa%d", 1), (false, "uqb%d", 3)] {
+            let sys = Crowded {
+                exists,
+                ioctls: Default::default(),
+            };
+            let opts = OpenOptions {
+                name: template.into(),
+                unique_name: true,
+                ..OpenOptions::default()
+            };
+            let e = open_tap(&sys, &opts).unwrap_err();
+            assert_eq!(e.code(), "ENFILE", "{e}");
+            assert!(e.to_string().contains("no free name left"), "{e}");
+            // TUNGETFEATURES, then per candidate: the existence check, or the
+            // check, the exclusive TUNSETIFF and the look-up explaining its EBUSY.
+            let n = sys.ioctls.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(n, 1 + per_try * tries, "exists={exists}");
         }
     }
 

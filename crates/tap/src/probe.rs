@@ -6,7 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::errno::Errno;
 
-use crate::error::{Error, Result};
+use crate::diagnose::ioctl_error;
+use crate::error::Result;
 use crate::open::{open_tap, OpenOptions, Tristate};
 use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
@@ -66,9 +67,7 @@ pub fn probe_offloads(sys: &dyn Sys, tun_path: &CStr) -> Result<u32> {
         match sys.ioctl(tap.control_fd(), &mut Ioctl::TunSetOffload(bits)) {
             Ok(()) => accepted |= bits,
             Err(Errno::EINVAL) => {}
-            Err(e) => {
-                return Err(Error::os(e, "ioctl(TUNSETOFFLOAD)").with_ifname(tap.ifname.clone()))
-            }
+            Err(e) => return Err(ioctl_error(e, "ioctl(TUNSETOFFLOAD)", Some(tap.ifname()))),
         }
     }
     Ok(accepted)
