@@ -64,6 +64,7 @@ fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
             Error::os(e, "getsockopt(SO_TYPE)").with_hint(format!("fd {fd} is not a socket"))
         );
     }
+    // SAFETY: sockaddr_storage is plain data; all zeros is a valid value.
     let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
     let mut alen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: getsockname with a properly sized buffer.
@@ -251,7 +252,9 @@ pub fn recv_fds(
         unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) }
     })?;
     let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel wrote.
+    // SAFETY: the CMSG_* walk stays within msg_control/msg_controllen that
+    // recvmsg filled; each SCM_RIGHTS fd is a new descriptor the kernel
+    // installed for this process, owned by nothing else, so it is taken once.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
