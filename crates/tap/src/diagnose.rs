@@ -7,12 +7,53 @@
 //! `tun_flags`, `owner` and `group`. Only reads; nothing is changed.
 
 use std::fs;
+use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::sys::consts::*;
-use crate::sys::Sys;
+use crate::sys::{Ioctl, Sys};
+
+/// A failed ioctl as an error: the errno, the ioctl's label
+/// (`ioctl(TUNSETOWNER)`), the interface when known, and the hint every
+/// ioctl shares (CAP_NET_ADMIN for EPERM, a missing interface for ENODEV, a
+/// detached queue for EBADFD). Callers add what is specific to their ioctl.
+pub(crate) fn ioctl_error(errno: Errno, syscall: &'static str, ifname: Option<&str>) -> Error {
+    let mut err = Error::os(errno, syscall);
+    if let Some(name) = ifname {
+        err = err.with_ifname(name);
+    }
+    // The SIOC* requests act on a link through a control socket; the TUN
+    // requests on the device behind a /dev/net/tun fd.
+    let link_op = syscall.starts_with("ioctl(SIOC");
+    let hint = match errno {
+        Errno::EPERM | Errno::EACCES if link_op => {
+            "changing an interface needs CAP_NET_ADMIN in its network namespace".to_owned()
+        }
+        Errno::EPERM => "this needs CAP_NET_ADMIN".to_owned(),
+        Errno::ENODEV if link_op => match ifname {
+            Some(name) => format!("there is no interface {name} in this network namespace"),
+            None => return err,
+        },
+        Errno::EBADFD => "the fd is not attached to the device (a detached queue?)".to_owned(),
+        _ => return err,
+    };
+    err.with_hint(hint)
+}
+
+/// One ioctl on `fd` for the interface `ifname`; a failure becomes
+/// [`ioctl_error`].
+pub(crate) fn ioctl(
+    sys: &dyn Sys,
+    fd: BorrowedFd<'_>,
+    op: &mut Ioctl<'_>,
+    ifname: &str,
+) -> Result<()> {
+    let label = op.name();
+    sys.ioctl(fd, op)
+        .map_err(|e| ioctl_error(e, label, Some(ifname)))
+}
 
 /// What we could learn about an existing interface.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -109,12 +150,8 @@ pub(crate) fn open_vhost(err: Error, errno: Errno) -> Error {
 
 /// Explain a failed TUNSETIFF for `name` with `flags`.
 pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Error {
-    let err = Error::os(errno, "ioctl(TUNSETIFF)");
-    let err = if name.is_empty() || name.contains('%') {
-        err.with_ifname(if name.is_empty() { "tap%d" } else { name })
-    } else {
-        err.with_ifname(name)
-    };
+    let shown = if name.is_empty() { "tap%d" } else { name };
+    let err = ioctl_error(errno, "ioctl(TUNSETIFF)", Some(shown));
     let info = inspect(sys, name);
     let want_mq = flags & IFF_MULTI_QUEUE != 0;
     let hint = match (errno, &info) {

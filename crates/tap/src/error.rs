@@ -90,6 +90,14 @@ impl Error {
         self
     }
 
+    /// Set the hint unless a more specific one is already there.
+    pub fn or_hint(self, hint: impl Into<String>) -> Self {
+        match &self {
+            Error::Os(e) if e.hint.is_none() => self.with_hint(hint),
+            _ => self,
+        }
+    }
+
     /// The errno, for kernel errors.
     pub fn errno(&self) -> Option<Errno> {
         match self {

@@ -1,6 +1,7 @@
 //! Fault injection for tests: [`FaultSys`] wraps a [`Sys`], records every
 //! call and fails the k-th one with a chosen errno (the way Ganeti's tests
-//! inject `_ioctl` and `_features_fn`). Not used by the library itself.
+//! inject `_ioctl` and `_features_fn`); [`NoSys`] panics on any call, to
+//! show that a check runs before any syscall. Not used by the library itself.
 
 use std::ffi::CStr;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -70,5 +71,24 @@ impl<S: Sys> Sys for FaultSys<S> {
     fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
         self.enter(Call::Ioctl(op.name()))?;
         self.inner.ioctl(fd, op)
+    }
+}
+
+/// A [`Sys`] that panics on any call: what is refused with it was refused
+/// before any syscall.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSys;
+
+impl Sys for NoSys {
+    fn open(&self, path: &CStr, _: c_int) -> Result<OwnedFd, Errno> {
+        panic!("unexpected syscall: open({path:?})")
+    }
+
+    fn control_socket(&self) -> Result<OwnedFd, Errno> {
+        panic!("unexpected syscall: socket")
+    }
+
+    fn ioctl(&self, _: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
+        panic!("unexpected syscall: {}", op.name())
     }
 }

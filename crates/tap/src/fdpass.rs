@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
-
-/// The kernel's SCM_MAX_FD: at most this many fds in one message.
-pub const SCM_MAX_FD: usize = 253;
+use crate::rules;
+pub use crate::rules::SCM_MAX_FD;
 
 /// A connected Unix stream socket: vmtap's own duplicate of a caller's fd.
 #[derive(Debug)]
@@ -65,6 +64,7 @@ fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
             Error::os(e, "getsockopt(SO_TYPE)").with_hint(format!("fd {fd} is not a socket"))
         );
     }
+    // SAFETY: sockaddr_storage is plain data; all zeros is a valid value.
     let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
     let mut alen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: getsockname with a properly sized buffer.
@@ -151,21 +151,7 @@ pub fn send_fds(
     fds: &[RawFd],
     timeout: Option<Duration>,
 ) -> Result<usize> {
-    if data.is_empty() {
-        return Err(Error::invalid(
-            "data",
-            "data must not be empty: fds travel with at least one byte",
-        ));
-    }
-    if fds.len() > SCM_MAX_FD {
-        return Err(Error::range(
-            "fds",
-            format!(
-                "at most {SCM_MAX_FD} fds per message (SCM_MAX_FD), got {}",
-                fds.len()
-            ),
-        ));
-    }
+    rules::check_send(data.len(), fds)?;
     let deadline = timeout.map(|t| Instant::now() + t);
     let fd = sock.0.as_raw_fd();
     let mut sent = 0usize;
@@ -242,15 +228,7 @@ pub fn recv_fds(
     max_fds: usize,
     timeout: Option<Duration>,
 ) -> Result<Received> {
-    if max_bytes == 0 {
-        return Err(Error::range("maxBytes", "maxBytes must be at least 1"));
-    }
-    if max_fds > SCM_MAX_FD {
-        return Err(Error::range(
-            "maxFds",
-            format!("maxFds must be 0 to {SCM_MAX_FD}"),
-        ));
-    }
+    rules::check_recv(max_bytes, max_fds)?;
     let deadline = timeout.map(|t| Instant::now() + t);
     let fd = sock.0.as_raw_fd();
     let mut data = vec![0u8; max_bytes];
@@ -274,7 +252,9 @@ pub fn recv_fds(
         unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) }
     })?;
     let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel wrote.
+    // SAFETY: the CMSG_* walk stays within msg_control/msg_controllen that
+    // recvmsg filled; each SCM_RIGHTS fd is a new descriptor the kernel
+    // installed for this process, owned by nothing else, so it is taken once.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {

@@ -9,19 +9,24 @@
 //! Every syscall goes through [`sys::Sys`], so tests can inject failures
 //! ([`fault::FaultSys`]).
 
+pub mod device;
 pub mod diagnose;
 pub mod error;
 pub mod fault;
 pub mod fdpass;
+pub mod host;
 pub mod link;
-pub mod name;
+pub mod open;
+pub mod probe;
+pub mod rules;
 pub mod sys;
-pub mod tap;
+pub mod tun;
 
+pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
-pub use name::{parse_name, IfName};
+pub use host::delete_tap;
+pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
+pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
+pub use rules::{parse_name, IfName, ALL_OFFLOADS, MAX_QUEUES, VNET_HDR_SIZES};
 pub use sys::{RealSys, Sys};
-pub use tap::{
-    close_all, delete_tap, open_tap, probe_features, probe_offloads, tun_features, Features,
-    OpenOptions, Tap, Want, ALL_OFFLOADS, MAX_QUEUES, TUN_PATH, VHOST_NET_PATH, VNET_HDR_SIZES,
-};
+pub use tun::{TUN_PATH, VHOST_NET_PATH};

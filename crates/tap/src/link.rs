@@ -7,45 +7,32 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 
+use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
-use crate::name::{parse_name, IfName};
+use crate::rules;
 use crate::sys::{IfReq, Ioctl, Sys};
 
 /// `IFF_UP` from `<linux/if.h>`.
 pub const IFF_UP: u16 = 0x1;
 /// `ARPHRD_ETHER`.
 const ARPHRD_ETHER: u16 = 1;
-/// The smallest MTU an Ethernet device takes (IPv4's minimum).
-pub const MIN_MTU: u32 = 68;
-/// The largest MTU `SIOCSIFMTU` can carry; a TAP device's own maximum is lower (65521).
-pub const MAX_MTU: u32 = 65535;
 
-fn socket(sys: &dyn Sys) -> Result<OwnedFd> {
-    sys.control_socket()
-        .map_err(|e| Error::os(e, "socket").with_hint("could not create a control socket"))
+/// A control socket for the SIOC* ioctls on the interface `name`.
+fn socket(sys: &dyn Sys, name: &str) -> Result<OwnedFd> {
+    sys.control_socket().map_err(|e| {
+        Error::os(e, "socket")
+            .with_ifname(name)
+            .with_hint("could not create a control socket")
+    })
 }
 
 fn run(sys: &dyn Sys, sock: &OwnedFd, op: &mut Ioctl<'_>, name: &str) -> Result<()> {
-    let label = op.name();
-    sys.ioctl(sock.as_fd(), op)
-        .map_err(|e| link_error(e, label, name))
-}
-
-fn link_error(errno: Errno, syscall: &'static str, name: &str) -> Error {
-    let err = Error::os(errno, syscall).with_ifname(name);
-    let hint = match errno {
-        Errno::ENODEV => format!("there is no interface {name} in this network namespace"),
-        Errno::EPERM | Errno::EACCES => {
-            "changing an interface needs CAP_NET_ADMIN in its network namespace".to_owned()
-        }
-        _ => return err,
-    };
-    err.with_hint(hint)
+    diagnose::ioctl(sys, sock.as_fd(), op, name)
 }
 
 /// The interface's flags (`IFF_UP`, ...).
 pub fn flags(sys: &dyn Sys, name: &str) -> Result<u16> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
     Ok(req.flags())
@@ -62,8 +49,8 @@ pub struct LinkInfo {
 
 /// Flags, MTU, MAC and ifindex of `name` (SIOCGIFFLAGS, SIOCGIFMTU,
 /// SIOCGIFHWADDR, SIOCGIFINDEX on one socket).
-pub fn info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
-    let sock = socket(sys)?;
+pub fn get_link_info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
+    let sock = socket(sys, name)?;
     let mut f = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut f), name)?;
     let mut m = IfReq::with_name(name);
@@ -93,8 +80,8 @@ fn hwaddr(req: &IfReq) -> [u8; 6] {
 }
 
 /// Bring the link up or down (SIOCGIFFLAGS, then SIOCSIFFLAGS).
-pub fn set_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
-    let sock = socket(sys)?;
+pub fn set_link_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfFlags(&mut req), name)?;
     let old = req.flags();
@@ -108,42 +95,23 @@ pub fn set_up(sys: &dyn Sys, name: &str, up: bool) -> Result<()> {
 
 /// The MTU (SIOCGIFMTU).
 pub fn mtu(sys: &dyn Sys, name: &str) -> Result<u32> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfMtu(&mut req), name)?;
     Ok(req.ivalue() as u32)
 }
 
-/// Check an MTU before any syscall: 68..=65535.
-pub fn check_mtu(mtu: u32) -> Result<()> {
-    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
-        return Err(Error::range(
-            "mtu",
-            format!("mtu must be {MIN_MTU} to {MAX_MTU}, got {mtu}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Check a bridge name before it goes into an ifreq (`IfReq::with_name`
-/// asserts on more than 15 bytes): an exact interface name.
-pub fn check_bridge_name(bridge: &str) -> Result<()> {
-    if !matches!(parse_name(bridge)?, IfName::Exact(_)) {
-        return Err(Error::invalid("bridge", "bridge must be an interface name"));
-    }
-    Ok(())
-}
-
-/// Set the MTU (SIOCSIFMTU). `mtu` must be 68..=65535; the device may
-/// allow less (a TAP device: 65521).
+/// Set the MTU (SIOCSIFMTU). `mtu` must pass [`rules::check_mtu`]; the
+/// device may allow less (a TAP device: [`rules::TAP_MAX_MTU`]).
 pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
-    check_mtu(mtu)?;
-    let sock = socket(sys)?;
+    rules::check_mtu(mtu)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     req.data.ivalue = mtu as libc::c_int;
     run(sys, &sock, &mut Ioctl::SetIfMtu(&mut req), name).map_err(|e| match e.errno() {
         Some(Errno::EINVAL) => e.with_hint(format!(
-            "{name} does not take MTU {mtu}: it is above the device's maximum (65521 for a TAP device)"
+            "{name} does not take MTU {mtu}: it is above the device's maximum ({} for a TAP device)",
+            rules::TAP_MAX_MTU
         )),
         _ => e,
     })
@@ -151,36 +119,16 @@ pub fn set_mtu(sys: &dyn Sys, name: &str, mtu: u32) -> Result<()> {
 
 /// The MAC address (SIOCGIFHWADDR).
 pub fn mac(sys: &dyn Sys, name: &str) -> Result<[u8; 6]> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfHwAddr(&mut req), name)?;
     Ok(hwaddr(&req))
 }
 
-/// Validate a MAC for use as an interface address: unicast, not all zeros.
-pub fn check_unicast(mac: &[u8; 6]) -> Result<()> {
-    if mac[0] & 1 != 0 {
-        return Err(Error::invalid(
-            "mac",
-            format!(
-                "{} is a multicast address; an interface needs a unicast one",
-                format_mac(mac)
-            ),
-        ));
-    }
-    if mac.iter().all(|&b| b == 0) {
-        return Err(Error::invalid(
-            "mac",
-            "the MAC address must not be all zeros",
-        ));
-    }
-    Ok(())
-}
-
 /// Set the MAC address (SIOCSIFHWADDR, ARPHRD_ETHER).
 pub fn set_mac(sys: &dyn Sys, name: &str, mac: &[u8; 6]) -> Result<()> {
-    check_unicast(mac)?;
-    let sock = socket(sys)?;
+    rules::check_unicast(mac)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     // SAFETY: writing plain data into the sockaddr member of the union.
     unsafe {
@@ -225,7 +173,7 @@ pub fn host_mac_for(guest: &[u8; 6]) -> [u8; 6] {
 
 /// The ifindex of `name` (SIOCGIFINDEX).
 pub fn ifindex(sys: &dyn Sys, name: &str) -> Result<i32> {
-    let sock = socket(sys)?;
+    let sock = socket(sys, name)?;
     let mut req = IfReq::with_name(name);
     run(sys, &sock, &mut Ioctl::GetIfIndex(&mut req), name)?;
     Ok(req.ivalue())
@@ -241,9 +189,9 @@ pub fn lookup(sys: &dyn Sys, name: &str) -> Result<Option<i32>> {
 }
 
 fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
-    check_bridge_name(bridge)?;
+    rules::check_bridge_name(bridge)?;
     let index = ifindex(sys, port)?;
-    let sock = socket(sys)?;
+    let sock = socket(sys, port)?;
     let mut req = IfReq::with_name(bridge);
     req.data.ivalue = index;
     let mut op = if add {
@@ -253,7 +201,7 @@ fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
     };
     let label = op.name();
     sys.ioctl(sock.as_fd(), &mut op).map_err(|errno| {
-        let err = Error::os(errno, label).with_ifname(port);
+        let err = ioctl_error(errno, label, Some(port));
         let hint = match (errno, add) {
             (Errno::ENODEV, _) => format!("there is no bridge {bridge} in this network namespace"),
             (Errno::EOPNOTSUPP, _) => format!("{bridge} is not a bridge"),
@@ -270,12 +218,12 @@ fn bridge_op(sys: &dyn Sys, bridge: &str, port: &str, add: bool) -> Result<()> {
 }
 
 /// Make `port` a port of the Linux bridge `bridge` (SIOCBRADDIF by ifindex).
-pub fn bridge_add(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
+pub fn attach_to_bridge(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
     bridge_op(sys, bridge, port, true)
 }
 
 /// Remove `port` from `bridge` (SIOCBRDELIF).
-pub fn bridge_del(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
+pub fn detach_from_bridge(sys: &dyn Sys, bridge: &str, port: &str) -> Result<()> {
     bridge_op(sys, bridge, port, false)
 }
 
@@ -307,33 +255,14 @@ mod tests {
         ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
-        assert!(check_unicast(&[1, 0, 0, 0, 0, 1]).is_err());
-        assert!(check_unicast(&[0; 6]).is_err());
-        assert!(check_unicast(&m).is_ok());
+        assert!(rules::check_unicast(&[1, 0, 0, 0, 0, 1]).is_err());
+        assert!(rules::check_unicast(&[0; 6]).is_err());
+        assert!(rules::check_unicast(&m).is_ok());
     }
 
     #[test]
     fn mtu_range_is_checked_before_any_syscall() {
-        struct NoSys;
-        impl Sys for NoSys {
-            fn open(
-                &self,
-                _: &std::ffi::CStr,
-                _: libc::c_int,
-            ) -> std::result::Result<OwnedFd, Errno> {
-                panic!("syscall")
-            }
-            fn control_socket(&self) -> std::result::Result<OwnedFd, Errno> {
-                panic!("syscall")
-            }
-            fn ioctl(
-                &self,
-                _: std::os::fd::BorrowedFd<'_>,
-                _: &mut Ioctl<'_>,
-            ) -> std::result::Result<(), Errno> {
-                panic!("syscall")
-            }
-        }
+        use crate::fault::NoSys;
         assert_eq!(
             set_mtu(&NoSys, "x", 67).unwrap_err().code(),
             "ERR_OUT_OF_RANGE"

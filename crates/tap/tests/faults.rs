@@ -3,9 +3,9 @@
 //! closed and no device is left (a persistent one included).
 //!
 //! One #[test] in its own binary, so nothing else opens fds meanwhile and
-//! /proc/self/fd can be counted. Needs root (real devices); vhost-net is
-//! absent on the CI machines, so the vhost cases open /dev/null as a
-//! stand-in device: what is exercised is vmtap's bookkeeping of those fds.
+//! /proc/self/fd can be counted. Needs root (real devices). vhost-net may
+//! be absent, so the vhost cases open /dev/null as a stand-in device: what
+//! is exercised is vmtap's bookkeeping of those fds.
 
 use std::ffi::CString;
 use std::fs;
@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use vmtap_core::fault::FaultSys;
 use vmtap_core::sys::consts::*;
 use vmtap_core::sys::Call;
-use vmtap_core::{open_tap, OpenOptions, RealSys, Want};
+use vmtap_core::{open_tap, OpenOptions, RealSys, Tristate};
 
 const PREFIX: &str = "vmtflt";
 const INJECTED: Errno = Errno::EIO;
@@ -48,8 +48,8 @@ fn cases() -> Vec<Case> {
     let base = |queues: u32, vhost: bool| OpenOptions {
         name: format!("{PREFIX}%d"),
         queues,
-        vnet_hdr: Want::On,
-        vhost: if vhost { Want::On } else { Want::Off },
+        vnet_hdr: Tristate::On,
+        vhost: if vhost { Tristate::On } else { Tristate::Off },
         vhost_path: CString::new("/dev/null").unwrap(),
         ..OpenOptions::default()
     };
@@ -66,7 +66,7 @@ fn cases() -> Vec<Case> {
     v.push(Case {
         label: "vhost auto",
         opts: OpenOptions {
-            vhost: Want::Auto,
+            vhost: Tristate::Auto,
             ..base(4, true)
         },
     });
@@ -167,7 +167,7 @@ fn run_all() {
                     // a vhost open under 'auto', or a look-up for a hint.
                     survived += 1;
                     let optional = matches!(call, Call::Open(ref p) if p == "/dev/null")
-                        && case.opts.vhost == Want::Auto
+                        && case.opts.vhost == Tristate::Auto
                         || call == Call::Socket
                         || call == Call::Ioctl("ioctl(SIOCGIFINDEX)");
                     assert!(

@@ -1,11 +1,12 @@
 //! open_tap against the real kernel. Needs root (CAP_NET_ADMIN and
-//! /dev/net/tun): ignored otherwise; `npm test` includes them as root.
+//! /dev/net/tun): ignored unless run with `--include-ignored`, which
+//! `scripts/test-rust.mjs` adds as root.
 
 use std::fs;
 use std::os::fd::AsRawFd;
 
 use vmtap_core::sys::consts::*;
-use vmtap_core::{open_tap, probe_features, tun_features, OpenOptions, RealSys, Want};
+use vmtap_core::{get_tun_features, open_tap, probe_features, OpenOptions, RealSys, Tristate};
 
 fn tun_flags(name: &str) -> u16 {
     let s = fs::read_to_string(format!("/sys/class/net/{name}/tun_flags")).unwrap();
@@ -32,7 +33,7 @@ fn opens_a_kernel_named_tap_and_closing_removes_it() {
     assert!(tap.vnet_hdr());
     assert_eq!(tun_flags(&name), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
     assert_eq!(
-        tun_features(&RealSys, tap.control_fd()),
+        get_tun_features(&RealSys, tap.control_fd()),
         Some(tap.features())
     );
     assert_eq!(tap.close().unwrap(), 1);
@@ -45,7 +46,7 @@ fn opens_every_queue_on_one_multi_queue_device() {
     let opts = OpenOptions {
         name: "vmtcoremq%d".into(),
         queues: 8,
-        vnet_hdr: Want::Off,
+        vnet_hdr: Tristate::Off,
         ..OpenOptions::default()
     };
     let tap = open_tap(&RealSys, &opts).unwrap();

@@ -1,0 +1,198 @@
+//! The binding's one error path. Every error it throws or rejects with —
+//! argument types, the core's errors (kernel and argument), a closed
+//! handle, a panic, a failed Node-API call, a cancelled task, each failure
+//! of `closeAll` — is a [`JsError`] that becomes a JS value here: a context
+//! object `{ code, message?, errno?, syscall?, path?, ifname? }` is passed
+//! to the `makeError` function registered by `init(makeError)` for this
+//! environment, and what it returns is the error. Without `init`, or when
+//! `makeError` throws or returns a non-object, the error is built here: an
+//! `Error` (a `TypeError` / `RangeError` for argument codes) with `code`
+//! and the kernel fields set.
+
+use vmtap_core::error::errno_name;
+use vmtap_core::Error;
+
+use crate::convert::arg;
+use crate::napi::{Env, ErrorClass, Value, ValueType};
+
+/// What a binding function fails with.
+#[derive(Debug)]
+pub enum JsError {
+    /// A JS exception is already pending (a getter, a Proxy trap): it
+    /// propagates as is.
+    Pending,
+    /// An error to build through the error path.
+    Ctx(Box<ErrorCtx>),
+}
+
+pub type JsResult<T> = Result<T, JsError>;
+
+/// What `makeError` receives.
+#[derive(Debug, Default)]
+pub struct ErrorCtx {
+    /// An errno name (`EPERM`), `ERR_INVALID_ARG_TYPE`,
+    /// `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE` or `ERR_VMTAP_*`.
+    pub code: String,
+    /// `None` for vmtap's own codes whose text JavaScript keeps.
+    pub message: Option<String>,
+    /// Negative, as in Node's fs errors.
+    pub errno: Option<i32>,
+    pub syscall: Option<&'static str>,
+    pub path: Option<String>,
+    pub ifname: Option<String>,
+}
+
+impl JsError {
+    fn ctx(code: &str, message: Option<String>) -> Self {
+        JsError::Ctx(Box::new(ErrorCtx {
+            code: code.to_owned(),
+            message,
+            ..ErrorCtx::default()
+        }))
+    }
+
+    /// A JS value of the wrong type.
+    pub fn arg_type(message: impl Into<String>) -> Self {
+        Self::ctx("ERR_INVALID_ARG_TYPE", Some(message.into()))
+    }
+
+    /// A JS value of the right type that cannot be used.
+    pub fn arg_value(message: impl Into<String>) -> Self {
+        Self::ctx("ERR_INVALID_ARG_VALUE", Some(message.into()))
+    }
+
+    /// A number that is not an integer or does not fit its Rust type.
+    pub fn out_of_range(message: impl Into<String>) -> Self {
+        Self::ctx("ERR_OUT_OF_RANGE", Some(message.into()))
+    }
+
+    /// The handle's device was closed.
+    pub fn closed(ifname: Option<&str>) -> Self {
+        let mut e = Self::ctx("ERR_VMTAP_CLOSED", None);
+        if let JsError::Ctx(c) = &mut e {
+            c.ifname = ifname.map(str::to_owned);
+        }
+        e
+    }
+
+    /// A panic inside the binding or the core, caught.
+    pub fn panic(what: String) -> Self {
+        Self::ctx(
+            "ERR_VMTAP_PANIC",
+            Some(format!("internal error in vmtap: {what}")),
+        )
+    }
+
+    /// A Node-API call that failed without a JS exception.
+    pub fn napi(status: i32) -> Self {
+        Self::ctx(
+            "ERR_VMTAP_NAPI",
+            Some(format!(
+                "internal error: a Node-API call failed with status {status}"
+            )),
+        )
+    }
+
+    /// Async work that never ran.
+    pub fn cancelled(status: i32) -> Self {
+        Self::ctx(
+            "ERR_VMTAP_CANCELLED",
+            Some(format!("the operation was cancelled (status {status})")),
+        )
+    }
+}
+
+impl From<Error> for JsError {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        match e {
+            Error::Os(os) => JsError::Ctx(Box::new(ErrorCtx {
+                code: errno_name(os.errno).to_owned(),
+                message: Some(message),
+                errno: Some(-(os.errno as i32)),
+                syscall: Some(os.syscall),
+                path: os.path,
+                ifname: os.ifname,
+            })),
+            Error::InvalidArgument { .. } => Self::ctx(code, Some(message)),
+            Error::Closed => Self::closed(None),
+        }
+    }
+}
+
+/// `init(makeError)`: register this environment's error factory.
+pub fn init(env: Env, args: &[Value]) -> JsResult<Value> {
+    let f = arg(env, args, 0)?;
+    env.expect(f, ValueType::Function, "makeError")?;
+    env.set_instance_value(f)?;
+    env.undefined()
+}
+
+/// The JS error for `err`; `None` for [`JsError::Pending`] (the exception
+/// is already pending) or when not even the fallback could be built.
+pub fn value_of(env: Env, err: JsError) -> Option<Value> {
+    let JsError::Ctx(ctx) = err else {
+        return None;
+    };
+    if let Some(make_error) = env.instance_value() {
+        match ctx_object(env, &ctx).and_then(|o| env.call(make_error, &[o])) {
+            Ok(v) if matches!(env.type_of(v), Ok(ValueType::Object)) => return Some(v),
+            // makeError threw (or something failed on the way): drop that
+            // exception and build the error here.
+            _ => drop(env.take_exception()),
+        }
+    }
+    fallback(env, &ctx).ok()
+}
+
+/// Throw `err` from the current callback.
+pub fn throw(env: Env, err: JsError) {
+    if let Some(v) = value_of(env, err) {
+        env.throw_value(v);
+    }
+}
+
+fn ctx_object(env: Env, ctx: &ErrorCtx) -> JsResult<Value> {
+    let o = env.object()?;
+    env.set(o, c"code", env.string(&ctx.code)?)?;
+    if let Some(m) = &ctx.message {
+        env.set(o, c"message", env.string(m)?)?;
+    }
+    set_fields(env, o, ctx)?;
+    Ok(o)
+}
+
+/// errno, syscall, path, ifname, when known.
+fn set_fields(env: Env, o: Value, ctx: &ErrorCtx) -> JsResult<()> {
+    if let Some(n) = ctx.errno {
+        env.set(o, c"errno", env.int32(n)?)?;
+    }
+    if let Some(s) = ctx.syscall {
+        env.set(o, c"syscall", env.string(s)?)?;
+    }
+    if let Some(p) = &ctx.path {
+        env.set(o, c"path", env.string(p)?)?;
+    }
+    if let Some(n) = &ctx.ifname {
+        env.set(o, c"ifname", env.string(n)?)?;
+    }
+    Ok(())
+}
+
+/// The error without `makeError`.
+fn fallback(env: Env, ctx: &ErrorCtx) -> JsResult<Value> {
+    let class = match ctx.code.as_str() {
+        "ERR_INVALID_ARG_TYPE" | "ERR_INVALID_ARG_VALUE" => ErrorClass::TypeError,
+        "ERR_OUT_OF_RANGE" => ErrorClass::RangeError,
+        _ => ErrorClass::Error,
+    };
+    let message = match (&ctx.message, ctx.code.as_str()) {
+        (Some(m), _) => m.clone(),
+        (None, "ERR_VMTAP_CLOSED") => Error::Closed.to_string(),
+        (None, code) => code.to_owned(),
+    };
+    let e = env.error(class, &ctx.code, &message)?;
+    set_fields(env, e, ctx)?;
+    Ok(e)
+}

@@ -1,0 +1,75 @@
+//! Type-tagged externals: boxed Rust data owned by a JS value, dropped when
+//! the value is garbage-collected (or its environment shuts down).
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use super::env::{Env, Value};
+use super::ffi::{self, napi_env, napi_type_tag, ValueType};
+use crate::error::{JsError, JsResult};
+
+/// Drops the box behind an external made by [`Env::external`].
+unsafe extern "C" fn finalize<T>(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: data came from Box::into_raw in Env::external::<T>, and
+        // Node finalizes each external once.
+        drop(unsafe { Box::from_raw(data.cast::<T>()) })
+    }));
+}
+
+impl Env {
+    /// Box `data` into a JS external tagged with `tag`.
+    pub fn external<T: 'static>(&self, data: T, tag: &'static napi_type_tag) -> JsResult<Value> {
+        let raw = Box::into_raw(Box::new(data));
+        // SAFETY: valid env; raw is a live box that Node owns from here on
+        // and hands to finalize::<T>; `o` is make's out-slot.
+        let made = self.make(|o| unsafe {
+            ffi::napi_create_external(
+                self.raw,
+                raw.cast(),
+                Some(finalize::<T>),
+                ptr::null_mut(),
+                o,
+            )
+        });
+        let v = match made {
+            Ok(v) => v,
+            Err(e) => {
+                // SAFETY: Node did not take the box; it is still ours.
+                drop(unsafe { Box::from_raw(raw) });
+                return Err(e);
+            }
+        };
+        // SAFETY: valid env, a fresh external, a static tag.
+        self.check(unsafe { ffi::napi_type_tag_object(self.raw, v.0, tag) })?;
+        Ok(v)
+    }
+
+    /// The data of an external made by [`Env::external`] with the same tag;
+    /// anything else is `ERR_INVALID_ARG_TYPE`.
+    pub fn external_ref<T: 'static>(
+        &self,
+        v: Value,
+        tag: &'static napi_type_tag,
+        what: &str,
+    ) -> JsResult<&T> {
+        let bad = || JsError::arg_type(format!("{what} is not a vmtap handle"));
+        if self.type_of(v)? != ValueType::External {
+            return Err(bad());
+        }
+        let mut ok = false;
+        // SAFETY: valid env and handle, a static tag; the out-pointer is a local.
+        self.check(unsafe { ffi::napi_check_object_type_tag(self.raw, v.0, tag, &mut ok) })?;
+        if !ok {
+            return Err(bad());
+        }
+        let mut data: *mut c_void = ptr::null_mut();
+        // SAFETY: v is an external; the out-pointer is a local.
+        self.check(unsafe { ffi::napi_get_value_external(self.raw, v.0, &mut data) })?;
+        // SAFETY: the tag proves it was made by `external::<T>`; the
+        // external (and so the box) lives at least as long as this callback,
+        // which the returned reference (tied to `self`) does not outlive.
+        Ok(unsafe { &*data.cast::<T>() })
+    }
+}

@@ -1,0 +1,574 @@
+//! Every limit and cross-field rule of vmtap, in one place.
+//!
+//! Each check runs before any syscall and fails with
+//! [`Error::InvalidArgument`]: `range: true` (`ERR_OUT_OF_RANGE`) for a
+//! number outside its range, `range: false` (`ERR_INVALID_ARG_VALUE`) for a
+//! malformed value or a combination the kernel would refuse or ignore.
+//! [`crate::open_tap`], every [`crate::Tap`] setter, the link primitives and
+//! fd passing call these; the Node binding checks only JS types and integer
+//! width and leaves every rule to this module (and exports its limits).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::open::{OpenOptions, Tristate};
+use crate::sys::consts::*;
+use crate::sys::IFNAMSIZ;
+
+/// The kernel's MAX_TAP_QUEUES.
+pub const MAX_QUEUES: u32 = 256;
+/// The smallest MTU an Ethernet device takes (IPv4's minimum).
+pub const MIN_MTU: u32 = 68;
+/// The largest MTU `SIOCSIFMTU` can carry.
+pub const MAX_MTU: u32 = 65535;
+/// A TAP device's own maximum MTU (the kernel refuses more with EINVAL).
+pub const TAP_MAX_MTU: u32 = 65521;
+/// The vnet header sizes virtio uses: 10 (legacy), 12 (mergeable rx
+/// buffers / virtio 1.0), 20 (with hash report).
+pub const VNET_HDR_SIZES: [i32; 3] = [10, 12, 20];
+/// Every TUNSETOFFLOAD bit vmtap knows.
+pub const ALL_OFFLOADS: u32 =
+    TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6;
+/// The largest uid/gid for TUNSETOWNER/TUNSETGROUP (`u32::MAX` is the
+/// kernel's "nobody").
+pub const MAX_ID: u32 = u32::MAX - 1;
+/// An interface name's maximum length (`IFNAMSIZ` less the NUL).
+pub const MAX_NAME_BYTES: usize = IFNAMSIZ - 1;
+/// The kernel's SCM_MAX_FD: at most this many fds in one message.
+pub const SCM_MAX_FD: usize = 253;
+/// The largest message `recv_fds` reads at once.
+pub const MAX_RECV_BYTES: usize = 1 << 30;
+/// The most threads `close_all` may be asked for.
+pub const MAX_CLOSE_THREADS: usize = 1024;
+
+/// `queues`: 1 to [`MAX_QUEUES`].
+pub fn check_queues(queues: u32) -> Result<()> {
+    if !(1..=MAX_QUEUES).contains(&queues) {
+        return Err(Error::range(
+            "queues",
+            format!("queues must be 1 to {MAX_QUEUES}, got {queues}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An MTU: [`MIN_MTU`] to [`MAX_MTU`] (a TAP device itself takes at most
+/// [`TAP_MAX_MTU`]; the kernel says so).
+pub fn check_mtu(mtu: u32) -> Result<()> {
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        return Err(Error::range(
+            "mtu",
+            format!("mtu must be {MIN_MTU} to {MAX_MTU}, got {mtu}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A vnet header size: one of [`VNET_HDR_SIZES`].
+pub fn check_vnet_hdr_size(size: i32) -> Result<()> {
+    if !VNET_HDR_SIZES.contains(&size) {
+        return Err(Error::range(
+            "vnetHdrSize",
+            format!("vnetHdrSize must be 10, 12 or 20, got {size}"),
+        ));
+    }
+    Ok(())
+}
+
+/// TUNSETOFFLOAD bits: known bits only, and only combinations the kernel
+/// honours: every offload needs csum, ecn needs tso4 or tso6, uso4 and uso6
+/// go together.
+pub fn check_offloads(bits: u32) -> Result<()> {
+    if bits & !ALL_OFFLOADS != 0 {
+        return Err(Error::range(
+            "offloads",
+            format!(
+                "unknown offload bits {:#x} (known: {ALL_OFFLOADS:#x})",
+                bits & !ALL_OFFLOADS
+            ),
+        ));
+    }
+    if bits != 0 && bits & TUN_F_CSUM == 0 {
+        return Err(Error::invalid(
+            "offloads",
+            "every offload needs csum (the kernel ignores TSO/UFO/USO without it)",
+        ));
+    }
+    if bits & TUN_F_TSO_ECN != 0 && bits & (TUN_F_TSO4 | TUN_F_TSO6) == 0 {
+        return Err(Error::invalid(
+            "offloads",
+            "ecn needs tso4 or tso6 (the kernel refuses ecn alone)",
+        ));
+    }
+    if (bits & TUN_F_USO4 == 0) != (bits & TUN_F_USO6 == 0) {
+        return Err(Error::invalid(
+            "offloads",
+            "uso4 and uso6 go together (the kernel takes them only as a pair)",
+        ));
+    }
+    Ok(())
+}
+
+/// Offloads (other than none) and a vnet header size need a device with
+/// IFF_VNET_HDR: virtio-net headers carry them.
+pub fn check_device_vnet_hdr(what: &'static str, vnet_hdr: bool, ifname: &str) -> Result<()> {
+    if !vnet_hdr {
+        return Err(Error::invalid(
+            what,
+            format!("{what} needs a device opened with vnetHdr ({ifname} has none)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A uid or gid for TUNSETOWNER/TUNSETGROUP: 0 to [`MAX_ID`].
+pub fn check_id(what: &'static str, id: u32) -> Result<()> {
+    if id > MAX_ID {
+        return Err(Error::range(
+            what,
+            format!("{what} must be 0 to {MAX_ID}, got {id}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A MAC for an interface address: unicast, not all zeros.
+pub fn check_unicast(mac: &[u8; 6]) -> Result<()> {
+    if mac[0] & 1 != 0 {
+        return Err(Error::invalid(
+            "mac",
+            format!(
+                "{} is a multicast address; an interface needs a unicast one",
+                crate::link::format_mac(mac)
+            ),
+        ));
+    }
+    if mac.iter().all(|&b| b == 0) {
+        return Err(Error::invalid(
+            "mac",
+            "the MAC address must not be all zeros",
+        ));
+    }
+    Ok(())
+}
+
+/// Queue `index` of a device with `queues` queues, for TUNSETQUEUE:
+/// multi-queue devices only.
+pub fn check_queue_index(index: usize, queues: usize, multi_queue: bool) -> Result<()> {
+    if !multi_queue {
+        return Err(Error::invalid(
+            "index",
+            "queues can be enabled/disabled on multi-queue devices only",
+        ));
+    }
+    if index >= queues {
+        return Err(Error::range(
+            "index",
+            format!(
+                "queue index must be 0 to {}, got {index}",
+                queues.saturating_sub(1)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What kind of interface name the caller gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfName {
+    /// No name: the kernel picks `tap%d`.
+    Kernel,
+    /// A template with one `%d`, e.g. `vm%d`: the kernel fills the number.
+    Template(String),
+    /// An exact name: created if absent, attached to if it exists.
+    Exact(String),
+}
+
+impl IfName {
+    /// The string to put in `ifr_name` (empty for [`IfName::Kernel`]).
+    pub fn as_request(&self) -> &str {
+        match self {
+            IfName::Kernel => "",
+            IfName::Template(s) | IfName::Exact(s) => s,
+        }
+    }
+
+    /// Whether the kernel will choose the final name.
+    pub fn is_pattern(&self) -> bool {
+        !matches!(self, IfName::Exact(_))
+    }
+}
+
+/// Validate an interface name. The kernel silently truncates a 16-byte name
+/// to 15 (it zeroes `ifr_name[15]`) and fills a `%d` with the lowest free
+/// number, so names are checked here: 1 to [`MAX_NAME_BYTES`] bytes of
+/// printable ASCII without `/`, `:`, whitespace or `%`, except a single
+/// `%d` template. An empty name lets the kernel pick (`tap%d`).
+pub fn parse_name(name: &str) -> Result<IfName> {
+    if name.is_empty() {
+        return Ok(IfName::Kernel);
+    }
+    let bytes = name.as_bytes();
+    if bytes.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(
+            "name",
+            format!(
+                "interface name {name:?} is {} bytes; the kernel allows at most {MAX_NAME_BYTES}",
+                bytes.len(),
+            ),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::invalid(
+            "name",
+            format!("interface name {name:?} is reserved"),
+        ));
+    }
+    let mut templates = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                if bytes.get(i + 1) == Some(&b'd') {
+                    templates += 1;
+                    i += 2;
+                    continue;
+                }
+                return Err(Error::invalid(
+                    "name",
+                    format!("interface name {name:?} has a '%' that is not part of a single %d"),
+                ));
+            }
+            b'/' | b':' => {
+                return Err(Error::invalid(
+                    "name",
+                    format!("interface name {name:?} contains {:?}", b as char),
+                ))
+            }
+            0x21..=0x7e => {}
+            _ => {
+                return Err(Error::invalid(
+                    "name",
+                    format!("interface name {name:?} must be printable ASCII without whitespace"),
+                ))
+            }
+        }
+        i += 1;
+    }
+    match templates {
+        0 => Ok(IfName::Exact(name.to_owned())),
+        1 => Ok(IfName::Template(name.to_owned())),
+        _ => Err(Error::invalid(
+            "name",
+            format!("interface name {name:?} has more than one %d"),
+        )),
+    }
+}
+
+/// The device to delete: an exact interface name.
+pub fn check_delete_name(name: &str) -> Result<String> {
+    match parse_name(name)? {
+        IfName::Exact(n) => Ok(n),
+        _ => Err(Error::invalid(
+            "name",
+            "delete needs an exact interface name",
+        )),
+    }
+}
+
+/// A bridge name: an exact interface name.
+pub fn check_bridge_name(bridge: &str) -> Result<()> {
+    if !matches!(parse_name(bridge)?, IfName::Exact(_)) {
+        return Err(Error::invalid("bridge", "bridge must be an interface name"));
+    }
+    Ok(())
+}
+
+/// `uniqueName` fills a template (or `tap%d`): an exact name has nothing to
+/// fill.
+pub fn check_unique_name(unique_name: bool, name: &IfName) -> Result<()> {
+    if unique_name && matches!(name, IfName::Exact(_)) {
+        return Err(Error::invalid(
+            "uniqueName",
+            "uniqueName needs a name template with %d (or no name)",
+        ));
+    }
+    Ok(())
+}
+
+/// Every rule of an open request, before any syscall. Returns the parsed
+/// name.
+pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
+    let name = parse_name(&opts.name)?;
+    check_queues(opts.queues)?;
+    check_unique_name(opts.unique_name, &name)?;
+    if let Some(size) = opts.vnet_hdr_size {
+        check_vnet_hdr_size(size)?;
+        if opts.vnet_hdr == Tristate::Off {
+            return Err(Error::invalid(
+                "vnetHdrSize",
+                "vnetHdrSize needs vnetHdr (virtio-net headers carry it)",
+            ));
+        }
+    }
+    if let Some(bits) = opts.offloads {
+        check_offloads(bits)?;
+        if opts.vnet_hdr == Tristate::Off && bits != 0 {
+            return Err(Error::invalid(
+                "offloads",
+                "offloads need vnetHdr (virtio-net headers carry them)",
+            ));
+        }
+    }
+    if let Some(mtu) = opts.mtu {
+        check_mtu(mtu)?;
+    }
+    if let Some(mac) = &opts.mac {
+        check_unicast(mac)?;
+    }
+    if let Some(br) = &opts.bridge {
+        check_bridge_name(br)?;
+    }
+    if let Some(uid) = opts.owner {
+        check_id("owner", uid)?;
+    }
+    if let Some(gid) = opts.group {
+        check_id("group", gid)?;
+    }
+    Ok(name)
+}
+
+/// An fd number from a caller: not negative.
+pub fn check_fd(what: &'static str, fd: i32) -> Result<()> {
+    if fd < 0 {
+        return Err(Error::range(
+            what,
+            format!("{what} must be a file descriptor (0 or more), got {fd}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A timeout in milliseconds: 0 or more.
+pub fn timeout_from_ms(ms: i32) -> Result<Duration> {
+    u64::try_from(ms).map(Duration::from_millis).map_err(|_| {
+        Error::range(
+            "timeoutMs",
+            format!("timeoutMs must be 0 or more, got {ms}"),
+        )
+    })
+}
+
+/// What `send_fds` sends: at least one byte (fds ride on data), at most
+/// [`SCM_MAX_FD`] fds, none negative.
+pub fn check_send(data_len: usize, fds: &[i32]) -> Result<()> {
+    if data_len == 0 {
+        return Err(Error::invalid(
+            "data",
+            "data must not be empty: fds travel with at least one byte",
+        ));
+    }
+    if fds.len() > SCM_MAX_FD {
+        return Err(Error::range(
+            "fds",
+            format!(
+                "at most {SCM_MAX_FD} fds per message (SCM_MAX_FD), got {}",
+                fds.len()
+            ),
+        ));
+    }
+    for &fd in fds {
+        check_fd("fds", fd)?;
+    }
+    Ok(())
+}
+
+/// What `recv_fds` reads: 1 to [`MAX_RECV_BYTES`] bytes, 0 to
+/// [`SCM_MAX_FD`] fds.
+pub fn check_recv(max_bytes: usize, max_fds: usize) -> Result<()> {
+    if !(1..=MAX_RECV_BYTES).contains(&max_bytes) {
+        return Err(Error::range(
+            "maxBytes",
+            format!("maxBytes must be 1 to {MAX_RECV_BYTES}, got {max_bytes}"),
+        ));
+    }
+    if max_fds > SCM_MAX_FD {
+        return Err(Error::range(
+            "maxFds",
+            format!("maxFds must be 0 to {SCM_MAX_FD}, got {max_fds}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `close_all`'s thread count: 1 to [`MAX_CLOSE_THREADS`].
+pub fn check_close_threads(n: usize) -> Result<()> {
+    if !(1..=MAX_CLOSE_THREADS).contains(&n) {
+        return Err(Error::range(
+            "maxThreads",
+            format!("maxThreads must be 1 to {MAX_CLOSE_THREADS}, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_name(name: &str) {
+        match parse_name(name) {
+            Err(Error::InvalidArgument {
+                name: "name",
+                range: false,
+                ..
+            }) => {}
+            other => panic!("{name:?} should be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_kernel_template_and_exact() {
+        assert_eq!(parse_name("").unwrap(), IfName::Kernel);
+        assert_eq!(parse_name("vm%d").unwrap(), IfName::Template("vm%d".into()));
+        assert_eq!(parse_name("%d").unwrap(), IfName::Template("%d".into()));
+        assert_eq!(parse_name("vm0").unwrap(), IfName::Exact("vm0".into()));
+        assert_eq!(
+            parse_name("abcdefghijklmno").unwrap(),
+            IfName::Exact("abcdefghijklmno".into())
+        );
+        assert_eq!(
+            parse_name("a-b_c.d@e").unwrap(),
+            IfName::Exact("a-b_c.d@e".into())
+        );
+        assert_eq!(parse_name("").unwrap().as_request(), "");
+        assert!(parse_name("x%d").unwrap().is_pattern());
+        assert!(!parse_name("x").unwrap().is_pattern());
+    }
+
+    #[test]
+    fn refuses_what_the_kernel_would_mangle_or_reject() {
+        bad_name("abcdefghijklmnop"); // 16 bytes: the kernel would truncate
+        bad_name("a/b");
+        bad_name("a:b");
+        bad_name("a b");
+        bad_name("a\tb");
+        bad_name("a\nb");
+        bad_name("a\0b");
+        bad_name("é");
+        bad_name("a\u{7f}");
+        bad_name("vm%s");
+        bad_name("vm%");
+        bad_name("%d%d");
+        bad_name("%%d");
+        bad_name(".");
+        bad_name("..");
+    }
+
+    fn code(r: Result<()>) -> &'static str {
+        r.map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn offload_bits_and_pairings() {
+        const VAL: &str = "ERR_INVALID_ARG_VALUE";
+        assert_eq!(code(check_offloads(0)), "ok");
+        assert_eq!(code(check_offloads(TUN_F_CSUM)), "ok");
+        assert_eq!(code(check_offloads(ALL_OFFLOADS)), "ok");
+        assert_eq!(
+            code(check_offloads(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN)),
+            "ok"
+        );
+        assert_eq!(
+            code(check_offloads(TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN)),
+            "ok"
+        );
+        assert_eq!(code(check_offloads(0x80)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_offloads(TUN_F_TSO4)), VAL, "no csum");
+        assert_eq!(code(check_offloads(TUN_F_CSUM | TUN_F_TSO_ECN)), VAL);
+        assert_eq!(code(check_offloads(TUN_F_CSUM | TUN_F_USO4)), VAL);
+        assert_eq!(code(check_offloads(TUN_F_CSUM | TUN_F_USO6)), VAL);
+        let e = check_offloads(TUN_F_CSUM | TUN_F_TSO_ECN).unwrap_err();
+        assert!(e.to_string().contains("ecn"), "{e}");
+        let e = check_offloads(TUN_F_CSUM | TUN_F_USO4).unwrap_err();
+        assert!(e.to_string().contains("uso4 and uso6"), "{e}");
+    }
+
+    #[test]
+    fn numeric_limits() {
+        assert_eq!(code(check_queues(0)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_queues(1)), "ok");
+        assert_eq!(code(check_queues(MAX_QUEUES)), "ok");
+        assert_eq!(code(check_queues(MAX_QUEUES + 1)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_mtu(MIN_MTU - 1)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_mtu(MAX_MTU)), "ok");
+        assert_eq!(code(check_mtu(MAX_MTU + 1)), "ERR_OUT_OF_RANGE");
+        for s in VNET_HDR_SIZES {
+            assert_eq!(code(check_vnet_hdr_size(s)), "ok");
+        }
+        assert_eq!(code(check_vnet_hdr_size(11)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_id("owner", MAX_ID)), "ok");
+        assert_eq!(code(check_id("owner", u32::MAX)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_queue_index(3, 4, true)), "ok");
+        assert_eq!(code(check_queue_index(4, 4, true)), "ERR_OUT_OF_RANGE");
+        assert_eq!(
+            code(check_queue_index(0, 1, false)),
+            "ERR_INVALID_ARG_VALUE"
+        );
+        assert_eq!(code(check_fd("fd", -1)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_recv(0, 0)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_recv(MAX_RECV_BYTES + 1, 0)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_recv(1, SCM_MAX_FD + 1)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_close_threads(0)), "ERR_OUT_OF_RANGE");
+        assert_eq!(
+            code(check_close_threads(MAX_CLOSE_THREADS + 1)),
+            "ERR_OUT_OF_RANGE"
+        );
+        assert!(timeout_from_ms(-1).is_err());
+        assert_eq!(timeout_from_ms(5).unwrap(), Duration::from_millis(5));
+    }
+
+    /// What check_open says about the default options changed by `f`.
+    fn open_with(f: impl FnOnce(&mut OpenOptions)) -> &'static str {
+        let mut o = OpenOptions::default();
+        f(&mut o);
+        check_open(&o).map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn open_cross_field_rules() {
+        const VAL: &str = "ERR_INVALID_ARG_VALUE";
+        const RANGE: &str = "ERR_OUT_OF_RANGE";
+        assert_eq!(open_with(|_| {}), "ok");
+        let no_vnet_hdr = |size: Option<i32>, offloads: Option<u32>| {
+            open_with(|o| {
+                o.vnet_hdr = Tristate::Off;
+                o.vnet_hdr_size = size;
+                o.offloads = offloads;
+            })
+        };
+        assert_eq!(no_vnet_hdr(Some(12), None), VAL, "vnetHdrSize, vnetHdr off");
+        assert_eq!(
+            no_vnet_hdr(None, Some(TUN_F_CSUM)),
+            VAL,
+            "offloads, vnetHdr off"
+        );
+        assert_eq!(no_vnet_hdr(None, Some(0)), "ok", "no offloads, vnetHdr off");
+        let ecn = Some(TUN_F_CSUM | TUN_F_TSO_ECN);
+        assert_eq!(open_with(|o| o.offloads = ecn), VAL, "ecn alone");
+        let unique = |name: &str| {
+            open_with(|o| {
+                o.name = name.into();
+                o.unique_name = true;
+            })
+        };
+        assert_eq!(unique("vm0"), VAL, "uniqueName with an exact name");
+        assert_eq!(unique(""), "ok");
+        assert_eq!(unique("vm%d"), "ok");
+        assert_eq!(open_with(|o| o.owner = Some(u32::MAX)), RANGE);
+        assert_eq!(open_with(|o| o.group = Some(u32::MAX)), RANGE);
+        assert_eq!(open_with(|o| o.queues = 0), RANGE);
+        assert_eq!(open_with(|o| o.bridge = Some("br%d".into())), VAL);
+    }
+}
