@@ -3,6 +3,7 @@
 import { constants } from './constants'
 import { closedError, invalidType, invalidValue } from './errors'
 import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './native'
+import { limits } from './limits'
 import { native } from './native'
 import { bitsToOffloads, type LinkOptions, normalizeOpenOptions, type Offloads, offloadsToBits } from './options'
 import type { OpenTapOptions } from './options'
@@ -317,7 +318,7 @@ export async function closeAll(devices: Iterable<TapDevice>, options?: CloseAllO
     if (!isTapDevice(d)) throw invalidType(`devices[${i}]`, 'a TapDevice', d)
   })
   const o = snapshotOptions(options, 'options', ['maxThreads'])
-  const maxThreads = o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, 1024)
+  const maxThreads = o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, limits.maxCloseThreads)
   const handles: NativeHandle[] = []
   const owners: TapDevice[] = []
   for (const d of list as TapDevice[]) {

@@ -22,6 +22,10 @@ export interface Limits {
   readonly maxNameBytes: number
   /** The most fds one message carries (SCM_MAX_FD). */
   readonly scmMaxFd: number
+  /** The most bytes one recvFds reads. */
+  readonly maxRecvBytes: number
+  /** The most threads closeAll uses. */
+  readonly maxCloseThreads: number
 }
 
 /** See {@link Limits}. */
@@ -35,4 +39,6 @@ export const limits: Limits = Object.freeze({
   maxId: 2 ** 32 - 2,
   maxNameBytes: 15,
   scmMaxFd: 253,
+  maxRecvBytes: 2 ** 30,
+  maxCloseThreads: 1024,
 })

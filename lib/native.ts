@@ -4,6 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
+import { type ErrorDetail, makeError } from './errors'
+import type { Limits } from './limits'
 import type { Tristate } from './validate'
 
 /** An opaque native handle (a type-tagged N-API external). */
@@ -87,7 +89,8 @@ export interface NativeBinding {
     timeoutMs: number | null,
   ): Promise<{ data: Buffer; fds: number[]; truncated: boolean }>
   constants: Readonly<Record<string, number>>
-  limits: Readonly<Record<string, unknown>>
+  limits: Limits
+  init(makeError: (ctx: ErrorDetail) => Error): void
 }
 
 /** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
@@ -164,54 +167,16 @@ function loadNative(): NativeBinding {
 }
 
 let nativeBinding: NativeBinding | undefined
-/** The loaded addon (loaded on first use). Tests may wrap its functions. */
+/**
+ * The loaded addon (loaded on first use, once per thread). Every error it
+ * raises is built by makeError, from lib/errors.ts' one table. Tests may wrap
+ * its functions.
+ */
 export function native(): NativeBinding {
-  return (nativeBinding ??= adaptV1(loadNative() as unknown as Record<string, unknown>))
-}
-
-// TEMPORARY: the v1 addon under the v2 interface, until crates/node catches up.
-function adaptV1(old: Record<string, unknown>): NativeBinding {
-  const { makeError } = require('./errors') as typeof import('./errors')
-  const conv = (e: unknown) => {
-    const n = e as { vmtapError?: number; code?: string; message?: string }
-    if (e instanceof Error && n.vmtapError === 1) return makeError(e as never)
-    return e
+  if (nativeBinding === undefined) {
+    const b = loadNative()
+    b.init(makeError)
+    nativeBinding = b
   }
-  const tri = (v: unknown) => (v === true ? 2 : v === false ? 0 : v === 'auto' ? 1 : v)
-  const wrap =
-    (f: (...a: unknown[]) => unknown) =>
-    (...a: unknown[]) => {
-      try {
-        const r = f(...a)
-        if (r instanceof Promise) {
-          return r.then(
-            (v) => (Array.isArray(v) ? v.map((x) => (x instanceof Error ? conv(x) : x)) : v),
-            (e) => {
-              throw conv(e)
-            },
-          )
-        }
-        return r
-      } catch (e) {
-        throw conv(e)
-      }
-    }
-  const out: Record<string, unknown> = { constants: old.constants, limits: {}, init: () => undefined }
-  const rename: Record<string, string> = {
-    getLinkInfo: 'linkInfo',
-    attachToBridge: 'bridgeAdd',
-    detachFromBridge: 'bridgeDel',
-  }
-  for (const k of Object.keys(old)) {
-    if (typeof old[k] === 'function') out[k] = wrap(old[k] as (...a: unknown[]) => unknown)
-  }
-  for (const [n, o] of Object.entries(rename)) {
-    out[n] = out[o]
-    delete out[o]
-  }
-  for (const k of ['open', 'openAsync']) {
-    const f = out[k] as (...a: unknown[]) => unknown
-    out[k] = (...a: unknown[]) => f(a[0], a[1], tri(a[2]), tri(a[3]), ...a.slice(4))
-  }
-  return out as unknown as NativeBinding
+  return nativeBinding
 }

@@ -62,7 +62,9 @@ function settleWithin<T>(fn: string, p: Promise<T>, ms: number): Promise<T> {
 
 export async function nativeFuzz(runs: number, seed: number | null) {
   const n = native() as unknown as Record<string, unknown>
-  const fns = Object.keys(n).filter((k) => typeof n[k] === 'function')
+  // init (which the loader calls once with the error factory) is set-up, not
+  // an operation: fuzzing it would replace the factory every error is built by.
+  const fns = Object.keys(n).filter((k) => typeof n[k] === 'function' && k !== 'init')
   const call = (k: string, ...a: unknown[]) => (n[k] as Fn)(...a)
   // open(name, queues, vnetHdr, vhost, tunPath | null, vhostPath | null, config | null) → [handle, ...]
   // (an older addon took one options object and returned { handle, ... }: both are handled).
