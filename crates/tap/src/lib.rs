@@ -15,6 +15,7 @@ pub mod fault;
 pub mod fdpass;
 pub mod link;
 pub mod name;
+pub mod netlink;
 pub mod sys;
 pub mod tap;
 
