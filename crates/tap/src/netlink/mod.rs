@@ -23,6 +23,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod msg;
+pub mod socket;
+
+pub use socket::Netlink;
 
 // <linux/netlink.h>: message types and flags.
 pub const NLMSG_NOOP: u16 = 1;
