@@ -22,9 +22,14 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod link;
 pub mod msg;
 pub mod socket;
 
+pub use link::{
+    BridgePort, BridgePortEntry, Link, LinkChange, LinkFilter, LinkRef, LinkStats, MacvlanMode,
+    MacvtapSpec, TunInfo,
+};
 pub use socket::Netlink;
 
 // <linux/netlink.h>: message types and flags.
