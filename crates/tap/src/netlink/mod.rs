@@ -22,14 +22,18 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod addr;
 pub mod link;
 pub mod msg;
+pub mod route;
 pub mod socket;
 
+pub use addr::{Address, IpFamily};
 pub use link::{
     BridgePort, BridgePortEntry, Link, LinkChange, LinkFilter, LinkRef, LinkStats, MacvlanMode,
     MacvtapSpec, TunInfo,
 };
+pub use route::{Route, RouteSpec};
 pub use socket::Netlink;
 
 // <linux/netlink.h>: message types and flags.
