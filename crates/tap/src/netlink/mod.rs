@@ -27,6 +27,8 @@ pub mod link;
 pub mod msg;
 pub mod route;
 pub mod socket;
+#[cfg(test)]
+mod tests;
 
 pub use addr::{Address, IpFamily};
 pub use link::{
@@ -207,7 +209,7 @@ pub fn request_label(msg: &[u8]) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+mod constant_tests {
     use super::*;
 
     #[test]
