@@ -221,8 +221,6 @@ pub struct LinkFilter {
     pub kind: Option<String>,
     /// Only ports of this master; `Some(0)`: only links without one.
     pub master: Option<u32>,
-    /// Leave `IFLA_STATS64` out (`RTEXT_FILTER_SKIP_STATS`): smaller replies.
-    pub skip_stats: bool,
 }
 
 impl LinkFilter {
@@ -344,9 +342,6 @@ pub(crate) fn no_such_index(ifindex: u32) -> impl FnOnce(Errno) -> Option<String
 pub fn dump_request(filter: &LinkFilter) -> Request {
     let mut r = Request::new(RTM_GETLINK, NLM_F_DUMP);
     r.push(&IfInfoMsg::default().encode());
-    if filter.skip_stats {
-        r.attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-    }
     if let Some(m) = filter.master.filter(|&m| m != 0) {
         r.attr_u32(IFLA_MASTER, m);
     }

@@ -150,9 +150,6 @@ pub const IFLA_BRPORT_MCAST_FLOOD: u16 = 27;
 pub const IFLA_BRPORT_BCAST_FLOOD: u16 = 30;
 pub const IFLA_BRPORT_ISOLATED: u16 = 33;
 
-/// `IFLA_EXT_MASK` bit: leave the statistics out of link dumps.
-pub const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
-
 // <linux/if_addr.h>
 pub const IFA_ADDRESS: u16 = 1;
 pub const IFA_LOCAL: u16 = 2;
