@@ -10,8 +10,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
-    NLA_F_NESTED, NLA_TYPE_MASK, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS, NLM_F_ACK_TLVS,
-    NLM_F_CAPPED, NLM_F_REQUEST,
+    NLA_TYPE_MASK, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS, NLM_F_ACK_TLVS, NLM_F_CAPPED,
+    NLM_F_REQUEST,
 };
 
 /// `sizeof(struct nlmsghdr)`.
@@ -349,11 +349,6 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-/// Whether an attribute type carries [`NLA_F_NESTED`] (for tests of builders).
-pub fn is_nested(raw_type: u16) -> bool {
-    raw_type & NLA_F_NESTED != 0
-}
-
 pub fn read_u8(p: &[u8]) -> Option<u8> {
     p.first().copied()
 }
@@ -592,7 +587,6 @@ mod tests {
             attrs(info[1].1).next(),
             Some((IFLA_MACVLAN_MODE, &4u32.to_ne_bytes()[..]))
         );
-        assert!(is_nested(IFLA_INFO_DATA | NLA_F_NESTED));
     }
 
     #[test]

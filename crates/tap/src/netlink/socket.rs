@@ -109,11 +109,6 @@ impl<'s> Netlink<'s> {
         })
     }
 
-    /// The `Sys` this socket goes through.
-    pub fn sys(&self) -> &'s dyn Sys {
-        self.sys
-    }
-
     /// Send a change and wait for its ack. Set `NLM_F_ACK` on `req`.
     pub fn ack(&mut self, req: &mut Request) -> Result<()> {
         self.ack_with(req, |_| {})
