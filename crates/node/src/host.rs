@@ -112,7 +112,10 @@ pub fn limits(env: Env) -> JsResult<Value> {
     set(c"maxNameBytes", env.uint32(rules::MAX_NAME_BYTES as u32))?;
     set(c"scmMaxFd", env.uint32(rules::SCM_MAX_FD as u32))?;
     set(c"maxRecvBytes", env.uint32(rules::MAX_RECV_BYTES as u32))?;
-    set(c"maxCloseThreads", env.uint32(rules::MAX_CLOSE_THREADS as u32))?;
+    set(
+        c"maxCloseThreads",
+        env.uint32(rules::MAX_CLOSE_THREADS as u32),
+    )?;
     env.freeze(o)?;
     Ok(o)
 }

@@ -3,8 +3,9 @@
 //! inject `_ioctl` and `_features_fn`); [`NoSys`] panics on any call, to
 //! show that a check runs before any syscall. Not used by the library itself.
 
+use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -20,6 +21,8 @@ pub struct FaultSys<S: Sys> {
     errno: Errno,
     count: AtomicUsize,
     calls: Mutex<Vec<Call>>,
+    /// The label of the last request sent on each netlink socket, for its receives.
+    netlink_requests: Mutex<HashMap<RawFd, &'static str>>,
 }
 
 impl<S: Sys> FaultSys<S> {
@@ -30,6 +33,7 @@ impl<S: Sys> FaultSys<S> {
             errno,
             count: AtomicUsize::new(0),
             calls: Mutex::new(Vec::new()),
+            netlink_requests: Mutex::new(HashMap::new()),
         }
     }
 
@@ -71,6 +75,28 @@ impl<S: Sys> Sys for FaultSys<S> {
     fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
         self.enter(Call::Ioctl(op.name()))?;
         self.inner.ioctl(fd, op)
+    }
+
+    fn netlink_socket(&self) -> Result<OwnedFd, Errno> {
+        self.enter(Call::NetlinkSocket)?;
+        self.inner.netlink_socket()
+    }
+
+    fn netlink_send(&self, fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
+        let label = crate::netlink::request_label(msg);
+        let mut requests = self.netlink_requests.lock().unwrap();
+        requests.insert(fd.as_raw_fd(), label);
+        drop(requests);
+        self.enter(Call::NetlinkSend(label))?;
+        self.inner.netlink_send(fd, msg)
+    }
+
+    fn netlink_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        let requests = self.netlink_requests.lock().unwrap();
+        let label = requests.get(&fd.as_raw_fd()).copied().unwrap_or("netlink");
+        drop(requests);
+        self.enter(Call::NetlinkRecv(label))?;
+        self.inner.netlink_recv(fd, buf)
     }
 }
 

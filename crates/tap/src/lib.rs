@@ -16,6 +16,7 @@ pub mod fault;
 pub mod fdpass;
 pub mod host;
 pub mod link;
+pub mod netlink;
 pub mod open;
 pub mod probe;
 pub mod rules;

@@ -196,6 +196,13 @@ pub enum Call {
     Open(String),
     Socket,
     Ioctl(&'static str),
+    /// `socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)`.
+    NetlinkSocket,
+    /// Sending a netlink request; the label names its type: `netlink(RTM_NEWLINK)`.
+    NetlinkSend(&'static str),
+    /// Receiving (part of) the reply to the last request sent on that socket,
+    /// labelled like the request.
+    NetlinkRecv(&'static str),
 }
 
 /// The syscalls vmtap makes. Implementations must be usable from any thread.
@@ -207,6 +214,26 @@ pub trait Sys: Send + Sync {
     fn control_socket(&self) -> Result<OwnedFd, Errno>;
     /// One ioctl.
     fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno>;
+
+    /// An `AF_NETLINK` / `NETLINK_ROUTE` raw socket (close-on-exec) with
+    /// extended acks, capped acks and strict checking turned on where the
+    /// kernel has them (see [`crate::netlink`]). A `Sys` without netlink
+    /// (test doubles) fails with ENOSYS.
+    fn netlink_socket(&self) -> Result<OwnedFd, Errno> {
+        Err(Errno::ENOSYS)
+    }
+    /// Send one netlink datagram to the kernel, retried on EINTR.
+    fn netlink_send(&self, fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
+        let _ = (fd, msg);
+        Err(Errno::ENOSYS)
+    }
+    /// Receive one datagram into `buf`, retried on EINTR. Returns the
+    /// datagram's real length (`MSG_TRUNC`): more than `buf.len()` means the
+    /// rest was cut off and is lost.
+    fn netlink_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        let _ = (fd, buf);
+        Err(Errno::ENOSYS)
+    }
 }
 
 mod raw {
@@ -305,6 +332,80 @@ impl Sys for RealSys {
             }
         };
         res.map(|_| ())
+    }
+
+    fn netlink_socket(&self) -> Result<OwnedFd, Errno> {
+        let ty = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, ty, libc::NETLINK_ROUTE) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: socket returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Error text in NLMSG_ERROR, no copy of the request in it, and
+        // requests checked strictly (so dump filters are honoured or
+        // refused). Kernels without an option (ENOPROTOOPT) work without it.
+        for opt in [
+            libc::NETLINK_EXT_ACK,
+            libc::NETLINK_CAP_ACK,
+            libc::NETLINK_GET_STRICT_CHK,
+        ] {
+            let one: c_int = 1;
+            // SAFETY: setsockopt reads size_of::<c_int>() bytes from a live c_int.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_NETLINK,
+                    opt,
+                    (&one as *const c_int).cast(),
+                    size_of::<c_int>() as libc::socklen_t,
+                )
+            };
+        }
+        Ok(fd)
+    }
+
+    fn netlink_send(&self, fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
+        loop {
+            // SAFETY: send reads msg.len() bytes from a live slice; an
+            // unconnected netlink socket sends to the kernel (port 0).
+            let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+            if n >= 0 {
+                // A netlink datagram goes whole or not at all.
+                return if n as usize == msg.len() {
+                    Ok(())
+                } else {
+                    Err(Errno::EMSGSIZE)
+                };
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+    }
+
+    fn netlink_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        loop {
+            // SAFETY: recv writes at most buf.len() bytes into a live
+            // mutable slice; MSG_TRUNC only changes the returned length.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
     }
 }
 

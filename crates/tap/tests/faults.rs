@@ -102,8 +102,8 @@ fn cases() -> Vec<Case> {
 fn syscall_label(call: &Call) -> &'static str {
     match call {
         Call::Open(_) => "open",
-        Call::Socket => "socket",
-        Call::Ioctl(name) => name,
+        Call::Socket | Call::NetlinkSocket => "socket",
+        Call::Ioctl(name) | Call::NetlinkSend(name) | Call::NetlinkRecv(name) => name,
     }
 }
 
