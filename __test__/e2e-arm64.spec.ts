@@ -180,7 +180,7 @@ test.serial('arm64 guest: boots Debian arm64 kernel under qemu-system-aarch64 (T
 test.serial("require('vmtap') and probeFeatures(): the addon is vmtap-linux-arm64-gnu's, an AArch64 binary", async (t) => {
   const r = await result(t)
   const req = stepValue(t, r, 'require')
-  t.is(req.resolved, '/app/node_modules/vmtap/dist/index.js')
+  t.regex(req.resolved, /^\/app\/node_modules\/vmtap\//, 'vmtap from the installed main package')
   t.log(`require('vmtap'): ${req.ms.toFixed(1)} ms (TCG)`)
   const p = stepValue(t, r, 'probeFeatures')
   t.deepEqual(p.addons, [ADDON], 'the one addon loaded is the arm64 package one')
