@@ -27,7 +27,7 @@ fail() {
 
 say "BOOT kernel=$(uname -r) machine=$(uname -m) cpus=$(nproc) uptime=$(up)"
 
-# tun and what it needs, in dependency order (written by arm64.ts from the
+# tun, vhost_net and what they need, in dependency order (written by arm64.ts from the
 # modules' own depends= fields: Debian's kernel package ships no modules.dep).
 for m in $(cat /etc/vmtap-modules); do
 	insmod "/lib/modules/$m.ko" || fail "insmod $m"
