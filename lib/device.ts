@@ -318,7 +318,8 @@ export async function closeAll(devices: Iterable<TapDevice>, options?: CloseAllO
     if (!isTapDevice(d)) throw invalidType(`devices[${i}]`, 'a TapDevice', d)
   })
   const o = snapshotOptions(options, 'options', ['maxThreads'])
-  const maxThreads = o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, limits.maxCloseThreads)
+  const maxThreads =
+    o.maxThreads === undefined ? 128 : validateInteger(o.maxThreads, 'options.maxThreads', 1, limits.maxCloseThreads)
   const handles: NativeHandle[] = []
   const owners: TapDevice[] = []
   for (const d of list as TapDevice[]) {

@@ -96,7 +96,8 @@ export interface ReceivedFds {
 export async function recvFds(socket: FdSocket, options?: RecvFdsOptions): Promise<ReceivedFds> {
   const fd = socketFd(socket, 'socket')
   const o = snapshotOptions(options, 'options', ['maxBytes', 'maxFds', 'timeoutMs'])
-  const maxBytes = o.maxBytes === undefined ? 65536 : validateInteger(o.maxBytes, 'options.maxBytes', 1, limits.maxRecvBytes)
+  const maxBytes =
+    o.maxBytes === undefined ? 65536 : validateInteger(o.maxBytes, 'options.maxBytes', 1, limits.maxRecvBytes)
   const maxFds =
     o.maxFds === undefined ? limits.scmMaxFd : validateInteger(o.maxFds, 'options.maxFds', 0, limits.scmMaxFd)
   return native().recvFds(fd, maxBytes, maxFds, timeoutOf(o.timeoutMs))

@@ -4,8 +4,11 @@
 // `--native-only` skips tsc; extra arguments after `--` go to `napi build`.
 // `--cross` (opt-in, for releases): build with the napi-rs cross toolchain
 // (`--use-napi-cross`: gcc + glibc 2.17 sysroot, fetched from the npm registry
-// by scripts/release-toolchain.mjs) for `--target` (default: the host triple),
-// in target/napi-cross, so the binary loads on glibc >= 2.17.
+// by scripts/release-toolchain.mjs) for `--target`, in target/napi-cross, so
+// the binary loads on glibc >= 2.17. Without `--target`: every gnu target
+// this host has a toolchain for (an x86_64 host: x86_64 and aarch64, with
+// aarch64's Rust standard library from Debian's rustc-web; see
+// release-toolchain.mjs).
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import fs from 'node:fs'
@@ -24,8 +27,8 @@ const cross = (dash >= 0 ? argv.slice(0, dash) : argv).includes('--cross')
 // its own TypeScript, so that is expected and asks nothing of the user.
 const EXPECTED_WARNINGS = [/`napi-derive` crate is not used/]
 
-function run(cmd, args, { filterStderr = false } = {}) {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: ['inherit', 'inherit', filterStderr ? 'pipe' : 'inherit'] })
+function run(cmd, args, env = process.env, { filterStderr = false } = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: ['inherit', 'inherit', filterStderr ? 'pipe' : 'inherit'], env })
   if (filterStderr) {
     const kept = r.stderr
       .toString()
@@ -51,39 +54,50 @@ function hostTriple() {
 
 const napi = path.join(path.dirname(require.resolve('@napi-rs/cli/package.json')), 'dist', 'cli.js')
 const source = cargoSourceArgs()
-let crossArgs = []
+const napiBuild = (extra, env) =>
+  run(
+    process.execPath,
+    [
+      napi,
+      'build',
+      '--platform',
+      '--release',
+      '--manifest-path',
+      'crates/node/Cargo.toml',
+      '--package-json-path',
+      'package.json',
+      '--output-dir',
+      '.',
+      '--no-js',
+      ...extra,
+      ...napiExtra,
+      ...(source.length ? ['--', ...source] : []),
+    ],
+    env,
+    { filterStderr: true },
+  )
 if (cross) {
-  const { ensureCrossToolchain } = await import('./release-toolchain.mjs')
+  const { crossTargets, ensureCrossToolchain, rustEnvFor } = await import('./release-toolchain.mjs')
   const t = napiExtra.findIndex((a) => a === '--target' || a === '-t')
-  const target = t >= 0 ? napiExtra[t + 1] : hostTriple()
-  try {
-    ensureCrossToolchain(target)
-  } catch (e) {
-    console.error(e.message)
-    process.exit(1)
+  const targets = t >= 0 ? [napiExtra[t + 1]] : crossTargets().length ? crossTargets() : [hostTriple()]
+  for (const target of targets) {
+    let rust
+    try {
+      ensureCrossToolchain(target)
+      rust = rustEnvFor(target)
+    } catch (e) {
+      console.error(e.message)
+      process.exit(1)
+    }
+    if (rust.env.RUSTC) console.error(`vmtap: ${target} with ${rust.version} (RUSTC=${rust.env.RUSTC})`)
+    napiBuild(['--use-napi-cross', '--target-dir', 'target/napi-cross', ...(t >= 0 ? [] : ['--target', target])], {
+      ...process.env,
+      ...rust.env,
+    })
   }
-  crossArgs = ['--use-napi-cross', '--target-dir', 'target/napi-cross', ...(t >= 0 ? [] : ['--target', target])]
+} else {
+  napiBuild([], process.env)
 }
-run(
-  process.execPath,
-  [
-    napi,
-    'build',
-    '--platform',
-    '--release',
-    '--manifest-path',
-    'crates/node/Cargo.toml',
-    '--package-json-path',
-    'package.json',
-    '--output-dir',
-    '.',
-    '--no-js',
-    ...crossArgs,
-    ...napiExtra,
-    ...(source.length ? ['--', ...source] : []),
-  ],
-  { filterStderr: true },
-)
 if (!nativeOnly) run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'])
 
 // `require('vmtap')` / `import 'vmtap'` from inside the checkout: the package

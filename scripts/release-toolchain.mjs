@@ -11,7 +11,16 @@
 // script unpacks the published toolchain there itself (`tar xJf`). Idempotent:
 // a complete toolchain is left alone; a partial one is never left behind.
 //
-//   node scripts/release-toolchain.mjs [triple]   # prints the toolchain dir
+// The Rust standard library of the target comes from rustup's toolchain when
+// it has one (x86_64 here: rustup cannot download other targets on our
+// machines), else from Debian's rustc-web, whose standard library for other
+// architectures is packaged per architecture: aarch64 is
+// `libstd-rust-web-dev:arm64` (after `dpkg --add-architecture arm64`), which
+// dpkg keeps at exactly rustc-web's version (Multi-Arch: same). Such a build
+// runs rustup's cargo with RUSTC=/usr/bin/rustc (rustc-web); @napi-rs/cli
+// reads RUSTC too. See rustEnvFor().
+//
+//   node scripts/release-toolchain.mjs [triple]   # prints the toolchain dir and the rustc for triple
 
 import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -38,6 +47,70 @@ export const TOOLCHAINS = {
     version: '1.0.3',
     integrity: 'sha512-EMFcy/ahFsmCY3BI1tMC3wRUYZ+cDuILg7nP1micaKXW1tO1+RvUB1CC6QYe+cv2W4Tuz9wr3qcFExWyjgWf2w==',
   },
+}
+
+/**
+ * The targets a release is cross-built for on this host: the gnu targets we
+ * have a napi-rs cross toolchain for (x64 host: x86_64 and aarch64), in
+ * TOOLCHAINS order; empty on other hosts.
+ */
+export function crossTargets(hostArch = process.arch) {
+  return Object.keys(TOOLCHAINS)
+    .filter((k) => k.startsWith(`${hostArch}/`))
+    .map((k) => k.slice(hostArch.length + 1))
+}
+
+/** Debian's architecture name of a Rust target's CPU. */
+const DEBIAN_ARCH = { x86_64: 'amd64', aarch64: 'arm64' }
+
+/** Debian's rustc (package rustc-web); VMTAP_DEBIAN_RUSTC overrides the path. */
+export const DEBIAN_RUSTC = process.env.VMTAP_DEBIAN_RUSTC || '/usr/bin/rustc'
+
+/** Whether `rustc` has the standard library of `triple` (its target-libdir holds a libstd rlib). */
+export function rustcHasTarget(rustc, triple, env = process.env) {
+  const r = spawnSync(rustc, ['--print', 'target-libdir', '--target', triple], { encoding: 'utf8', env })
+  if (r.status !== 0) return false
+  const dir = r.stdout.trim()
+  try {
+    return fs.readdirSync(dir).some((f) => /^libstd-.*\.rlib$/.test(f))
+  } catch {
+    return false
+  }
+}
+
+/** `rustc -V` of `rustc`, or null. */
+function rustcVersion(rustc, env = process.env) {
+  const r = spawnSync(rustc, ['-V'], { encoding: 'utf8', env })
+  return r.status === 0 ? r.stdout.trim() : null
+}
+
+/**
+ * The environment cargo (and @napi-rs/cli) needs to build `triple`, and which
+ * rustc that is: `{ env: {}, rustc: 'rustc' }` when the default rustc
+ * (rustup's, on PATH) has the target's standard library, else
+ * `{ env: { RUSTC: DEBIAN_RUSTC } }` when Debian's rustc-web has it. A RUSTC
+ * set by the caller is used as is (and must have it). Throws with what to
+ * install otherwise.
+ */
+export function rustEnvFor(triple, env = process.env) {
+  if (env.RUSTC) {
+    if (rustcHasTarget(env.RUSTC, triple, env))
+      return { env: {}, rustc: env.RUSTC, version: rustcVersion(env.RUSTC, env) }
+    throw new Error(`vmtap: RUSTC=${env.RUSTC} has no standard library for ${triple}`)
+  }
+  if (rustcHasTarget('rustc', triple, env)) return { env: {}, rustc: 'rustc', version: rustcVersion('rustc', env) }
+  if (fs.existsSync(DEBIAN_RUSTC) && rustcHasTarget(DEBIAN_RUSTC, triple, env)) {
+    return { env: { RUSTC: DEBIAN_RUSTC }, rustc: DEBIAN_RUSTC, version: rustcVersion(DEBIAN_RUSTC, env) }
+  }
+  const arch = DEBIAN_ARCH[triple.split('-')[0]]
+  throw new Error(
+    `vmtap: no Rust standard library for ${triple}: the default rustc lacks it (rustup cannot download targets here) ` +
+      `and ${DEBIAN_RUSTC} (Debian's rustc-web) is missing or lacks it.` +
+      (arch
+        ? ` Install it: dpkg --add-architecture ${arch} && apt-get update && apt-get install --no-install-recommends rustc-web libstd-rust-web-dev:${arch}` +
+          ' (.ci/run does this)'
+        : ''),
+  )
 }
 
 /** The @napi-rs/cross-toolchain version the installed @napi-rs/cli reads (names its cache dir). */
@@ -112,7 +185,10 @@ export function ensureCrossToolchain(triple = 'x86_64-unknown-linux-gnu', { log 
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
-    console.log(ensureCrossToolchain(process.argv[2]))
+    const triple = process.argv[2] ?? 'x86_64-unknown-linux-gnu'
+    console.log(ensureCrossToolchain(triple))
+    const { rustc, version } = rustEnvFor(triple)
+    console.log(`${rustc} (${version})`)
   } catch (e) {
     console.error(e.message)
     process.exit(1)

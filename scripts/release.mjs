@@ -2,7 +2,9 @@
 // The release flow up to (not including) publishing, the napi-rs way:
 //
 //   1. build   the addon with the napi-rs cross toolchain (`node scripts/build.mjs
-//              --native-only --cross`: glibc 2.17 sysroot) into
+//              --native-only --cross`: glibc 2.17 sysroot) for every gnu target
+//              this host can build (an x86_64 host: x86_64 and aarch64, see
+//              release-toolchain.mjs; --target narrows it) into
 //              <out>/artifacts/bindings-<triple>/, unless --artifacts names a
 //              directory of already-built binaries (CI's downloaded artifacts);
 //              gnu binaries must need no symbol newer than GLIBC_2.17
@@ -23,9 +25,10 @@
 // `napi prepublish -t npm` + `npm publish` in <out>/package; see
 // .github/workflows/CI.yml (job publish).
 //
-//   node scripts/release.mjs [--out DIR] [--artifacts DIR] [--all-targets] [--quiet]
+//   node scripts/release.mjs [--out DIR] [--artifacts DIR] [--target TRIPLE]... [--all-targets] [--quiet]
 //
 //   --out DIR        where everything goes (default target/npm-release)
+//   --target TRIPLE  build only these targets (repeatable; default: every one this host can build)
 //   --artifacts DIR  use the vmtap.<platform>.node files found under DIR instead of building
 //   --all-targets    fail unless every napi.targets entry has a binary (publishing)
 //   --refuse-publish the checkout's `prepublishOnly`: explain where publishing happens, exit 1
@@ -35,6 +38,8 @@ import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+
+import { crossTargets } from './release-toolchain.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(path.join(root, 'package.json'))
@@ -53,11 +58,18 @@ export function platformOf(triple) {
 }
 
 function parseArgs(argv) {
-  const opts = { out: path.join(root, 'target', 'npm-release'), artifacts: null, allTargets: false, quiet: false }
+  const opts = {
+    out: path.join(root, 'target', 'npm-release'),
+    artifacts: null,
+    targets: [],
+    allTargets: false,
+    quiet: false,
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--out') opts.out = path.resolve(argv[++i])
     else if (a === '--artifacts') opts.artifacts = path.resolve(argv[++i])
+    else if (a === '--target') opts.targets.push(argv[++i])
     else if (a === '--all-targets') opts.allTargets = true
     else if (a === '--quiet') opts.quiet = true
     else throw new Error(`vmtap release: unknown argument ${a}`)
@@ -180,30 +192,35 @@ export function release(options = {}) {
   // 1. The binaries.
   let artifactsDir = opts.artifacts
   if (!artifactsDir) {
-    const triple = hostTriple()
+    const triples = opts.targets.length ? opts.targets : crossTargets().length ? crossTargets() : [hostTriple()]
     artifactsDir = path.join(opts.out, 'artifacts')
-    const dest = path.join(artifactsDir, `bindings-${triple}`)
     fs.rmSync(artifactsDir, { recursive: true, force: true })
-    fs.mkdirSync(dest, { recursive: true })
-    log(`building ${triple} with the napi-rs cross toolchain`)
-    time('build', () =>
-      run(
-        process.execPath,
-        [
-          path.join(root, 'scripts', 'build.mjs'),
-          '--native-only',
-          '--cross',
-          '--',
-          '--target',
-          triple,
-          '--output-dir',
-          dest,
-        ],
-        {
-          quiet: opts.quiet,
-        },
-      ),
-    )
+    const t0 = Date.now()
+    for (const triple of triples) {
+      if (!targets.includes(triple)) throw new Error(`vmtap release: ${triple} is not in package.json's napi.targets`)
+      const dest = path.join(artifactsDir, `bindings-${triple}`)
+      fs.mkdirSync(dest, { recursive: true })
+      log(`building ${triple} with the napi-rs cross toolchain`)
+      time(`build ${triple}`, () =>
+        run(
+          process.execPath,
+          [
+            path.join(root, 'scripts', 'build.mjs'),
+            '--native-only',
+            '--cross',
+            '--',
+            '--target',
+            triple,
+            '--output-dir',
+            dest,
+          ],
+          {
+            quiet: opts.quiet,
+          },
+        ),
+      )
+    }
+    durations.build = (Date.now() - t0) / 1000
   }
   const binaries = {}
   for (const triple of targets) {
@@ -242,7 +259,7 @@ export function release(options = {}) {
   const manifest = { ...pkg }
   for (const f of DEV_ONLY_FIELDS) delete manifest[f]
   manifest.napi = { ...pkg.napi, targets: built } // for `napi artifacts` / `prepublish` below; restored after
-  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
+  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2) + '\n')
   for (const f of fs.readdirSync(root)) {
     if (/^(README|LICEN[CS]E|COPYING|NOTICE)(\..*)?$/i.test(f)) fs.copyFileSync(path.join(root, f), path.join(stage, f))
   }
@@ -285,7 +302,7 @@ export function release(options = {}) {
   staged.optionalDependencies = Object.fromEntries(
     Object.entries(staged.optionalDependencies).sort(([a], [b]) => a.localeCompare(b)),
   )
-  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(staged, null, 2)}\n`)
+  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(staged, null, 2) + '\n')
 
   // 5. npm pack.
   const pack = (dir) =>
@@ -321,7 +338,7 @@ export function release(options = {}) {
     optionalDependencies: staged.optionalDependencies,
     durations,
   }
-  fs.writeFileSync(path.join(opts.out, 'release.json'), `${JSON.stringify(summary, null, 2)}\n`)
+  fs.writeFileSync(path.join(opts.out, 'release.json'), JSON.stringify(summary, null, 2) + '\n')
   log(
     `tarballs in ${tarballs}: ${[packed.main, ...Object.values(packed.platforms)].map((t) => path.basename(t.file)).join(', ')}`,
   )
