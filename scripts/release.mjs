@@ -259,7 +259,7 @@ export function release(options = {}) {
   const manifest = { ...pkg }
   for (const f of DEV_ONLY_FIELDS) delete manifest[f]
   manifest.napi = { ...pkg.napi, targets: built } // for `napi artifacts` / `prepublish` below; restored after
-  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2) + '\n')
+  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
   for (const f of fs.readdirSync(root)) {
     if (/^(README|LICEN[CS]E|COPYING|NOTICE)(\..*)?$/i.test(f)) fs.copyFileSync(path.join(root, f), path.join(stage, f))
   }
@@ -302,7 +302,7 @@ export function release(options = {}) {
   staged.optionalDependencies = Object.fromEntries(
     Object.entries(staged.optionalDependencies).sort(([a], [b]) => a.localeCompare(b)),
   )
-  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(staged, null, 2) + '\n')
+  fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(staged, null, 2)}\n`)
 
   // 5. npm pack.
   const pack = (dir) =>
@@ -338,7 +338,7 @@ export function release(options = {}) {
     optionalDependencies: staged.optionalDependencies,
     durations,
   }
-  fs.writeFileSync(path.join(opts.out, 'release.json'), JSON.stringify(summary, null, 2) + '\n')
+  fs.writeFileSync(path.join(opts.out, 'release.json'), `${JSON.stringify(summary, null, 2)}\n`)
   log(
     `tarballs in ${tarballs}: ${[packed.main, ...Object.values(packed.platforms)].map((t) => path.basename(t.file)).join(', ')}`,
   )
