@@ -18,6 +18,7 @@ const NO_CONFIG: NativeOpenConfig = {
   uniqueName: false,
   persist: false,
   owner: null,
+  ownerless: false,
   group: null,
   vnetHdrSize: null,
   offloads: null,

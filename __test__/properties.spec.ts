@@ -78,12 +78,14 @@ interface OpenArgs {
   persist: boolean
   owner: number | null
   group: number | null
+  ownerless: boolean
   vnetHdrSize: number | null
   offloads: number | null
   mtu: number | null
   mac: string | null
   bridge: string | null
   up: boolean
+  netns: string | number | null
 }
 const NO_CONFIG = {
   exclusive: false,
@@ -91,6 +93,7 @@ const NO_CONFIG = {
   persist: false,
   owner: null,
   group: null,
+  ownerless: false,
   vnetHdrSize: null,
   offloads: null,
   mtu: null,
@@ -109,7 +112,7 @@ const NO_CONFIG = {
 function canonicalOpen(args: unknown[]): OpenArgs {
   if (args.length === 1 && typeof args[0] === 'object' && args[0] !== null)
     return { ...NO_CONFIG, ...(args[0] as OpenArgs) }
-  const [name, queues, vnetHdr, vhost, tunPath, vhostPath, config] = args as [
+  const [name, queues, vnetHdr, vhost, tunPath, vhostPath, config, netns] = args as [
     string,
     number,
     unknown,
@@ -117,6 +120,7 @@ function canonicalOpen(args: unknown[]): OpenArgs {
     string | null,
     string | null,
     Partial<OpenArgs> | null,
+    string | number | null | undefined,
   ]
   const tri = (v: unknown) => (v === false ? 0 : v === 'auto' ? 1 : v === true ? 2 : (v as number))
   return {
@@ -128,6 +132,7 @@ function canonicalOpen(args: unknown[]): OpenArgs {
     vhostPath: vhostPath ?? '/dev/vhost-net',
     ...NO_CONFIG,
     ...(config ?? {}),
+    netns: netns ?? null,
   }
 }
 
@@ -490,6 +495,22 @@ function mBridge(v: Val, arg: string): string {
   return s
 }
 
+const isNull = (v: Val) => v.k === 'prim' && v.v === null
+
+/** A namespace: an fd, an absolute path, or a name (1-255 bytes, no '/', not '.'/'..') meaning /run/netns/NAME. */
+function mNetns(v: Val, arg: string): string | number {
+  const x = primOf(v)
+  if (v.k === 'prim' && typeof x === 'number') return mInt(v, arg, 0, 2 ** 31 - 1)
+  const s = mString(v, arg)
+  if (s.includes('\0')) throw refuse(VALUE, arg)
+  if (s.startsWith('/')) return s
+  if (s === '' || Buffer.byteLength(s) > 255 || s.includes('/') || s === '.' || s === '..') throw refuse(VALUE, arg)
+  return `/run/netns/${s}`
+}
+
+/** The `netns` of a host-level call's options: null when absent. */
+const mNetnsOption = (v: Val) => (v.k === 'undef' ? null : mNetns(v, 'options.netns'))
+
 function mPath(v: Val, arg: string, dflt: string): string {
   if (v.k === 'undef') return dflt
   const s = mString(v, arg)
@@ -601,6 +622,7 @@ const OPEN_KEYS = [
   'vhost',
   'tunPath',
   'vhostPath',
+  'netns',
   'exclusive',
   'uniqueName',
   'persist',
@@ -629,11 +651,14 @@ function mOpen(options: Val): Record<string, unknown> {
     vhost: mTristate(get(o, 'vhost'), 'options.vhost', 0),
     tunPath: mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun'),
     vhostPath: mPath(get(o, 'vhostPath'), 'options.vhostPath', '/dev/vhost-net'),
+    netns: get(o, 'netns').k === 'undef' ? null : mNetns(get(o, 'netns'), 'options.netns'),
     exclusive: bool('exclusive'),
     uniqueName: bool('uniqueName'),
     persist: bool('persist'),
-    owner: opt('owner', (v, a) => mInt(v, a, 0, MAX_ID)),
+    // null opts out of the default owner.
+    owner: isNull(get(o, 'owner')) ? null : opt('owner', (v, a) => mInt(v, a, 0, MAX_ID)),
     group: opt('group', (v, a) => mInt(v, a, 0, MAX_ID)),
+    ownerless: isNull(get(o, 'owner')),
     vnetHdrSize: opt('vnetHdrSize', mVnetHdrSize),
     offloads: opt('offloads', mOffloads),
     mtu: opt('mtu', (v, a) => mInt(v, a, 68, 65535)),
@@ -1124,10 +1149,17 @@ const OPEN_FIELDS: Record<(typeof OPEN_KEYS)[number], fc.Arbitrary<Val>> = {
   vhost: tristateField,
   tunPath: pathField,
   vhostPath: pathField,
+  netns: field(
+    fc.oneof(fc.constantFrom('blue', '/run/netns/blue', '/proc/1/ns/net', 3), fc.stringMatching(/^[a-z0-9_-]{1,20}$/)),
+    fc.constantFrom('', '.', '..', 'a/b', 'a\0b', 'x'.repeat(256), -1, 0.5, null, true, {}),
+  ),
   exclusive: boolField,
   uniqueName: boolField,
   persist: boolField,
-  owner: int(0, MAX_ID),
+  owner: fc.oneof(
+    { weight: 9, arbitrary: int(0, MAX_ID) },
+    { weight: 1, arbitrary: field(fc.constant(null), fc.constant(null)) },
+  ),
   group: int(0, MAX_ID),
   vnetHdrSize: hdrSizeField,
   offloads: offloadsField,
@@ -1568,17 +1600,18 @@ test.serial(
   'deleteTap, hostMacFor, getTunFeatures, probeFeatures, checkOpenTapOptions: the documented refusals, or exactly the addon call',
   async (t) => {
     const fns = {
-      deleteTap: fc.tuple(bridgeField, optionsArb({ tunPath: pathField }, 2)),
+      deleteTap: fc.tuple(bridgeField, optionsArb({ tunPath: pathField, netns: OPEN_FIELDS.netns }, 2)),
       hostMacFor: fc.tuple(macField),
       getTunFeatures: fc.tuple(int(0, 2 ** 31 - 1)),
-      probeFeatures: fc.tuple(optionsArb({ tunPath: pathField, vhostPath: pathField }, 3)),
+      probeFeatures: fc.tuple(optionsArb({ tunPath: pathField, vhostPath: pathField, netns: OPEN_FIELDS.netns }, 3)),
       checkOpenTapOptions: fc.tuple(optionsArb(OPEN_FIELDS)),
     }
     const models: Record<keyof typeof fns, (a: Val[]) => Expect> = {
       deleteTap: ([name, options]) => {
         const n = mBridgeArg(name, 'name')
-        const o = mSnapshot(options, 'options', ['tunPath'])
-        return { calls: [{ fn: 'deleteTap', args: [n, mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')] }] }
+        const o = mSnapshot(options, 'options', ['tunPath', 'netns'])
+        const tun = mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')
+        return { calls: [{ fn: 'deleteTap', args: [n, tun, mNetnsOption(get(o, 'netns'))] }] }
       },
       hostMacFor: ([mac]) => {
         const m = mMac(mac, 'guestMac')
@@ -1589,12 +1622,13 @@ test.serial(
         result: FEATURES,
       }),
       probeFeatures: ([options]) => {
-        const o = mSnapshot(options, 'options', ['tunPath', 'vhostPath'])
+        const o = mSnapshot(options, 'options', ['tunPath', 'vhostPath', 'netns'])
         const tun = mPath(get(o, 'tunPath'), 'options.tunPath', '/dev/net/tun')
         const vhost = mPath(get(o, 'vhostPath'), 'options.vhostPath', '/dev/vhost-net')
+        const netns = mNetnsOption(get(o, 'netns'))
         const has = (f: number) => (FEATURES & f) !== 0
         return {
-          calls: [{ fn: 'probeFeatures', args: [tun, vhost] }],
+          calls: [{ fn: 'probeFeatures', args: [tun, vhost, netns] }],
           result: {
             raw: FEATURES,
             tap: has(IFF_TAP),

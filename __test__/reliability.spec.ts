@@ -165,7 +165,7 @@ rootTest(
       'a tunPath that is a directory',
     )
     // Names taken by devices that are not TAP devices: refused, and those devices untouched.
-    const notTap = /rkv0 exists and is not a TUN\/TAP device; pick another name/
+    const notTap = /rkv0 exists and is not a TUN\/TAP device \(it is a veth\); pick another name/
     failedCleanly(t, r.veth, { ...einval, ifname: 'rkv0', message: notTap }, 'a veth name')
     failedCleanly(t, r.vethMq, { ...einval, ifname: 'rkv0', message: notTap }, 'a veth name, 2 queues')
     failedCleanly(t, r.vethExclusive, { ...busy, ifname: 'rkv0' }, 'a veth name, exclusive')

@@ -8,6 +8,7 @@ import { native } from './native'
 import { bitsToOffloads, type LinkOptions, normalizeOpenOptions, type Offloads, offloadsToBits } from './options'
 import type { OpenTapOptions } from './options'
 import {
+  type NetnsSpec,
   readProperty,
   snapshotOptions,
   validateBoolean,
@@ -71,6 +72,12 @@ export class TapDevice implements Disposable, AsyncDisposable {
   declare readonly vnetHdr: boolean
   /** Whether the device is multi-queue (IFF_MULTI_QUEUE). */
   declare readonly multiQueue: boolean
+  /**
+   * The network namespace the device lives in, as it was given to openTap
+   * (a name is shown as its path, `/run/netns/blue`; an fd as its number),
+   * or `null` for the caller's namespace. Its link settings act there.
+   */
+  declare readonly netns: NetnsSpec | null
   #handle: NativeHandle | null
 
   static {
@@ -85,19 +92,22 @@ export class TapDevice implements Disposable, AsyncDisposable {
   }
 
   /** @internal Use {@link openTap}. */
-  constructor(token: symbol, raw: NativeOpenResult) {
+  constructor(token: symbol, raw: NativeOpenResult, netns: NetnsSpec | null = null) {
     if (token !== kToken) throw new TypeError('TapDevice is not constructible; use openTap()')
     const [handle, ifname, flags, , tapFds, vhostFds] = raw
     this.#handle = handle
     // Plain assignments, then freeze: the public fields are read-only (the
     // private #handle is not affected by freezing). The arrays are fresh
     // from the addon.
-    const self = this as { -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue']: TapDevice[K] }
+    const self = this as {
+      -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue' | 'netns']: TapDevice[K]
+    }
     self.ifname = ifname
     self.tapFds = Object.freeze(tapFds)
     self.vhostFds = Object.freeze(vhostFds)
     self.vnetHdr = (flags & constants.IFF_VNET_HDR) !== 0
     self.multiQueue = (flags & constants.IFF_MULTI_QUEUE) !== 0
+    self.netns = netns
     Object.freeze(this)
     unclosed.register(this, { handle, ifname }, this)
   }
@@ -153,7 +163,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
     this.#do((n, h) => n.setLinkUp(h, v))
   }
 
-  /** The link as the kernel has it now: up, MTU, MAC, ifindex. */
+  /** The link as the kernel has it now: its name (after a rename too), up, MTU, MAC, ifindex. */
   getLinkInfo(): LinkInfo {
     return this.#do((n, h) => n.getLinkInfo(h))
   }
@@ -275,7 +285,12 @@ export class TapDevice implements Disposable, AsyncDisposable {
  */
 export function openTap(options?: OpenTapOptions): TapDevice {
   const o = normalizeOpenOptions(options)
-  return new TapDevice(kToken, native().open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config))
+  const n = native()
+  const raw =
+    o.netns === null
+      ? n.open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
+      : n.open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config, o.netns)
+  return new TapDevice(kToken, raw, o.netns)
 }
 
 /**
@@ -285,8 +300,11 @@ export function openTap(options?: OpenTapOptions): TapDevice {
  */
 export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice> {
   const o = normalizeOpenOptions(options)
-  const raw = await native().openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
-  return new TapDevice(kToken, raw)
+  const n = native()
+  const raw = await (o.netns === null
+    ? n.openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
+    : n.openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config, o.netns))
+  return new TapDevice(kToken, raw, o.netns)
 }
 
 /** Options of {@link closeAll}. */

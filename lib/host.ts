@@ -3,7 +3,15 @@
 import { constants } from './constants'
 import { native } from './native'
 import { bitsToOffloads, type Offloads } from './options'
-import { snapshotOptions, validateFd, validateIfName, validateMac, validatePath } from './validate'
+import {
+  type NetnsSpec,
+  snapshotOptions,
+  validateFd,
+  validateIfName,
+  validateMac,
+  validateNetns,
+  validatePath,
+} from './validate'
 
 const TUN_PATH = '/dev/net/tun'
 const VHOST_PATH = '/dev/vhost-net'
@@ -25,15 +33,24 @@ export interface TapFeatures {
 export interface TunPathOptions {
   /** The TUN/TAP clone device. Default `/dev/net/tun`. */
   tunPath?: string
+  /** The network namespace to act in (as openTap's `netns`). Default: the caller's. */
+  netns?: NetnsSpec
 }
 
-/** Ask the kernel what it supports. Never throws for a missing device: `raw` is null. */
+const netnsOf = (v: unknown) => (v === undefined ? null : validateNetns(v, 'options.netns'))
+
+/**
+ * Ask the kernel what it supports (in `netns` when given). Never throws for a
+ * missing device: `raw` is null; a namespace that cannot be entered is a
+ * TapError.
+ */
 export function probeFeatures(options?: TunPathOptions & { vhostPath?: string }): TapFeatures {
-  const o = snapshotOptions(options, 'options', ['tunPath', 'vhostPath'])
+  const o = snapshotOptions(options, 'options', ['tunPath', 'vhostPath', 'netns'])
   const tunPath = validatePath(o.tunPath, 'options.tunPath', TUN_PATH)
   const vhostPath = validatePath(o.vhostPath, 'options.vhostPath', VHOST_PATH)
+  const netns = netnsOf(o.netns)
   const c = constants
-  const { raw, vhostNet } = native().probeFeatures(tunPath, vhostPath)
+  const { raw, vhostNet } = native().probeFeatures(tunPath, vhostPath, netns)
   const has = (flag: number) => raw !== null && (raw & flag) !== 0
   return {
     raw,
@@ -56,18 +73,20 @@ export function getTunFeatures(fd: number): number | null {
  * kernel-named TAP device). Needs CAP_NET_ADMIN.
  */
 export function probeOffloads(options?: TunPathOptions): Required<Offloads> {
-  const o = snapshotOptions(options, 'options', ['tunPath'])
-  return bitsToOffloads(native().probeOffloads(validatePath(o.tunPath, 'options.tunPath', TUN_PATH)))
+  const o = snapshotOptions(options, 'options', ['tunPath', 'netns'])
+  const tunPath = validatePath(o.tunPath, 'options.tunPath', TUN_PATH)
+  return bitsToOffloads(native().probeOffloads(tunPath, netnsOf(o.netns)))
 }
 
 /**
  * Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close. A
- * device still held by a process disappears when that one closes it.
+ * device still held by a process disappears when that one closes it. With
+ * `netns`, the device of that name in that namespace.
  */
 export function deleteTap(name: string, options?: TunPathOptions): void {
   const n = validateIfName(name, 'name')
-  const o = snapshotOptions(options, 'options', ['tunPath'])
-  native().deleteTap(n, validatePath(o.tunPath, 'options.tunPath', TUN_PATH))
+  const o = snapshotOptions(options, 'options', ['tunPath', 'netns'])
+  native().deleteTap(n, validatePath(o.tunPath, 'options.tunPath', TUN_PATH), netnsOf(o.netns))
 }
 
 /**

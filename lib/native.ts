@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 import { type ErrorDetail, makeError } from './errors'
 import type { Limits } from './limits'
-import type { Tristate } from './validate'
+import type { NetnsSpec, Tristate } from './validate'
 
 /** An opaque native handle (a type-tagged N-API external). */
 export type NativeHandle = { readonly __vmtapHandle: unique symbol }
@@ -28,6 +28,8 @@ export interface NativeOpenConfig {
   persist: boolean
   owner: number | null
   group: number | null
+  /** The caller opted out of the default owner (`owner: null`). */
+  ownerless: boolean
   vnetHdrSize: number | null
   offloads: number | null
   mtu: number | null
@@ -47,10 +49,14 @@ export interface NativeOpenOptions {
   /** null: /dev/vhost-net */
   vhostPath: string | null
   config: NativeOpenConfig | null
+  /** null: the caller's namespace */
+  netns: NetnsSpec | null
 }
 
 /** What the kernel reports about the link. */
 export interface LinkInfo {
+  /** The device's name now (it follows a rename). */
+  ifname: string
   up: boolean
   mtu: number
   mac: string
@@ -64,7 +70,7 @@ export interface NativeBinding {
   openAsync(...args: NativeOpenArgs): Promise<NativeOpenResult>
   closeAsync(handle: NativeHandle): Promise<boolean>
   closeAll(handles: NativeHandle[], maxThreads: number): Promise<(Error | null)[]>
-  probeFeatures(tunPath: string, vhostPath: string): { raw: number | null; vhostNet: boolean }
+  probeFeatures(tunPath: string, vhostPath: string, netns: NetnsSpec | null): { raw: number | null; vhostNet: boolean }
   getTunFeatures(fd: number): number | null
   setPersist(handle: NativeHandle, on: boolean): void
   setOwner(handle: NativeHandle, uid: number): void
@@ -79,8 +85,8 @@ export interface NativeBinding {
   setMac(handle: NativeHandle, mac: string): void
   attachToBridge(handle: NativeHandle, bridge: string): void
   detachFromBridge(handle: NativeHandle, bridge: string): void
-  probeOffloads(tunPath: string): number
-  deleteTap(name: string, tunPath: string): void
+  probeOffloads(tunPath: string, netns: NetnsSpec | null): number
+  deleteTap(name: string, tunPath: string, netns: NetnsSpec | null): void
   sendFds(socket: number, data: Buffer, fds: number[], timeoutMs: number | null): Promise<number>
   recvFds(
     socket: number,
@@ -93,7 +99,7 @@ export interface NativeBinding {
   init(makeError: (ctx: ErrorDetail) => Error): void
 }
 
-/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, netns)`. */
 export type NativeOpenArgs = [
   name: string,
   queues: number,
@@ -102,6 +108,7 @@ export type NativeOpenArgs = [
   tunPath: string | null,
   vhostPath: string | null,
   config: NativeOpenConfig | null,
+  netns?: NetnsSpec | null,
 ]
 
 function isMusl(): boolean {

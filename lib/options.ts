@@ -5,6 +5,7 @@ import { constants } from './constants'
 import { invalidValue } from './errors'
 import type { NativeOpenConfig, NativeOpenOptions } from './native'
 import {
+  type NetnsSpec,
   snapshotOptions,
   type Tristate,
   validateBoolean,
@@ -14,6 +15,7 @@ import {
   validateMac,
   validateMtu,
   validateName,
+  validateNetns,
   validatePath,
   validateTristate,
   validateVnetHdrSize,
@@ -120,8 +122,14 @@ export interface OpenTapOptions extends LinkOptions {
    * anyone who can open /dev/net/tun attach to an unowned one.
    */
   persist?: boolean
-  /** TUNSETOWNER: this uid may attach to the device without CAP_NET_ADMIN. */
-  owner?: number
+  /**
+   * TUNSETOWNER: this uid may attach to the device without CAP_NET_ADMIN.
+   * Without `owner` and `group`, a device this call creates is owned by the
+   * caller's euid: the kernel lets anyone who can open /dev/net/tun attach a
+   * queue to a device with neither (see SECURITY.md). `null` opts out: the
+   * device gets no owner (and no group, unless `group` is given).
+   */
+  owner?: number | null
   /** TUNSETGROUP: members of this gid may attach without CAP_NET_ADMIN. */
   group?: number
   /** TUNSETVNETHDRSZ: 10, 12 or 20 (limits.vnetHdrSizes). Needs vnetHdr. */
@@ -132,6 +140,14 @@ export interface OpenTapOptions extends LinkOptions {
   tunPath?: string
   /** The vhost-net device. Default `/dev/vhost-net`. */
   vhostPath?: string
+  /**
+   * The network namespace to create (or find) the device in, and where its
+   * link settings act: a name as `ip netns` has it (`'blue'` is
+   * `/run/netns/blue`), the path of a namespace file (`/proc/PID/ns/net`), or
+   * an open fd of one. Default: the caller's. The calling thread never
+   * changes namespace (the work runs on a short-lived thread of vmtap's own).
+   */
+  netns?: NetnsSpec
 }
 
 const OPEN_KEYS = [
@@ -141,6 +157,7 @@ const OPEN_KEYS = [
   'vhost',
   'tunPath',
   'vhostPath',
+  'netns',
   'exclusive',
   'uniqueName',
   'persist',
@@ -179,6 +196,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     tunPath: o.tunPath === undefined ? null : validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun'),
     vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
     config: null,
+    netns: o.netns === undefined ? null : validateNetns(o.netns, 'options.netns'),
   }
   if (!CONFIG_KEYS.some((k) => o[k] !== undefined)) return n
   const opt = <T>(v: unknown, f: (v: unknown) => T): T | null => (v === undefined ? null : f(v))
@@ -187,8 +205,9 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     exclusive: bool(o.exclusive, 'options.exclusive'),
     uniqueName: bool(o.uniqueName, 'options.uniqueName'),
     persist: bool(o.persist, 'options.persist'),
-    owner: opt(o.owner, (v) => validateId(v, 'options.owner')),
+    owner: o.owner === null ? null : opt(o.owner, (v) => validateId(v, 'options.owner')),
     group: opt(o.group, (v) => validateId(v, 'options.group')),
+    ownerless: o.owner === null,
     vnetHdrSize: opt(o.vnetHdrSize, (v) => validateVnetHdrSize(v, 'options.vnetHdrSize')),
     offloads: opt(o.offloads, (v) => offloadsToBits(v, 'options.offloads')),
     mtu: opt(o.mtu, (v) => validateMtu(v, 'options.mtu')),

@@ -198,3 +198,25 @@ export function validateId(value: unknown, name: string): number {
 export function validateFd(value: unknown, name: string): number {
   return validateInteger(value, name, 0, 2 ** 31 - 1)
 }
+
+/** A network namespace: a bare name (`blue`: /run/netns/blue), an absolute path, or an fd. */
+export type NetnsSpec = string | number
+
+/**
+ * @internal A network namespace as `ip netns` names it (1-255 bytes, no
+ * '/', not '.' or '..'), an absolute path to a namespace file, or an open fd
+ * of one. Returns it normalized: a name becomes its /run/netns path.
+ */
+export function validateNetns(value: unknown, name: string): NetnsSpec {
+  if (typeof value === 'number') return validateFd(value, name)
+  if (typeof value !== 'string') throw invalidType(name, 'a namespace name, path or fd number', value)
+  if (value.includes('\0')) throw invalidValue(name, 'must not contain NUL bytes', value)
+  if (value.startsWith('/')) return value
+  if (value === '' || Buffer.byteLength(value) > limits.maxNetnsNameBytes) {
+    throw invalidValue(name, `must be a name of 1 to ${limits.maxNetnsNameBytes} bytes or an absolute path`, value)
+  }
+  if (value.includes('/') || value === '.' || value === '..') {
+    throw invalidValue(name, "must be a namespace name (no '/', not '.' or '..') or an absolute path", value)
+  }
+  return `/run/netns/${value}`
+}

@@ -69,6 +69,7 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   // open(name, queues, vnetHdr, vhost, tunPath | null, vhostPath | null, config | null) → [handle, ...]
   // (an older addon took one options object and returned { handle, ... }: both are handled).
   const goodConfig = {
+    ownerless: false,
     exclusive: false,
     uniqueName: false,
     persist: false,

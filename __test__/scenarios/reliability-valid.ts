@@ -107,8 +107,8 @@ export function validOptionsOnRealDevices(runs: number, seed: number | null) {
         assert.equal((flags & constants.IFF_VNET_HDR) !== 0, o.vnetHdr !== false, 'vnet_hdr (the kernel offers it)')
         assert.equal(tap.vnetHdr, o.vnetHdr !== false)
         assert.equal((flags & constants.IFF_PERSIST) !== 0, o.persist === true, 'persist')
-        // persist without owner/group: vmtap makes the device the creator's (root here).
-        const owner = o.owner ?? (o.persist === true && o.group === undefined ? process.geteuid!() : -1)
+        // A device vmtap creates without owner/group is the creator's (root here).
+        const owner = o.owner ?? (o.group === undefined ? process.geteuid!() : -1)
         assert.equal(Number(sysfs(name, 'owner')), owner, 'owner')
         assert.equal(Number(sysfs(name, 'group')), o.group ?? -1, 'group')
         if (o.vnetHdrSize !== undefined) assert.equal(tap.getVnetHdrSize(), o.vnetHdrSize)

@@ -157,7 +157,7 @@ export async function kernelFailures() {
 // Without privileges: children as uid 65534 with no capabilities
 // ---------------------------------------------------------------------------
 
-interface Step {
+export interface Step {
   label: string
   fn: string
   args?: unknown[]
@@ -165,7 +165,7 @@ interface Step {
 }
 
 /** A world-readable copy of the package (dist/ and the .node) and tun nodes with chosen modes. */
-function unprivilegedKit(repo: string): string {
+export function unprivilegedKit(repo: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'vmtap-rel-'))
   chmodSync(dir, 0o755)
   cpSync(join(repo, 'dist'), join(dir, 'dist'), { recursive: true })
@@ -179,7 +179,7 @@ function unprivilegedKit(repo: string): string {
 }
 
 /** Run unpriv.js in a new mount namespace: `setup` (shell) first, then as `uid` (or root when null). */
-function child(dir: string, setup: string, uid: number | null, steps: Step[]) {
+export function child(dir: string, setup: string, uid: number | null, steps: Step[]) {
   const priv =
     uid === null ? '' : `setpriv --reuid ${uid} --regid ${uid} --clear-groups --inh-caps=-all --bounding-set=-all `
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`

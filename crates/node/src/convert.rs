@@ -5,7 +5,8 @@
 use std::ffi::{CStr, CString};
 use std::time::Duration;
 
-use vmtap_core::{link, rules, OpenOptions, Tristate};
+use vmtap_core::netns::NetNsSpec;
+use vmtap_core::{link, rules, OpenOptions, RealSys, Tristate};
 
 use crate::error::{JsError, JsResult};
 use crate::napi::{Env, Value, ValueType};
@@ -78,11 +79,23 @@ pub fn timeout_of(env: Env, v: Value) -> JsResult<Option<Duration>> {
     })
 }
 
+/// `netns | null`: a path or bare name (string), or an fd (number) that is
+/// duplicated here, on the calling (JS) thread, before any work moves.
+pub fn netns_of(env: Env, v: Value) -> JsResult<Option<NetNsSpec>> {
+    optional(env, v, |v| match env.type_of(v)? {
+        ValueType::String => Ok(NetNsSpec::Path(env.string_of(v, "netns")?)),
+        ValueType::Number => Ok(NetNsSpec::dup_fd(&RealSys, env.i32_of(v, "netns")?)?),
+        _ => Err(JsError::arg_type(
+            "netns must be a path, a namespace name or an fd number".to_owned(),
+        )),
+    })
+}
+
 /// The arguments of `open(name, queues, vnetHdr, vhost, tunPath | null,
-/// vhostPath | null, config | null)`; `config` is `{ exclusive, uniqueName,
-/// persist, owner, group, vnetHdrSize, offloads, mtu, mac, bridge, up }`
-/// (optional members null) or null for none. Positional, so the usual open
-/// reads no property at all.
+/// vhostPath | null, config | null, netns | null)`; `config` is `{ exclusive,
+/// uniqueName, persist, owner, group, ownerless, vnetHdrSize, offloads, mtu,
+/// mac, bridge, up }` (optional members null) or null for none. Positional,
+/// so the usual open reads no property at all.
 pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     let mut opts = OpenOptions {
         name: env.string_of(arg(env, args, 0)?, "name")?,
@@ -97,6 +110,7 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     if let Some(p) = optional(env, arg(env, args, 5)?, |v| c_path(env, v, "vhostPath"))? {
         opts.vhost_path = p;
     }
+    opts.netns = netns_of(env, arg(env, args, 7)?)?;
     let c = arg(env, args, 6)?;
     if matches!(env.type_of(c)?, ValueType::Null | ValueType::Undefined) {
         return Ok(opts);
@@ -108,6 +122,7 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     opts.persist = env.bool_of(get(c"persist")?, "persist")?;
     opts.owner = u32_opt(c"owner", "owner")?;
     opts.group = u32_opt(c"group", "group")?;
+    opts.ownerless = env.bool_of(get(c"ownerless")?, "ownerless")?;
     opts.vnet_hdr_size = optional(env, get(c"vnetHdrSize")?, |v| env.i32_of(v, "vnetHdrSize"))?;
     opts.offloads = u32_opt(c"offloads", "offloads")?;
     opts.mtu = u32_opt(c"mtu", "mtu")?;

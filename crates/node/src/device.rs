@@ -201,10 +201,11 @@ pub fn set_link_up(env: Env, args: &[Value]) -> JsResult<Value> {
     do_tap(env, args, |t| t.set_link_up(&RealSys, up))
 }
 
-/// `getLinkInfo(handle)` → `{ up, mtu, mac, ifindex }`.
+/// `getLinkInfo(handle)` → `{ ifname, up, mtu, mac, ifindex }`.
 pub fn get_link_info(env: Env, args: &[Value]) -> JsResult<Value> {
     let info = with_tap(env, args, |t| t.get_link_info(&RealSys))?;
     let o = env.object()?;
+    env.set(o, c"ifname", env.string(&info.ifname)?)?;
     env.set(o, c"up", env.boolean(info.flags & link::IFF_UP != 0)?)?;
     env.set(o, c"mtu", env.uint32(info.mtu)?)?;
     env.set(o, c"mac", env.string(&link::format_mac(&info.mac))?)?;

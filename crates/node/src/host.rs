@@ -8,15 +8,16 @@ use vmtap_core::rules;
 use vmtap_core::sys::consts;
 use vmtap_core::RealSys;
 
-use crate::convert::{arg, c_path, fd_of};
+use crate::convert::{arg, c_path, fd_of, netns_of};
 use crate::error::JsResult;
 use crate::napi::{Env, Value};
 
-/// `probeFeatures(tunPath, vhostPath)` → `{ raw: number | null, vhostNet }`.
+/// `probeFeatures(tunPath, vhostPath, netns | null)` → `{ raw: number | null, vhostNet }`.
 pub fn probe_features(env: Env, args: &[Value]) -> JsResult<Value> {
     let tun = c_path(env, arg(env, args, 0)?, "tunPath")?;
     let vhost = c_path(env, arg(env, args, 1)?, "vhostPath")?;
-    let f = vmtap_core::probe_features(&RealSys, &tun, &vhost);
+    let netns = netns_of(env, arg(env, args, 2)?)?;
+    let f = vmtap_core::probe_features(&RealSys, &tun, &vhost, netns.as_ref())?;
     let out = env.object()?;
     let raw = match f.raw {
         Some(r) => env.uint32(r)?,
@@ -40,18 +41,20 @@ pub fn get_tun_features(env: Env, args: &[Value]) -> JsResult<Value> {
     }
 }
 
-/// `probeOffloads(tunPath)` → the offload bits the kernel accepts.
+/// `probeOffloads(tunPath, netns | null)` → the offload bits the kernel accepts.
 pub fn probe_offloads(env: Env, args: &[Value]) -> JsResult<Value> {
     let tun = c_path(env, arg(env, args, 0)?, "tunPath")?;
-    let bits = vmtap_core::probe_offloads(&RealSys, &tun)?;
+    let netns = netns_of(env, arg(env, args, 1)?)?;
+    let bits = vmtap_core::probe_offloads(&RealSys, &tun, netns.as_ref())?;
     env.uint32(bits)
 }
 
-/// `deleteTap(name, tunPath)`.
+/// `deleteTap(name, tunPath, netns | null)`.
 pub fn delete_tap(env: Env, args: &[Value]) -> JsResult<Value> {
     let name = env.string_of(arg(env, args, 0)?, "name")?;
     let tun = c_path(env, arg(env, args, 1)?, "tunPath")?;
-    vmtap_core::delete_tap(&RealSys, &name, &tun)?;
+    let netns = netns_of(env, arg(env, args, 2)?)?;
+    vmtap_core::delete_tap(&RealSys, &name, &tun, netns.as_ref())?;
     env.undefined()
 }
 
@@ -112,6 +115,10 @@ pub fn limits(env: Env) -> JsResult<Value> {
     set(c"maxNameBytes", env.uint32(rules::MAX_NAME_BYTES as u32))?;
     set(c"scmMaxFd", env.uint32(rules::SCM_MAX_FD as u32))?;
     set(c"maxRecvBytes", env.uint32(rules::MAX_RECV_BYTES as u32))?;
+    set(
+        c"maxNetnsNameBytes",
+        env.uint32(rules::MAX_NETNS_NAME_BYTES as u32),
+    )?;
     set(
         c"maxCloseThreads",
         env.uint32(rules::MAX_CLOSE_THREADS as u32),

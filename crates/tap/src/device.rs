@@ -4,16 +4,19 @@
 //! alone or many at once.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 
 use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
 use crate::link::{self, LinkInfo};
+use crate::netlink::{LinkRef, Netlink};
+use crate::netns::{self, NetNs};
 use crate::rules;
 use crate::sys::consts::*;
 use crate::sys::{IfReq, Ioctl, Sys};
+use crate::tun;
 
 /// An open TAP device: its name and the fds that keep it alive. Dropping it
 /// closes every fd; a non-persistent device disappears with its last fd.
@@ -24,11 +27,43 @@ pub struct Tap {
     pub(crate) vhost_fds: Vec<OwnedFd>,
     pub(crate) flags: u16,
     pub(crate) features: u32,
+    /// The network namespace the device lives in, when it is not the
+    /// caller's: its link operations run there.
+    pub(crate) netns: Option<Arc<NetNs>>,
+    /// Opened without the default owner: making it persistent later does
+    /// not add one either.
+    pub(crate) ownerless: bool,
 }
 
 impl Tap {
+    /// The name the device had when it was opened (see [`Tap::current_name`]).
     pub fn ifname(&self) -> &str {
         &self.ifname
+    }
+
+    /// The network namespace the device lives in, or `None` for the caller's.
+    pub fn netns(&self) -> Option<&NetNs> {
+        self.netns.as_deref()
+    }
+
+    /// The device's name as the kernel has it now (TUNGETIFF on its first
+    /// queue): a rename since the open is followed, and another interface
+    /// that took the old name is never mistaken for this device.
+    pub fn current_name(&self, sys: &dyn Sys) -> Result<String> {
+        tun::get_iff(sys, self.control_fd())
+            .map(|(name, _)| name)
+            .map_err(|e| ioctl_error(e, "ioctl(TUNGETIFF)", Some(&self.ifname)))
+    }
+
+    /// Run `f` with the device's current name, in the device's namespace:
+    /// every link operation goes through here.
+    fn on_link<R: Send>(
+        &self,
+        sys: &dyn Sys,
+        f: impl FnOnce(&str) -> Result<R> + Send,
+    ) -> Result<R> {
+        let name = self.current_name(sys)?;
+        netns::run_in(sys, self.netns(), || f(&name))
     }
 
     /// One fd per queue, all attached to the same device.
@@ -103,8 +138,29 @@ impl Tap {
     }
 
     /// TUNSETPERSIST: a persistent device outlives its fds (delete it with
-    /// `set_persist(false)` and closing, or [`crate::delete_tap`]).
+    /// `set_persist(false)` and closing, or [`crate::delete_tap`]). Making a
+    /// device persistent applies the ownership rule of [`crate::open_tap`]:
+    /// a device with neither owner nor group gets the caller's euid as its
+    /// owner first (unless it was opened `ownerless`), so no persistent
+    /// device vmtap makes can be attached to by any local user.
     pub fn set_persist(&self, sys: &dyn Sys, on: bool) -> Result<()> {
+        if on && !self.ownerless {
+            let info = self.on_link(sys, |name| {
+                let mut nl = Netlink::open(sys)?;
+                nl.link(LinkRef::Name(name))
+            })?;
+            let unowned = info
+                .and_then(|l| l.tun)
+                .is_some_and(|t| t.owner.is_none() && t.group.is_none());
+            if unowned {
+                self.set_owner(sys, crate::open::euid())?;
+            }
+        }
+        self.persist_ioctl(sys, on)
+    }
+
+    /// TUNSETPERSIST alone, for callers that settled ownership themselves.
+    pub(crate) fn persist_ioctl(&self, sys: &dyn Sys, on: bool) -> Result<()> {
         self.tun_ioctl(sys, Ioctl::TunSetPersist(on))
     }
 
@@ -188,32 +244,37 @@ impl Tap {
 
     /// Bring the link up or down (SIOCGIFFLAGS, then SIOCSIFFLAGS).
     pub fn set_link_up(&self, sys: &dyn Sys, up: bool) -> Result<()> {
-        link::set_link_up(sys, &self.ifname, up)
+        self.on_link(sys, |name| link::set_link_up(sys, name, up))
     }
 
-    /// Flags, MTU, MAC and ifindex of the link.
+    /// Name, flags, MTU, MAC and ifindex of the link, as they are now.
     pub fn get_link_info(&self, sys: &dyn Sys) -> Result<LinkInfo> {
-        link::get_link_info(sys, &self.ifname)
+        self.on_link(sys, |name| link::get_link_info(sys, name))
     }
 
     /// SIOCSIFMTU: 68 to 65535 (a TAP device itself takes at most 65521).
     pub fn set_mtu(&self, sys: &dyn Sys, mtu: u32) -> Result<()> {
-        link::set_mtu(sys, &self.ifname, mtu)
+        rules::check_mtu(mtu)?;
+        self.on_link(sys, |name| link::set_mtu(sys, name, mtu))
     }
 
     /// SIOCSIFHWADDR: a unicast MAC, not all zeros.
     pub fn set_mac(&self, sys: &dyn Sys, mac: &[u8; 6]) -> Result<()> {
-        link::set_mac(sys, &self.ifname, mac)
+        rules::check_unicast(mac)?;
+        self.on_link(sys, |name| link::set_mac(sys, name, mac))
     }
 
-    /// Make the device a port of the Linux bridge `bridge` (SIOCBRADDIF).
+    /// Make the device a port of the Linux bridge `bridge` (SIOCBRADDIF), a
+    /// bridge in the device's namespace.
     pub fn attach_to_bridge(&self, sys: &dyn Sys, bridge: &str) -> Result<()> {
-        link::attach_to_bridge(sys, bridge, &self.ifname)
+        rules::check_bridge_name(bridge)?;
+        self.on_link(sys, |name| link::attach_to_bridge(sys, bridge, name))
     }
 
     /// Remove the device from `bridge` (SIOCBRDELIF).
     pub fn detach_from_bridge(&self, sys: &dyn Sys, bridge: &str) -> Result<()> {
-        link::detach_from_bridge(sys, bridge, &self.ifname)
+        rules::check_bridge_name(bridge)?;
+        self.on_link(sys, |name| link::detach_from_bridge(sys, bridge, name))
     }
 }
 
@@ -270,6 +331,8 @@ mod tests {
             vhost_fds: Vec::new(),
             flags,
             features: 0,
+            netns: None,
+            ownerless: false,
         }
     }
 

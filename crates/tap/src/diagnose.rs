@@ -1,17 +1,18 @@
 //! Turning an errno into an error that says what to do.
 //!
 //! After a failure (never on the success path) this may look at the
-//! interface the request named: whether it exists (SIOCGIFINDEX, which sees
-//! the caller's network namespace) and, when sysfs shows the same interface
-//! (same ifindex, so the sysfs mount belongs to this namespace), its
-//! `tun_flags`, `owner` and `group`. Only reads; nothing is changed.
+//! interface the request named, with rtnetlink in the calling thread's
+//! network namespace (the device's): whether it exists, its kind, and for a
+//! TUN/TAP device its type, multi_queue flag, owner and group. Never sysfs,
+//! which shows the namespace of whoever mounted it. Only reads; nothing is
+//! changed.
 
-use std::fs;
 use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+use crate::netlink::{Link, LinkRef, Netlink};
 use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
 
@@ -55,59 +56,13 @@ pub(crate) fn ioctl(
         .map_err(|e| ioctl_error(e, label, Some(ifname)))
 }
 
-/// What we could learn about an existing interface.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct IfInfo {
-    pub ifindex: i32,
-    /// `tun_flags` from sysfs: `None` when the device is not a tun/tap (or
-    /// sysfs shows another namespace, see `sysfs_matches`).
-    pub tun_flags: Option<u16>,
-    pub owner: Option<i64>,
-    pub group: Option<i64>,
-    /// Whether sysfs' view of this name is the same device.
-    pub sysfs_matches: bool,
-    /// `bridge`, `veth`, ... when sysfs tells.
-    pub kind: Option<String>,
-}
-
-fn read_sysfs(name: &str, attr: &str) -> Option<String> {
-    fs::read_to_string(format!("/sys/class/net/{name}/{attr}"))
-        .ok()
-        .map(|s| s.trim().to_owned())
-}
-
-fn parse_hex(s: &str) -> Option<u16> {
-    u16::from_str_radix(s.trim_start_matches("0x"), 16).ok()
-}
-
-/// Look `name` up; `None` when it does not exist in this namespace.
-pub fn inspect(sys: &dyn Sys, name: &str) -> Option<IfInfo> {
+/// The interface `name` as rtnetlink shows it in the calling thread's
+/// namespace, or `None` when there is no such interface.
+pub fn inspect(sys: &dyn Sys, name: &str) -> Result<Option<Link>> {
     if name.is_empty() || name.contains('%') {
-        return None;
+        return Ok(None);
     }
-    let ifindex = crate::link::ifindex(sys, name).ok()?;
-    let sysfs_matches = read_sysfs(name, "ifindex")
-        .and_then(|s| s.parse::<i32>().ok())
-        .is_some_and(|i| i == ifindex);
-    let mut info = IfInfo {
-        ifindex,
-        sysfs_matches,
-        ..Default::default()
-    };
-    if sysfs_matches {
-        info.tun_flags = read_sysfs(name, "tun_flags").and_then(|s| parse_hex(&s));
-        info.owner = read_sysfs(name, "owner").and_then(|s| s.parse().ok());
-        info.group = read_sysfs(name, "group").and_then(|s| s.parse().ok());
-        info.kind = if fs::metadata(format!("/sys/class/net/{name}/bridge")).is_ok() {
-            Some("bridge".into())
-        } else {
-            read_sysfs(name, "uevent").and_then(|u| {
-                u.lines()
-                    .find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_owned))
-            })
-        };
-    }
-    Some(info)
+    Netlink::open(sys)?.link(LinkRef::Name(name))
 }
 
 pub(crate) fn open_tun(err: Error, errno: Errno) -> Error {
@@ -152,7 +107,8 @@ pub(crate) fn open_vhost(err: Error, errno: Errno) -> Error {
 pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Error {
     let shown = if name.is_empty() { "tap%d" } else { name };
     let err = ioctl_error(errno, "ioctl(TUNSETIFF)", Some(shown));
-    let info = inspect(sys, name);
+    // A look-up that fails only costs the hint.
+    let info = inspect(sys, name).ok().flatten();
     let want_mq = flags & IFF_MULTI_QUEUE != 0;
     let hint = match (errno, &info) {
         (Errno::EPERM, None) => format!(
@@ -163,10 +119,10 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
             unsafe { libc::getuid() }
         ),
         (Errno::EPERM, Some(i)) => {
-            let owner = match (i.owner, i.group) {
-                (Some(o), Some(g)) if o >= 0 || g >= 0 => {
-                    format!(" (it belongs to uid {o}, gid {g}; -1 means nobody)")
-                }
+            let owner = match i.tun.map(|t| (t.owner, t.group)) {
+                Some((Some(o), Some(g))) => format!(" (it belongs to uid {o} and gid {g})"),
+                Some((Some(o), None)) => format!(" (it belongs to uid {o})"),
+                Some((None, Some(g))) => format!(" (it belongs to gid {g})"),
                 _ => " (it has no owner or group set)".to_owned(),
             };
             format!(
@@ -181,7 +137,7 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
             "{name} is a single-queue device that is already attached (by this or another \
              process); close that fd first, or pick another name"
         ),
-        (Errno::EINVAL, Some(i)) if i.sysfs_matches => match i.tun_flags {
+        (Errno::EINVAL, Some(i)) => match i.tun {
             None => format!(
                 "{name} exists and is not a TUN/TAP device{}; pick another name",
                 i.kind
@@ -189,23 +145,18 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
                     .map(|k| format!(" (it is a {k})"))
                     .unwrap_or_default()
             ),
-            Some(f) if f & IFF_TUN != 0 => {
+            Some(t) if !t.tap => {
                 format!("{name} exists and is a TUN device, not TAP; pick another name")
             }
-            Some(f) if want_mq && f & IFF_MULTI_QUEUE == 0 => format!(
+            Some(t) if want_mq && !t.multi_queue => format!(
                 "{name} already exists without multi_queue; delete it or open it with queues: 1"
             ),
-            Some(f) if !want_mq && f & IFF_MULTI_QUEUE != 0 => format!(
+            Some(t) if !want_mq && t.multi_queue => format!(
                 "{name} already exists with multi_queue; open it with queues of 2 or more, or \
                  delete it"
             ),
             Some(_) => format!("the kernel refused to attach to the existing device {name}"),
         },
-        (Errno::EINVAL, Some(_)) => format!(
-            "{name} exists but is not a TAP device with matching flags (maybe it was created \
-             {} multi_queue); delete it or pick another name",
-            if want_mq { "without" } else { "with" }
-        ),
         (Errno::E2BIG, _) => format!(
             "{name} already has the kernel's maximum of 256 queues (MAX_TAP_QUEUES, enabled \
              and disabled counted together)"

@@ -77,6 +77,16 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.inner.ioctl(fd, op)
     }
 
+    fn dup_cloexec(&self, fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+        self.enter(Call::Dup)?;
+        self.inner.dup_cloexec(fd)
+    }
+
+    fn setns(&self, fd: BorrowedFd<'_>, nstype: c_int) -> Result<(), Errno> {
+        self.enter(Call::Setns)?;
+        self.inner.setns(fd, nstype)
+    }
+
     fn netlink_socket(&self) -> Result<OwnedFd, Errno> {
         self.enter(Call::NetlinkSocket)?;
         self.inner.netlink_socket()

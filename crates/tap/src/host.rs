@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use crate::diagnose;
 use crate::error::Result;
 use crate::link;
+use crate::netns::{self, NetNs, NetNsSpec};
 use crate::rules;
 use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
@@ -16,17 +17,31 @@ use crate::tun;
 
 /// Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close.
 /// A device still held by another process goes away when that one closes
-/// it (a held single-queue device cannot be attached: EBUSY).
-pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
+/// it (a held single-queue device cannot be attached: EBUSY). With `netns`,
+/// the device named is the one in that namespace.
+pub fn delete_tap(
+    sys: &dyn Sys,
+    name: &str,
+    tun_path: &CStr,
+    netns: Option<&NetNsSpec>,
+) -> Result<()> {
     let name = rules::check_delete_name(name)?;
+    let ns = netns.map(|spec| NetNs::open(sys, spec)).transpose()?;
+    netns::run_in(sys, ns.as_ref(), || delete_here(sys, &name, tun_path))
+}
+
+fn delete_here(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
+    let name = name.to_owned();
     // Fails with ENODEV ("there is no interface ...") rather than creating one.
     link::ifindex(sys, &name)?;
     let fd = tun::open_tun(sys, tun_path)?;
     // Never create: attach exclusively is impossible, so check the type first
     // and try both multi-queue settings.
     let mq_first = diagnose::inspect(sys, &name)
-        .and_then(|i| i.tun_flags)
-        .is_some_and(|f| f & IFF_MULTI_QUEUE != 0);
+        .ok()
+        .flatten()
+        .and_then(|i| i.tun)
+        .is_some_and(|t| t.multi_queue);
     let base = IFF_TAP | IFF_NO_PI;
     let order = if mq_first {
         [base | IFF_MULTI_QUEUE, base]

@@ -17,6 +17,7 @@ pub mod fdpass;
 pub mod host;
 pub mod link;
 pub mod netlink;
+pub mod netns;
 pub mod open;
 pub mod probe;
 pub mod rules;

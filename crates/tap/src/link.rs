@@ -39,8 +39,10 @@ pub fn flags(sys: &dyn Sys, name: &str) -> Result<u16> {
 }
 
 /// What the kernel reports about a link, read on one control socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The interface's name now.
+    pub ifname: String,
     pub flags: u16,
     pub mtu: u32,
     pub mac: [u8; 6],
@@ -61,6 +63,7 @@ pub fn get_link_info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
     run(sys, &sock, &mut Ioctl::GetIfIndex(&mut i), name)?;
     let (flags, mtu, mac, ifindex) = (f.flags(), m.ivalue() as u32, hwaddr(&h), i.ivalue());
     Ok(LinkInfo {
+        ifname: name.to_owned(),
         flags,
         mtu,
         mac,

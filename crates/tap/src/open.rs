@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 
@@ -16,6 +16,7 @@ use crate::device::Tap;
 use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
 use crate::link;
+use crate::netns::{self, NetNs, NetNsSpec};
 use crate::rules::{self, IfName};
 use crate::sys::consts::*;
 use crate::sys::Sys;
@@ -51,13 +52,20 @@ pub struct OpenOptions {
     /// number, so a name freed a moment ago is not handed out again.
     pub unique_name: bool,
     /// Make the device persistent (TUNSETPERSIST): it outlives its fds.
-    /// Without `owner` or `group`, a device this makes persistent is owned
-    /// by the caller's euid (the kernel would let anyone attach otherwise).
     pub persist: bool,
-    /// TUNSETOWNER: this uid may attach without CAP_NET_ADMIN.
+    /// TUNSETOWNER: this uid may attach without CAP_NET_ADMIN. Without
+    /// `owner` or `group` (and unless `ownerless`), a device this call
+    /// creates is owned by the caller's euid: the kernel lets anyone who can
+    /// open /dev/net/tun attach a queue to a device with neither.
     pub owner: Option<u32>,
     /// TUNSETGROUP: this gid may attach without CAP_NET_ADMIN.
     pub group: Option<u32>,
+    /// Opt out of the default owner: a device this call creates without
+    /// `group` has neither owner nor group (anyone may attach; see above).
+    pub ownerless: bool,
+    /// The network namespace to create (or find) the device in; `None`: the
+    /// caller's. The device's link configuration then acts there too.
+    pub netns: Option<NetNsSpec>,
     /// TUNSETVNETHDRSZ: 10, 12 or 20.
     pub vnet_hdr_size: Option<i32>,
     /// TUNSETOFFLOAD bits, with QEMU's fallback (without USO, then without UFO).
@@ -83,6 +91,8 @@ impl Default for OpenOptions {
             persist: false,
             owner: None,
             group: None,
+            ownerless: false,
+            netns: None,
             vnet_hdr_size: None,
             offloads: None,
             mtu: None,
@@ -136,38 +146,48 @@ fn open_vhost_set(sys: &dyn Sys, opts: &OpenOptions) -> Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
-/// Check an exact name before TUNSETIFF: an existing device must be a TAP
-/// device whose multi_queue flag matches the request (libvirt's hint).
-fn precheck_existing(sys: &dyn Sys, name: &str, flags: u16) -> Result<()> {
-    let Some(info) = diagnose::inspect(sys, name) else {
-        return Ok(());
+/// Check an exact name before TUNSETIFF, in this thread's namespace: an
+/// existing device must be a TAP device whose multi_queue flag matches the
+/// request (libvirt's hint). Returns whether a device of that name exists.
+fn precheck_existing(sys: &dyn Sys, name: &str, flags: u16) -> Result<bool> {
+    let Some(info) = diagnose::inspect(sys, name)? else {
+        return Ok(false);
     };
-    if !info.sysfs_matches {
-        return Ok(()); // sysfs shows another namespace; let the kernel decide
-    }
-    let mismatch = match info.tun_flags {
+    let mismatch = match info.tun {
         None => true,
-        Some(f) => f & IFF_TUN != 0 || (f & IFF_MULTI_QUEUE != 0) != (flags & IFF_MULTI_QUEUE != 0),
+        Some(t) => !t.tap || t.multi_queue != (flags & IFF_MULTI_QUEUE != 0),
     };
     if mismatch {
         return Err(diagnose::set_iff(sys, Errno::EINVAL, name, flags));
     }
-    Ok(())
+    Ok(true)
 }
 
-static NAME_COUNTERS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
+static NAME_COUNTERS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
-/// How many candidates one `unique_name` open tries.
-const UNIQUE_NAME_TRIES: usize = 4096;
+/// How many candidates one `unique_name` open tries at most.
+const UNIQUE_NAME_TRIES: u64 = 4096;
 
-/// The next candidate from `template` (`vnet%d`), from a process-wide
-/// counter per template that never goes back (libvirt's `vnet%d` scheme).
-fn next_candidate(template: &str) -> String {
+/// How many names `template` (`vnet%d`) can make within the kernel's name
+/// length: 10^digits for the digits left, at most a billion.
+fn name_space(template: &str) -> u64 {
+    let room = (rules::MAX_NAME_BYTES + 2)
+        .saturating_sub(template.len())
+        .min(9);
+    10u64.pow(room as u32)
+}
+
+/// The next candidate number for `template`, from a process-wide counter
+/// per template that goes round the template's whole number space before it
+/// comes back to a number (libvirt's `vnet%d` scheme): a name freed a moment
+/// ago is handed out again only after every other one, and none is lost for
+/// good.
+fn next_candidate(template: &str, space: u64) -> String {
     let n = {
         let mut counters = NAME_COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
         let c = counters.entry(template.to_owned()).or_insert(0);
-        let n = *c;
-        *c = c.wrapping_add(1);
+        let n = *c % space;
+        *c = (n + 1) % space;
         n
     };
     template.replacen("%d", &n.to_string(), 1)
@@ -178,21 +198,10 @@ fn next_candidate(template: &str) -> String {
 /// that someone creates between the check and TUNSETIFF (EBUSY), moves on
 /// to the next.
 fn attach_unique(sys: &dyn Sys, fd: BorrowedFd<'_>, template: &str, flags: u16) -> Result<String> {
-    let no_free_name = |why: String| {
-        Error::os(Errno::ENFILE, "ioctl(TUNSETIFF)")
-            .with_ifname(template)
-            .with_hint(format!(
-                "no free name left for the template {template} {why}"
-            ))
-    };
-    for _ in 0..UNIQUE_NAME_TRIES {
-        let name = next_candidate(template);
-        if name.len() > rules::MAX_NAME_BYTES {
-            return Err(no_free_name(format!(
-                "within {} bytes",
-                rules::MAX_NAME_BYTES
-            )));
-        }
+    let space = name_space(template);
+    let tries = space.min(UNIQUE_NAME_TRIES);
+    for _ in 0..tries {
+        let name = next_candidate(template, space);
         if link::lookup(sys, &name)?.is_some() {
             continue;
         }
@@ -201,37 +210,70 @@ fn attach_unique(sys: &dyn Sys, fd: BorrowedFd<'_>, template: &str, flags: u16) 
             other => return other,
         }
     }
-    Err(no_free_name(format!("after {UNIQUE_NAME_TRIES} tries")))
+    let what = if tries == space {
+        format!(
+            "all {space} names of the template {template} ({} to {}) exist in this network \
+             namespace; delete some, or use a template with room for more digits",
+            template.replacen("%d", "0", 1),
+            template.replacen("%d", &(space - 1).to_string(), 1)
+        )
+    } else {
+        format!("{tries} names of the template {template} in a row exist in this network namespace")
+    };
+    Err(Error::os(Errno::ENFILE, "ioctl(TUNSETIFF)")
+        .with_ifname(template)
+        .with_hint(format!("no free name: {what}")))
 }
 
 /// Attach the first queue: TUNSETIFF with the requested name (or, with
-/// `unique_name`, vmtap's own next free name, created exclusively).
+/// `unique_name`, vmtap's own next free name, created exclusively). Returns
+/// the name and whether this call created the device (a template always
+/// does; an exact name does when it did not exist, or with `exclusive`).
 fn attach_first(
     sys: &dyn Sys,
     fd: BorrowedFd<'_>,
     name: &IfName,
     flags: u16,
     opts: &OpenOptions,
-) -> Result<String> {
+) -> Result<(String, bool)> {
     if !opts.unique_name {
-        if let IfName::Exact(n) = name {
-            if !opts.exclusive {
-                precheck_existing(sys, n, flags)?;
-            }
-        }
-        return tun::set_iff(sys, fd, name.as_request(), flags);
+        let created = match name {
+            IfName::Exact(n) if !opts.exclusive => !precheck_existing(sys, n, flags)?,
+            _ => true,
+        };
+        return Ok((tun::set_iff(sys, fd, name.as_request(), flags)?, created));
     }
     let template = match name {
         IfName::Kernel => "tap%d",
         IfName::Template(t) => t.as_str(),
         IfName::Exact(_) => unreachable!("rules::check_open refuses uniqueName with an exact name"),
     };
-    attach_unique(sys, fd, template, flags)
+    Ok((attach_unique(sys, fd, template, flags)?, true))
 }
 
-/// Open a TAP device as `opts` asks. See the module docs.
+/// Open a TAP device as `opts` asks. See the module docs. With `netns`, the
+/// device is created (or found) and configured in that namespace, on a
+/// thread of vmtap's own; the calling thread's namespace never changes.
 pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     let name = rules::check_open(opts)?;
+    let ns = opts
+        .netns
+        .as_ref()
+        .map(|spec| NetNs::open(sys, spec))
+        .transpose()?
+        .map(Arc::new);
+    netns::run_in(sys, ns.as_deref(), || {
+        open_here(sys, opts, &name, ns.clone())
+    })
+}
+
+/// [`open_tap`] in the current thread's namespace (the device's).
+fn open_here(
+    sys: &dyn Sys,
+    opts: &OpenOptions,
+    name: &IfName,
+    ns: Option<Arc<NetNs>>,
+) -> Result<Tap> {
     let queues = opts.queues as usize;
 
     // vhost first: a missing /dev/vhost-net fails before any device exists.
@@ -256,7 +298,7 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     }
 
     let mut tap_fds = Vec::with_capacity(queues);
-    let ifname = attach_first(sys, first.as_fd(), &name, flags, opts)?;
+    let (ifname, created) = attach_first(sys, first.as_fd(), name, flags, opts)?;
     tap_fds.push(first);
     // The other queues attach to the device the first one made or found.
     let later = flags & !IFF_TUN_EXCL;
@@ -275,33 +317,31 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
         vhost_fds,
         flags: actual,
         features,
+        netns: ns,
+        ownerless: opts.ownerless,
     };
     let was_persistent = actual & IFF_PERSIST != 0;
-    if let Err(e) = configure(sys, &tap, opts, was_persistent) {
+    if let Err(e) = configure(sys, &tap, opts, created) {
         // A device this call made persistent must not outlive the failure.
         if opts.persist && !was_persistent {
-            let _ = tap.set_persist(sys, false);
+            let _ = tap.persist_ioctl(sys, false);
         }
         return Err(e);
     }
     Ok(tap)
 }
 
-/// Apply the open-time configuration: persistence and ownership, then the
+/// Apply the open-time configuration: ownership, then persistence, then the
 /// virtio plumbing, then the link in libvirt's order (MTU before enslaving,
-/// then up).
-fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, was_persistent: bool) -> Result<()> {
-    if opts.persist {
-        tap.set_persist(sys, true)?;
-    }
-    // The kernel lets anyone who can open /dev/net/tun attach to a persistent
-    // device that has neither an owner nor a group. A device this call makes
-    // persistent without either belongs to the caller's euid instead.
+/// then up). Runs in the device's namespace.
+fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, created: bool) -> Result<()> {
+    // The kernel lets anyone who can open /dev/net/tun attach a queue to a
+    // device that has neither an owner nor a group. A device this call
+    // creates belongs to the caller's euid unless an owner or group is given
+    // or the caller opted out; ownership comes before persistence, so a
+    // persistent device is never unowned, even for a moment.
     let owner = match opts.owner {
-        None if opts.persist && !was_persistent && opts.group.is_none() => {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            Some(unsafe { libc::geteuid() })
-        }
+        None if created && opts.group.is_none() && !opts.ownerless => Some(euid()),
         o => o,
     };
     if let Some(uid) = owner {
@@ -310,25 +350,42 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, was_persistent: bool)
     if let Some(gid) = opts.group {
         tap.set_group(sys, gid)?;
     }
+    if opts.persist {
+        if owner.is_some() || opts.group.is_some() || opts.ownerless {
+            tap.persist_ioctl(sys, true)?;
+        } else {
+            // An existing device: make it persistent by the common rule.
+            tap.set_persist(sys, true)?;
+        }
+    }
     if let Some(sz) = opts.vnet_hdr_size {
         tap.set_vnet_hdr_size(sys, sz)?;
     }
     if let Some(bits) = opts.offloads {
         tap.set_offloads(sys, bits)?;
     }
+    // The link: already in the device's namespace, by the device's name as
+    // the kernel has it now.
+    let name = tap.ifname.as_str();
     if let Some(mtu) = opts.mtu {
-        tap.set_mtu(sys, mtu)?;
+        link::set_mtu(sys, name, mtu)?;
     }
     if let Some(mac) = &opts.mac {
-        tap.set_mac(sys, mac)?;
+        link::set_mac(sys, name, mac)?;
     }
     if let Some(br) = &opts.bridge {
-        tap.attach_to_bridge(sys, br)?;
+        link::attach_to_bridge(sys, br, name)?;
     }
     if opts.up {
-        tap.set_link_up(sys, true)?;
+        link::set_link_up(sys, name, true)?;
     }
     Ok(())
+}
+
+/// The caller's effective uid.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]
@@ -414,9 +471,40 @@ mod tests {
     }
 
     #[test]
+    fn unique_names_go_round_the_number_space_and_say_what_is_exhausted() {
+        // The longest template leaves two digits of room: a hundred names.
+        // Every one exists: the error says so.
+        let template = "abcdefghijklm%d";
+        assert_eq!(name_space(template), 100);
+        let sys = Crowded {
+            exists: true,
+            ioctls: Default::default(),
+        };
+        let opts = OpenOptions {
+            name: template.into(),
+            unique_name: true,
+            ..OpenOptions::default()
+        };
+        let e = open_tap(&sys, &opts).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("all 100 names of the template abcdefghijklm%d (abcdefghijklm0 to abcdefghijklm99) exist"),
+            "{e}"
+        );
+        // TUNGETFEATURES, then one existence check per name.
+        assert_eq!(sys.ioctls.load(std::sync::atomic::Ordering::SeqCst), 101);
+        // The counter goes round: after 9 comes 0 again.
+        let seen: Vec<String> = (0..12).map(|_| next_candidate("wrp%d", 10)).collect();
+        assert_eq!(seen[9], "wrp9");
+        assert_eq!(seen[10], "wrp0");
+        assert_eq!(name_space("ab%d"), 1_000_000_000);
+        assert_eq!(name_space("abcdefghijkl%d"), 1000);
+    }
+
+    #[test]
     fn unique_names_are_one_bounded_loop() {
-        let tries = UNIQUE_NAME_TRIES;
-        for (exists, template, per_try) in [(true, "uqa%d", 1), (false, "uqb%d", 3)] {
+        let tries = UNIQUE_NAME_TRIES as usize;
+        for (exists, template, per_try) in [(true, "uqa%d", 1), (false, "uqb%d", 2)] {
             let sys = Crowded {
                 exists,
                 ioctls: Default::default(),
@@ -428,9 +516,11 @@ mod tests {
             };
             let e = open_tap(&sys, &opts).unwrap_err();
             assert_eq!(e.code(), "ENFILE", "{e}");
-            assert!(e.to_string().contains("no free name left"), "{e}");
+            assert!(e.to_string().contains("no free name"), "{e}");
+            assert!(e.to_string().contains("4096 names of the template"), "{e}");
             // TUNGETFEATURES, then per candidate: the existence check, or the
-            // check, the exclusive TUNSETIFF and the look-up explaining its EBUSY.
+            // check and the exclusive TUNSETIFF (the netlink look-up explaining
+            // its EBUSY is not an ioctl; this Sys has no netlink).
             let n = sys.ioctls.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(n, 1 + per_try * tries, "exists={exists}");
         }

@@ -8,6 +8,7 @@ use nix::errno::Errno;
 
 use crate::diagnose::ioctl_error;
 use crate::error::Result;
+use crate::netns::{self, NetNs, NetNsSpec};
 use crate::open::{open_tap, OpenOptions, Tristate};
 use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
@@ -30,13 +31,23 @@ impl Features {
 }
 
 /// Ask the kernel what it supports: open the clone device, TUNGETFEATURES,
-/// close; open and close `/dev/vhost-net`. Never fails.
-pub fn probe_features(sys: &dyn Sys, tun_path: &CStr, vhost_path: &CStr) -> Features {
-    let raw = tun::open_tun(sys, tun_path)
-        .ok()
-        .and_then(|fd| tun::get_features(sys, fd.as_fd()).ok());
-    let vhost_net = tun::open_vhost(sys, vhost_path).is_ok();
-    Features { raw, vhost_net }
+/// close; open and close `/dev/vhost-net`; in `netns` when given. A device
+/// that cannot be opened is reported (`raw: None`, `vhost_net: false`),
+/// never an error; only a namespace that cannot be entered is.
+pub fn probe_features(
+    sys: &dyn Sys,
+    tun_path: &CStr,
+    vhost_path: &CStr,
+    netns: Option<&NetNsSpec>,
+) -> Result<Features> {
+    let ns = netns.map(|spec| NetNs::open(sys, spec)).transpose()?;
+    netns::run_in(sys, ns.as_ref(), || {
+        let raw = tun::open_tun(sys, tun_path)
+            .ok()
+            .and_then(|fd| tun::get_features(sys, fd.as_fd()).ok());
+        let vhost_net = tun::open_vhost(sys, vhost_path).is_ok();
+        Ok(Features { raw, vhost_net })
+    })
 }
 
 /// TUNGETFEATURES for an arbitrary fd, `None` when the ioctl fails (e.g. a
@@ -46,12 +57,13 @@ pub fn get_tun_features(sys: &dyn Sys, fd: BorrowedFd<'_>) -> Option<u32> {
 }
 
 /// Which TUNSETOFFLOAD bits this kernel accepts: a throwaway TAP device
-/// (kernel-named, vnet_hdr) is opened and each offload tried with csum.
-/// Needs CAP_NET_ADMIN.
-pub fn probe_offloads(sys: &dyn Sys, tun_path: &CStr) -> Result<u32> {
+/// (kernel-named, vnet_hdr; in `netns` when given) is opened and each
+/// offload tried with csum. Needs CAP_NET_ADMIN there.
+pub fn probe_offloads(sys: &dyn Sys, tun_path: &CStr, netns: Option<&NetNsSpec>) -> Result<u32> {
     let opts = OpenOptions {
         tun_path: tun_path.to_owned(),
         vnet_hdr: Tristate::On,
+        netns: netns.cloned(),
         ..OpenOptions::default()
     };
     let tap = open_tap(sys, &opts)?;

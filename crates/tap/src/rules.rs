@@ -336,7 +336,46 @@ pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
     if let Some(gid) = opts.group {
         check_id("group", gid)?;
     }
+    if opts.ownerless && opts.owner.is_some() {
+        return Err(Error::invalid(
+            "owner",
+            "a device cannot have an owner and be ownerless",
+        ));
+    }
     Ok(name)
+}
+
+/// Where `ip netns` keeps its named network namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+/// The longest namespace name (NAME_MAX: it is a file name).
+pub const MAX_NETNS_NAME_BYTES: usize = 255;
+
+/// A network namespace as the caller names it: an absolute path to a
+/// namespace file (`/run/netns/blue`, `/proc/1234/ns/net`), returned as is,
+/// or a bare name as `ip netns` takes it (`blue` means `/run/netns/blue`):
+/// 1 to 255 bytes, no `/`, not `.` or `..`. No NUL bytes in either.
+pub fn netns_path(spec: &str) -> Result<String> {
+    let bad = |why: String| Error::invalid("netns", why);
+    if spec.contains('\0') {
+        return Err(bad(
+            "a network namespace path or name must not contain NUL bytes".into(),
+        ));
+    }
+    if spec.starts_with('/') {
+        return Ok(spec.to_owned());
+    }
+    if spec.is_empty() || spec.len() > MAX_NETNS_NAME_BYTES {
+        return Err(bad(format!(
+            "a network namespace name is 1 to {MAX_NETNS_NAME_BYTES} bytes (or give an absolute path), got {} bytes",
+            spec.len()
+        )));
+    }
+    if spec.contains('/') || spec == "." || spec == ".." {
+        return Err(bad(format!(
+            "{spec:?} is neither a namespace name (no '/', not '.' or '..') nor an absolute path"
+        )));
+    }
+    Ok(format!("{NETNS_RUN_DIR}/{spec}"))
 }
 
 /// An fd number from a caller: not negative.

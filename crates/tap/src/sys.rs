@@ -203,6 +203,24 @@ pub enum Call {
     /// Receiving (part of) the reply to the last request sent on that socket,
     /// labelled like the request.
     NetlinkRecv(&'static str),
+    /// `setns(fd, CLONE_NEWNET)` on a thread of vmtap's own.
+    Setns,
+    /// `fcntl(F_DUPFD_CLOEXEC)`.
+    Dup,
+}
+
+impl Call {
+    /// The `syscall` label an error of this call carries: `open`, `socket`,
+    /// `ioctl(TUNSETIFF)`, `netlink(RTM_NEWLINK)`, `setns`...
+    pub fn syscall(&self) -> &'static str {
+        match self {
+            Call::Open(_) => "open",
+            Call::Socket | Call::NetlinkSocket => "socket",
+            Call::Ioctl(l) | Call::NetlinkSend(l) | Call::NetlinkRecv(l) => l,
+            Call::Setns => "setns",
+            Call::Dup => "fcntl(F_DUPFD_CLOEXEC)",
+        }
+    }
 }
 
 /// The syscalls vmtap makes. Implementations must be usable from any thread.
@@ -214,6 +232,21 @@ pub trait Sys: Send + Sync {
     fn control_socket(&self) -> Result<OwnedFd, Errno>;
     /// One ioctl.
     fn ioctl(&self, fd: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno>;
+
+    /// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`: vmtap's own close-on-exec duplicate
+    /// of a caller's fd, made where the caller owns the number.
+    fn dup_cloexec(&self, fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+        let _ = fd;
+        Err(Errno::ENOSYS)
+    }
+
+    /// `setns(fd, nstype)`: move the calling thread into the namespace of
+    /// `fd`. vmtap calls it only on short-lived threads of its own
+    /// ([`crate::netns::run_in`]). A `Sys` without it fails with ENOSYS.
+    fn setns(&self, fd: BorrowedFd<'_>, nstype: c_int) -> Result<(), Errno> {
+        let _ = (fd, nstype);
+        Err(Errno::ENOSYS)
+    }
 
     /// An `AF_NETLINK` / `NETLINK_ROUTE` raw socket (close-on-exec) with
     /// extended acks, capped acks and strict checking turned on where the
@@ -332,6 +365,26 @@ impl Sys for RealSys {
             }
         };
         res.map(|_| ())
+    }
+
+    fn dup_cloexec(&self, fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a borrowed, open fd.
+        let d = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if d < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: a fresh duplicate that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(d) })
+    }
+
+    fn setns(&self, fd: BorrowedFd<'_>, nstype: c_int) -> Result<(), Errno> {
+        // SAFETY: setns takes an fd and a flag; it changes only the calling
+        // thread's namespace (vmtap calls it on threads of its own).
+        if unsafe { libc::setns(fd.as_raw_fd(), nstype) } == 0 {
+            Ok(())
+        } else {
+            Err(Errno::last())
+        }
     }
 
     fn netlink_socket(&self) -> Result<OwnedFd, Errno> {

@@ -1,11 +1,13 @@
 //! Fault injection: fail the k-th syscall of an open_tap, for every k, and
 //! check that the right error comes back and that every fd opened so far is
-//! closed and no device is left (a persistent one included).
+//! closed, no device is left (a persistent one included), no thread is left
+//! and the calling thread's network namespace never changed.
 //!
 //! One #[test] in its own binary, so nothing else opens fds meanwhile and
 //! /proc/self/fd can be counted. Needs root (real devices). vhost-net may
 //! be absent, so the vhost cases open /dev/null as a stand-in device: what
-//! is exercised is vmtap's bookkeeping of those fds.
+//! is exercised is vmtap's bookkeeping of those fds. Names carry the pid, so
+//! two runs on one machine do not meet.
 
 use std::ffi::CString;
 use std::fs;
@@ -13,22 +15,49 @@ use std::process::Command;
 
 use nix::errno::Errno;
 use vmtap_core::fault::FaultSys;
+use vmtap_core::netns::NetNsSpec;
 use vmtap_core::sys::consts::*;
 use vmtap_core::sys::Call;
 use vmtap_core::{open_tap, OpenOptions, RealSys, Tristate};
 
-const PREFIX: &str = "vmtflt";
 const INJECTED: Errno = Errno::EIO;
+
+/// The name prefix of this run's devices (7 bytes, room for `c0`, `br`, `%d`).
+fn prefix() -> String {
+    format!("vf{}", std::process::id() % 100_000)
+}
+
+/// This run's network namespace for the namespace cases.
+fn test_ns() -> String {
+    format!("vmtap-flt-{}", std::process::id())
+}
 
 fn fd_count() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-fn our_links() -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(PREFIX) && n != &format!("{PREFIX}br"))
+fn thread_count() -> usize {
+    fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn thread_netns() -> std::path::PathBuf {
+    fs::read_link("/proc/thread-self/ns/net").unwrap()
+}
+
+/// This run's devices (not its bridge) in the host namespace or `ns`, as `ip` sees them.
+fn our_links(ns: Option<&str>) -> Vec<String> {
+    let mut args = vec!["-o", "link", "show"];
+    if let Some(ns) = ns {
+        args.splice(0..0, ["-n", ns]);
+    }
+    let out = Command::new("ip").args(&args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}");
+    let p = prefix();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with(&p) && n != &format!("{p}br"))
         .collect();
     v.sort();
     v
@@ -45,8 +74,9 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
+    let prefix = prefix();
     let base = |queues: u32, vhost: bool| OpenOptions {
-        name: format!("{PREFIX}%d"),
+        name: format!("{prefix}%d"),
         queues,
         vnet_hdr: Tristate::On,
         vhost: if vhost { Tristate::On } else { Tristate::Off },
@@ -75,7 +105,7 @@ fn cases() -> Vec<Case> {
     v.push(Case {
         label: "configured + persistent",
         opts: OpenOptions {
-            name: format!("{PREFIX}c0"),
+            name: format!("{prefix}c0"),
             persist: true,
             owner: Some(65534),
             group: Some(65534),
@@ -83,7 +113,7 @@ fn cases() -> Vec<Case> {
             offloads: Some(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6),
             mtu: Some(9000),
             mac: Some([0xfe, 0x54, 0, 0x12, 0x34, 0x56]),
-            bridge: Some(format!("{PREFIX}br")),
+            bridge: Some(format!("{prefix}br")),
             up: true,
             ..base(4, true)
         },
@@ -96,31 +126,63 @@ fn cases() -> Vec<Case> {
             ..base(2, false)
         },
     });
+    // An exact name created with the default owner, made persistent.
+    v.push(Case {
+        label: "default owner + persistent",
+        opts: OpenOptions {
+            name: format!("{prefix}d0"),
+            persist: true,
+            ..base(2, false)
+        },
+    });
+    // In another namespace: the namespace open, its type check and setns on
+    // a thread of vmtap's own, then the same steps there.
+    let ns = || Some(NetNsSpec::Path(test_ns()));
+    v.push(Case {
+        label: "in a namespace",
+        opts: OpenOptions {
+            netns: ns(),
+            ..base(4, false)
+        },
+    });
+    v.push(Case {
+        label: "in a namespace, configured + persistent",
+        opts: OpenOptions {
+            name: format!("{prefix}c0"),
+            persist: true,
+            vnet_hdr_size: Some(12),
+            mtu: Some(9000),
+            mac: Some([0xfe, 0x54, 0, 0x12, 0x34, 0x56]),
+            bridge: Some(format!("{prefix}br")),
+            up: true,
+            netns: ns(),
+            ..base(2, false)
+        },
+    });
     v
-}
-
-fn syscall_label(call: &Call) -> &'static str {
-    match call {
-        Call::Open(_) => "open",
-        Call::Socket | Call::NetlinkSocket => "socket",
-        Call::Ioctl(name) | Call::NetlinkSend(name) | Call::NetlinkRecv(name) => name,
-    }
 }
 
 #[test]
 #[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
 fn every_failing_syscall_of_open_tap_leaves_nothing() {
-    ip(&["link", "add", &format!("{PREFIX}br"), "type", "bridge"]);
+    let (br, ns) = (format!("{}br", prefix()), test_ns());
+    ip(&["link", "add", &br, "type", "bridge"]);
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "add", &br, "type", "bridge"]);
     let result = std::panic::catch_unwind(run_all);
-    ip(&["link", "del", &format!("{PREFIX}br")]);
+    ip(&["link", "del", &br]);
+    ip(&["netns", "del", &ns]);
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
 }
 
 fn run_all() {
+    let home = thread_netns();
     for case in cases() {
         let q = case.opts.queues;
+        let ns = case.opts.netns.as_ref().map(|_| test_ns());
+        let ns = ns.as_deref();
         // A clean run tells how many syscalls an open makes.
         let counting = FaultSys::new(RealSys, 0, INJECTED);
         let tap = open_tap(&counting, &case.opts)
@@ -131,13 +193,14 @@ fn run_all() {
         }
         tap.close().unwrap();
         assert_eq!(
-            our_links(),
+            our_links(ns),
             Vec::<String>::new(),
             "{}: clean run left a device",
             case.label
         );
 
         let fds = fd_count();
+        let threads = thread_count();
         let (mut failed, mut survived) = (0, 0);
         for k in 1..=total {
             let sys = FaultSys::new(RealSys, k, INJECTED);
@@ -155,7 +218,7 @@ fn run_all() {
                     match &e {
                         vmtap_core::Error::Os(os) => assert_eq!(
                             os.syscall,
-                            syscall_label(&call),
+                            call.syscall(),
                             "{} q={q} k={k}: error names the failed call",
                             case.label
                         ),
@@ -189,9 +252,21 @@ fn run_all() {
                 case.label
             );
             assert_eq!(
-                our_links(),
+                our_links(ns),
                 Vec::<String>::new(),
                 "{} q={q} k={k} ({call:?}): a device survived",
+                case.label
+            );
+            assert_eq!(
+                thread_count(),
+                threads,
+                "{} q={q} k={k} ({call:?}): a thread survived",
+                case.label
+            );
+            assert_eq!(
+                thread_netns(),
+                home,
+                "{} q={q} k={k} ({call:?}): the calling thread changed namespace",
                 case.label
             );
         }

@@ -79,9 +79,15 @@ fn a_held_single_queue_name_is_ebusy_with_a_hint() {
 #[test]
 #[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
 fn probe_reports_tap_vnet_hdr_and_multi_queue() {
-    let f = probe_features(&RealSys, c"/dev/net/tun", c"/nonexistent/vhost-net");
+    let f = probe_features(&RealSys, c"/dev/net/tun", c"/nonexistent/vhost-net", None).unwrap();
     assert!(f.has(IFF_TAP) && f.has(IFF_NO_PI) && f.has(IFF_VNET_HDR) && f.has(IFF_MULTI_QUEUE));
     assert!(!f.vhost_net);
-    let missing = probe_features(&RealSys, c"/nonexistent/tun", c"/nonexistent/vhost-net");
+    let missing = probe_features(
+        &RealSys,
+        c"/nonexistent/tun",
+        c"/nonexistent/vhost-net",
+        None,
+    )
+    .unwrap();
     assert_eq!(missing.raw, None);
 }

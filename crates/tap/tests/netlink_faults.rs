@@ -91,14 +91,6 @@ fn reset(ns: &Netns) {
         .status();
 }
 
-fn label(call: &Call) -> &'static str {
-    match call {
-        Call::NetlinkSocket | Call::Socket => "socket",
-        Call::NetlinkSend(l) | Call::NetlinkRecv(l) | Call::Ioctl(l) => l,
-        Call::Open(_) => "open",
-    }
-}
-
 #[test]
 #[ignore = "needs root (CAP_NET_ADMIN, ip netns)"]
 fn every_failing_netlink_call_is_reported_and_leaks_nothing() {
@@ -139,7 +131,7 @@ fn every_failing_netlink_call_is_reported_and_leaks_nothing() {
             match &e {
                 Error::Os(os) => {
                     assert_eq!(os.errno, Errno::EIO, "k={k} ({call:?}): {e}");
-                    assert_eq!(os.syscall, label(&call), "k={k}: {e}");
+                    assert_eq!(os.syscall, call.syscall(), "k={k}: {e}");
                 }
                 other => panic!("k={k}: {other:?}"),
             }
