@@ -182,13 +182,13 @@ const usageErrors: [string[], string, RegExp][] = [
     'ERR_USAGE',
     /no meaning with --format cloud-hypervisor/,
   ],
-  [['create', '--name', 'vm0'], 'ERR_USAGE', /create needs --persist: a device that is not persistent vanishes/],
   [['create', '--persist'], 'ERR_USAGE', /required option '--name <name>'/],
   [['create', '--persist', '--name', 'vm0', '--owner', '-1'], 'ERR_USAGE', /--owner <uid>' argument '-1' is invalid/],
   [['create', '--persist', '--name', 'vm0', '--owner', '4294967295'], 'ERR_OUT_OF_RANGE', /"--owner"/],
   [['create', '--persist', '--name', 'vm0', '--vhost', 'on'], 'ERR_USAGE', /unknown option '--vhost'/],
   [['delete'], 'ERR_USAGE', /missing required argument 'name'/],
-  [['delete', 'vm%d'], 'ERR_INVALID_ARG_VALUE', /must be an interface name/],
+  [['delete', 'vm%d'], 'ERR_INVALID_ARG_VALUE', /NAME must name the device to delete exactly/],
+  [['delete', 'bad name!'], 'ERR_INVALID_ARG_VALUE', /NAME must name the device to delete exactly/],
 ]
 for (const [args, code, message] of usageErrors) {
   test(`usage error → 2, one line: vmtap ${args.map((a) => (a === '' ? "''" : a)).join(' ')}`, async (t) => {
@@ -829,5 +829,50 @@ rootTest('create --persist with --bridge, --mac and --up; a single-queue device'
     t.like(link.linkinfo!.info_data, { persist: true, multi_queue: false, vnet_hdr: false })
     t.is((await cli(['delete', 'vmq0'], { ns })).status, 0)
     t.deepEqual(nsLinks(ns), ['br0', 'lo'])
+  })
+})
+
+rootTest('create needs no --persist (it always makes a persistent device); delete speaks of deleting', async (t) => {
+  await withNetns(async (ns) => {
+    const c = await cli(['create', '--name', 'vmnp0'], { ns })
+    t.is(c.status, 0, c.stderr)
+    t.is(c.stdout.trim(), 'vmnp0')
+    t.like(ipLink('vmnp0', ns)!.linkinfo!.info_data, { persist: true })
+    t.is((await cli(['delete', 'vmnp0'], { ns })).status, 0)
+    assertError(
+      t,
+      await cli(['delete', 'lo'], { ns }),
+      1,
+      'EINVAL',
+      /lo is not a TUN\/TAP device.*deleteTap removes TUN\/TAP devices only/,
+    )
+    t.deepEqual(nsLinks(ns), ['lo'])
+  })
+})
+
+rootTest('--netns on create, exec, probe and delete: the device lives and is found in that namespace', async (t) => {
+  await withNetns(async (ns) => {
+    await withNetns(async (other) => {
+      const c = await cli(['create', '--name', 'vmns0', '--netns', other], { ns })
+      t.is(c.status, 0, c.stderr)
+      t.truthy(ipLink('vmns0', other), 'created in the other namespace')
+      t.is(ipLink('vmns0', ns), undefined, 'not in the one vmtap ran in')
+      const p = await cli(['probe', '--json', '--netns', other], { ns })
+      t.is(p.status, 0, p.stderr)
+      t.not(JSON.parse(p.stdout).offloads, null, 'offloads probed in the other namespace')
+      const e = await cli(['exec', '--name', 'vmns1', '--netns', other, '--', NODE, CHILD, 'report', '{fds}'], { ns })
+      t.is(e.status, 0, e.stderr)
+      const mq = await cli(['exec', '--net', `name=vmns2,queues=2,netns=${other}`, '--', 'true'], { ns })
+      t.is(mq.status, 0, mq.stderr)
+      t.is((await cli(['delete', '--netns', other, 'vmns0'], { ns })).status, 0)
+      t.deepEqual(nsLinks(other), ['lo'])
+      assertError(
+        t,
+        await cli(['delete', '--netns', 'vmtap-no-such', 'x0'], { ns }),
+        1,
+        'ENOENT',
+        /no network namespace/,
+      )
+    })
   })
 })

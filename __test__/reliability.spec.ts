@@ -169,7 +169,8 @@ rootTest(
     failedCleanly(t, r.veth, { ...einval, ifname: 'rkv0', message: notTap }, 'a veth name')
     failedCleanly(t, r.vethMq, { ...einval, ifname: 'rkv0', message: notTap }, 'a veth name, 2 queues')
     failedCleanly(t, r.vethExclusive, { ...busy, ifname: 'rkv0' }, 'a veth name, exclusive')
-    failedCleanly(t, r.vethDelete, { ...einval, ifname: 'rkv0', message: notTap }, 'deleteTap of a veth')
+    const notTapToDelete = /rkv0 is not a TUN\/TAP device \(it is a veth\): deleteTap removes TUN\/TAP devices only/
+    failedCleanly(t, r.vethDelete, { ...einval, ifname: 'rkv0', message: notTapToDelete }, 'deleteTap of a veth')
     failedCleanly(
       t,
       r.bridge,

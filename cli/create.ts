@@ -3,10 +3,11 @@
 import type { Command } from 'commander'
 
 import { openTap, type TapDevice } from '../index'
-import { renameOptions, UsageError } from './errors'
-import { addLinkFlags, type NicSpec, nicOpenOptions, parseInteger } from './flags'
+import { renameOptions } from './errors'
+import { addLinkFlags, addNetnsFlag, type NicSpec, nicOpenOptions, parseInteger } from './flags'
 
 export interface CreateFlags extends Omit<NicSpec, 'vhost' | 'name'> {
+  /** Accepted for compatibility: create always makes a persistent device. */
   persist?: boolean
   name: string
   owner?: number
@@ -15,11 +16,6 @@ export interface CreateFlags extends Omit<NicSpec, 'vhost' | 'name'> {
 
 /** Create a persistent device; returns its name (a %d template filled in). */
 export function runCreate(o: CreateFlags): string {
-  if (!o.persist) {
-    throw new UsageError(
-      'create needs --persist: a device that is not persistent vanishes as soon as vmtap exits; run a VM with a temporary device with vmtap exec instead',
-    )
-  }
   const opts = { ...nicOpenOptions(o), persist: true, exclusive: true }
   if (o.owner !== undefined) opts.owner = o.owner
   if (o.group !== undefined) opts.group = o.group
@@ -53,14 +49,14 @@ Examples:
 export function addCreateCommand(program: Command, onStatus: (status: number) => void): void {
   const cmd = program
     .command('create')
-    .description('create a persistent TAP device (needs --persist)')
-    .usage('--persist --name NAME [options]')
-    .option('--persist', 'required: the device outlives vmtap')
+    .description('create a persistent TAP device')
+    .usage('--name NAME [options]')
+    .option('--persist', 'the device outlives vmtap (always so; accepted for compatibility)')
     .requiredOption('--name <name>', 'device name, or a template like vm%d')
     .option('--queues <n>', 'more than 1 makes a multi-queue device', parseInteger)
     .option('--owner <uid>', 'this uid may attach without CAP_NET_ADMIN', parseInteger)
     .option('--group <gid>', 'members of this gid may attach without CAP_NET_ADMIN', parseInteger)
-  addLinkFlags(cmd, 'the host-side MAC (unicast)')
+  addNetnsFlag(addLinkFlags(cmd, 'the host-side MAC (unicast)'))
     .addHelpText('after', CREATE_HELP)
     .action((opts: CreateFlags) => {
       process.stdout.write(`${runCreate(opts)}\n`)

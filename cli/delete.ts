@@ -4,33 +4,35 @@ import type { Command } from 'commander'
 
 import { deleteTap } from '../index'
 import { isArgError, UsageError } from './errors'
+import { addNetnsFlag } from './flags'
 
-export function runDelete(name: string): void {
+export function runDelete(name: string, o: { netns?: string } = {}): void {
   try {
-    deleteTap(name)
+    deleteTap(name, o.netns === undefined ? {} : { netns: o.netns })
   } catch (e) {
-    if (isArgError(e)) throw new UsageError(e.message.replace(/'name'/, 'NAME'), e.code)
+    if (isArgError(e))
+      throw new UsageError(e.message.replace(/'name'/, 'NAME').replace(/options\.netns/, '--netns'), e.code)
     throw e
   }
 }
 
 const DELETE_HELP = `
 Removes a persistent TAP device (TUNSETPERSIST 0): it goes now, or when the last
-process holding it closes it. ENODEV when there is no such device.
+process holding it closes it. ENODEV when there is no such device. With --netns,
+the device of that name in that network namespace.
 
-Example:
+Examples:
   vmtap delete vm0
+  vmtap delete --netns blue vm0
 `
 
 /** Add `delete` to the program. */
 export function addDeleteCommand(program: Command, onStatus: (status: number) => void): void {
-  program
-    .command('delete')
-    .description('delete a persistent TAP device')
-    .argument('<name>', 'the device')
+  const cmd = program.command('delete').description('delete a persistent TAP device').argument('<name>', 'the device')
+  addNetnsFlag(cmd)
     .addHelpText('after', DELETE_HELP)
-    .action((name: string) => {
-      runDelete(name)
+    .action((name: string, o: { netns?: string }) => {
+      runDelete(name, o)
       onStatus(0)
     })
 }

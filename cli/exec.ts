@@ -7,7 +7,15 @@ import { type Command, Option } from 'commander'
 
 import { checkOpenTapOptions, handOff, limits, openTap, type TapDevice } from '../index'
 import { EXIT_NOT_FOUND, EXIT_SYSTEM, renameOptions, SpawnError, UsageError } from './errors'
-import { addLinkFlags, type NicSpec, nicOpenOptions, parseInteger, parseNetSpec, tristateOption } from './flags'
+import {
+  addLinkFlags,
+  addNetnsFlag,
+  type NicSpec,
+  nicOpenOptions,
+  parseInteger,
+  parseNetSpec,
+  tristateOption,
+} from './flags'
 import { checkPlaceholders, type Format, substitute } from './placeholders'
 
 export interface ExecFlags extends NicSpec {
@@ -20,7 +28,7 @@ export interface ExecFlags extends NicSpec {
 /** The NICs of an `exec`: one from the flags, or one per --net group with the flags as defaults. */
 export function nicsOf(o: ExecFlags): NicSpec[] {
   const defaults: NicSpec = {}
-  for (const k of ['queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up'] as const) {
+  for (const k of ['queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up', 'netns'] as const) {
     if (o[k] !== undefined) (defaults as Record<string, unknown>)[k] = o[k]
   }
   const groups = o.net ?? []
@@ -215,8 +223,8 @@ Placeholders, replaced in ARGS (also inside a word; other braces are left alone)
 
 Several NICs: one --net group per NIC, in order:
   --net KEY=VALUE[,KEY=VALUE...]   keys: name, queues, vhost, vnet-hdr, bridge,
-                                   mtu, mac, up (or up=on|off)
-  --queues, --vhost, --vnet-hdr, --bridge, --mtu and --up given outside a group
+                                   mtu, mac, up (or up=on|off), netns
+  --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up and --netns given outside a group
   are defaults for every group; --name and --mac (one device each) cannot be
   combined with --net.
 
@@ -254,7 +262,7 @@ export function addExecCommand(program: Command, onStatus: (status: number) => v
         'vhost-net fds; on: required, auto: when the host has them (default: auto; off for cloud-hypervisor)',
       ),
     )
-  addLinkFlags(cmd, 'the host-side MAC of the TAP device (unicast)')
+  addNetnsFlag(addLinkFlags(cmd, 'the host-side MAC of the TAP device (unicast)'))
     .option('--persist', 'keep the device(s) after COMMAND exits (remove with vmtap delete)')
     .addOption(new Option('--format <vmm>', 'what {netdev} is').choices(['qemu', 'cloud-hypervisor']).default('qemu'))
     .option(

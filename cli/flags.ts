@@ -52,9 +52,10 @@ export interface NicSpec {
   mtu?: number
   mac?: string
   up?: boolean
+  netns?: string
 }
 
-const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up'] as const
+const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up', 'netns'] as const
 
 /**
  * A --net group: `key=value,...` with the keys of NET_KEYS; `up` alone
@@ -101,6 +102,9 @@ export function parseNetSpec(spec: string): NicSpec {
       case 'up':
         nic.up = value === undefined ? true : parseOnOff(v, 'up')
         break
+      case 'netns':
+        nic.netns = v
+        break
     }
   }
   return nic
@@ -117,7 +121,14 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   if (nic.mac !== undefined) o.mac = nic.mac
   if (nic.bridge !== undefined) o.bridge = nic.bridge
   if (nic.up !== undefined) o.up = nic.up
+  if (nic.netns !== undefined) o.netns = nic.netns
   return o
+}
+
+/** --netns, the same on every command that takes it. */
+export const NETNS_HELP = 'work in this network namespace: a name (as ip netns has it) or a namespace file path'
+export function addNetnsFlag(cmd: Command): Command {
+  return cmd.option('--netns <name|path>', NETNS_HELP)
 }
 
 /** The link flags exec and create both take (one definition, one help text). */

@@ -88,10 +88,11 @@ export function hasCapNetAdmin(status?: string): boolean | null {
   return ((BigInt(`0x${m[1]}`) >> BigInt(CAP_NET_ADMIN)) & 1n) === 1n
 }
 
-export function probe(): ProbeReport {
+export function probe(netns?: string): ProbeReport {
+  const where = netns === undefined ? {} : { netns }
   const tun = probeNode('/dev/net/tun')
   const vhostNet = probeNode('/dev/vhost-net')
-  const f = probeFeatures()
+  const f = probeFeatures(where)
   const capNetAdmin = hasCapNetAdmin()
   let offloads: Required<Offloads> | null = null
   let offloadsUnknownReason: string | null = null
@@ -99,7 +100,7 @@ export function probe(): ProbeReport {
   else if (!tun.openable) offloadsUnknownReason = `/dev/net/tun cannot be opened (${tun.error})`
   else {
     try {
-      offloads = probeOffloads()
+      offloads = probeOffloads(where)
     } catch (e) {
       const { line } = describeError(e)
       offloadsUnknownReason = line.replace(/^vmtap: /, '')
@@ -202,9 +203,10 @@ export function addProbeCommand(program: Command, onStatus: (status: number) => 
     .command('probe')
     .description('show what this host supports')
     .option('--json', 'print JSON (schema 1) instead of a table')
+    .option('--netns <name|path>', 'probe inside this network namespace (features, offloads)')
     .addHelpText('after', PROBE_HELP)
-    .action((opts: { json?: boolean }) => {
-      const r = probe()
+    .action((opts: { json?: boolean; netns?: string }) => {
+      const r = probe(opts.netns)
       process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : probeTable(r))
       onStatus(0)
     })

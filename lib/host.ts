@@ -6,8 +6,8 @@ import { bitsToOffloads, type Offloads } from './options'
 import {
   type NetnsSpec,
   snapshotOptions,
+  validateDeviceName,
   validateFd,
-  validateIfName,
   validateMac,
   validateNetns,
   validatePath,
@@ -84,7 +84,7 @@ export function probeOffloads(options?: TunPathOptions): Required<Offloads> {
  * `netns`, the device of that name in that namespace.
  */
 export function deleteTap(name: string, options?: TunPathOptions): void {
-  const n = validateIfName(name, 'name')
+  const n = validateDeviceName(name, 'name')
   const o = snapshotOptions(options, 'options', ['tunPath', 'netns'])
   native().deleteTap(n, validatePath(o.tunPath, 'options.tunPath', TUN_PATH), netnsOf(o.netns))
 }

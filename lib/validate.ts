@@ -220,3 +220,20 @@ export function validateNetns(value: unknown, name: string): NetnsSpec {
   }
   return `/run/netns/${value}`
 }
+
+/** @internal The exact name of an existing device (to delete, to look up): no template. */
+export function validateDeviceName(value: unknown, name: string, what = 'the device to delete'): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  const rule = `must name ${what} exactly: 1 to ${limits.maxNameBytes} bytes of printable ASCII without '/', ':', whitespace or '%'`
+  if (value === '' || value.includes('%d')) throw invalidValue(name, `${rule} (not empty, not a template)`, value)
+  if (
+    Buffer.byteLength(value) > limits.maxNameBytes ||
+    !/^[\x21-\x7e]+$/.test(value) ||
+    /[/:%]/.test(value) ||
+    value === '.' ||
+    value === '..'
+  ) {
+    throw invalidValue(name, rule, value)
+  }
+  return value
+}

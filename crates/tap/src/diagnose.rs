@@ -169,3 +169,36 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
     };
     err.with_hint(hint)
 }
+
+/// Explain a failed attach of [`crate::delete_tap`]: the same errno as for an
+/// open, told in terms of deleting.
+pub(crate) fn for_delete(err: Error, name: &str, info: Option<&Link>) -> Error {
+    let hint = match err.errno() {
+        Some(Errno::EINVAL) => match info {
+            Some(i) if i.tun.is_none() => format!(
+                "{name} is not a TUN/TAP device{}: deleteTap removes TUN/TAP devices only (remove \
+                 other links with ip link del)",
+                i.kind
+                    .as_deref()
+                    .map(|k| format!(" (it is a {k})"))
+                    .unwrap_or_default()
+            ),
+            _ => format!("the kernel refused to attach to {name} to delete it"),
+        },
+        Some(Errno::EBUSY) => format!(
+            "{name} is a single-queue device that another process holds, so it cannot be \
+             attached to for deleting: it goes away when that process closes it if it is not \
+             persistent; otherwise delete it once the process has let go"
+        ),
+        Some(Errno::EPERM) => {
+            let owner = match info.and_then(|i| i.tun).map(|t| (t.owner, t.group)) {
+                Some((Some(o), _)) => format!(" (it belongs to uid {o})"),
+                Some((None, Some(g))) => format!(" (it belongs to gid {g})"),
+                _ => String::new(),
+            };
+            format!("deleting {name} needs CAP_NET_ADMIN or being its owner or group{owner}")
+        }
+        _ => return err,
+    };
+    err.with_hint(hint)
+}

@@ -31,38 +31,36 @@ pub fn delete_tap(
 }
 
 fn delete_here(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
-    let name = name.to_owned();
     // Fails with ENODEV ("there is no interface ...") rather than creating one.
-    link::ifindex(sys, &name)?;
+    link::ifindex(sys, name)?;
+    let info = diagnose::inspect(sys, name).ok().flatten();
     let fd = tun::open_tun(sys, tun_path)?;
-    // Never create: attach exclusively is impossible, so check the type first
-    // and try both multi-queue settings.
-    let mq_first = diagnose::inspect(sys, &name)
-        .ok()
-        .flatten()
-        .and_then(|i| i.tun)
-        .is_some_and(|t| t.multi_queue);
-    let base = IFF_TAP | IFF_NO_PI;
-    let order = if mq_first {
-        [base | IFF_MULTI_QUEUE, base]
-    } else {
-        [base, base | IFF_MULTI_QUEUE]
+    // Never create: attaching exclusively is impossible, so attach with the
+    // device's own type and multi-queue flag (read with rtnetlink), or try
+    // both multi-queue settings of a TAP device when that could not be read.
+    let order: Vec<u16> = match info.as_ref().and_then(|l| l.tun) {
+        Some(t) => {
+            let kind = if t.tap { IFF_TAP } else { IFF_TUN };
+            let mq = if t.multi_queue { IFF_MULTI_QUEUE } else { 0 };
+            vec![kind | IFF_NO_PI | mq]
+        }
+        None => vec![IFF_TAP | IFF_NO_PI, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE],
     };
     let mut last = None;
     for flags in order {
-        match tun::set_iff(sys, fd.as_fd(), &name, flags) {
+        match tun::set_iff(sys, fd.as_fd(), name, flags) {
             Ok(_) => {
                 last = None;
                 break;
             }
             Err(e) if e.errno() == Some(Errno::EINVAL) => last = Some(e),
-            Err(e) => return Err(e),
+            Err(e) => return Err(diagnose::for_delete(e, name, info.as_ref())),
         }
     }
     if let Some(e) = last {
-        return Err(e);
+        return Err(diagnose::for_delete(e, name, info.as_ref()));
     }
-    diagnose::ioctl(sys, fd.as_fd(), &mut Ioctl::TunSetPersist(false), &name)?;
+    diagnose::ioctl(sys, fd.as_fd(), &mut Ioctl::TunSetPersist(false), name)?;
     drop(fd);
     Ok(())
 }

@@ -268,12 +268,18 @@ pub fn parse_name(name: &str) -> Result<IfName> {
 
 /// The device to delete: an exact interface name.
 pub fn check_delete_name(name: &str) -> Result<String> {
-    match parse_name(name)? {
-        IfName::Exact(n) => Ok(n),
-        _ => Err(Error::invalid(
+    let rule = || {
+        Error::invalid(
             "name",
-            "delete needs an exact interface name",
-        )),
+            format!(
+                "the device to delete must be named exactly: 1 to {MAX_NAME_BYTES} bytes of printable \
+                 ASCII without '/', ':', whitespace or '%', got {name:?}"
+            ),
+        )
+    };
+    match parse_name(name).map_err(|_| rule())? {
+        IfName::Exact(n) => Ok(n),
+        _ => Err(rule()),
     }
 }
 
