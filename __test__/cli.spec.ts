@@ -13,7 +13,7 @@ import { parseNetSpec } from '../cli/flags'
 import { checkPlaceholders, substitute } from '../cli/placeholders'
 import { featureNames, hasCapNetAdmin } from '../cli/probe'
 import { constants } from '../index'
-import { ensureDistBuilt, ipLink, isRoot, rootTest, type IpLink, type T } from './helpers'
+import { ensureDistBuilt, ipLink, isRoot, rootTest, stagedPackage, type IpLink, type T } from './helpers'
 import { withNetns } from './netns'
 
 const repo = join(__dirname, '..')
@@ -46,7 +46,9 @@ interface CliOptions {
 }
 
 function command(args: readonly string[], o: CliOptions): [string, string[]] {
-  const inner = [...(o.wrap ?? []), NODE, CLI, ...args]
+  // Another uid runs a copy it can read: the checkout may be under a 0700 directory.
+  const cli = o.wrap ? join(stagedPackage(), 'dist', 'cli.js') : CLI
+  const inner = [...(o.wrap ?? []), NODE, cli, ...args]
   return o.ns ? ['ip', ['netns', 'exec', o.ns, ...inner]] : [inner[0], inner.slice(1)]
 }
 

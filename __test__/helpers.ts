@@ -1,8 +1,7 @@
 // Shared helpers of the ava suite.
 import test, { type ExecutionContext, type ImplementationFn } from 'ava'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 
 export const isRoot = process.getuid?.() === 0
 
@@ -96,25 +95,4 @@ export function uniqueName(prefix: string): string {
 
 export type T = ExecutionContext
 
-/** The checkout this suite tests. */
-export const repoRoot = join(__dirname, '..')
-
-/**
- * dist/ must be the build of the sources under test (the CLI tests run
- * dist/cli.js): rebuild the TypeScript when a source is newer. Returns
- * dist/cli.js.
- */
-export function ensureDistBuilt(): string {
-  const cli = join(repoRoot, 'dist', 'cli.js')
-  const sources = ['cli.ts', 'index.ts']
-  for (const dir of ['lib', 'cli']) sources.push(...readdirSync(join(repoRoot, dir)).map((f) => join(dir, f)))
-  const built = existsSync(cli) ? statSync(cli).mtimeMs : 0
-  if (sources.some((f) => statSync(join(repoRoot, f)).mtimeMs > built)) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-    })
-    if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}${r.stderr}`)
-  }
-  return cli
-}
+export { ensureDistBuilt, repoRoot, stagedPackage } from './staging'

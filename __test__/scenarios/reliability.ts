@@ -30,7 +30,8 @@ import {
   TapError,
   type TapDevice,
 } from '../../index'
-import { native, platformSuffix } from '../../lib/native'
+import { native } from '../../lib/native'
+import { stagedPackage } from '../staging'
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' })
 const fdCount = () => readdirSync('/proc/self/fd').length
@@ -164,13 +165,11 @@ export interface Step {
   methods?: unknown[][]
 }
 
-/** A world-readable copy of the package (dist/ and the .node) and tun nodes with chosen modes. */
+/** A world-readable copy of the package (stagedPackage) with unpriv.js and tun nodes with chosen modes. */
 export function unprivilegedKit(repo: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'vmtap-rel-'))
   chmodSync(dir, 0o755)
-  cpSync(join(repo, 'dist'), join(dir, 'dist'), { recursive: true })
-  const node = `vmtap.${platformSuffix()}.node`
-  cpSync(join(repo, node), join(dir, node))
+  cpSync(stagedPackage(), dir, { recursive: true })
   cpSync(join(repo, '__test__', 'fixtures', 'reliability', 'unpriv.js'), join(dir, 'unpriv.js'))
   sh('mknod', '-m', '666', join(dir, 'tun666'), 'c', '10', '200')
   sh('mknod', '-m', '600', join(dir, 'tun600'), 'c', '10', '200')
