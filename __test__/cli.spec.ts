@@ -4,7 +4,7 @@
 // so no device ever appears in the host's namespace.
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { constants as osConstants, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -877,4 +877,22 @@ rootTest('--netns on create, exec, probe and delete: the device lives and is fou
       )
     })
   })
+})
+
+test('a copy of the package without its native binary fails at once with one clear line', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmtap-nobin-'))
+  try {
+    const staged = stagedPackage()
+    for (const f of ['dist', 'package.json', 'node_modules']) cpSync(join(staged, f), join(dir, f), { recursive: true })
+    const r = spawnSync(NODE, [join(dir, 'dist', 'cli.js'), 'probe'], {
+      encoding: 'utf8',
+      env: { ...process.env, NAPI_RS_NATIVE_LIBRARY_PATH: '' },
+    })
+    assertError(t, { ...r, signal: null } as Ran, 1, 'ERR_VMTAP_NO_BINARY', /^vmtap: no native binary loads/)
+    t.notRegex(r.stderr, /vmtap: vmtap:/, 'no doubled prefix')
+    t.notRegex(r.stderr, /Tried: ?;/, 'no empty entry in the list of what was tried')
+    t.regex(r.stderr, /Tried: [^;]+vmtap\.linux-[^;]+: not found; /)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })

@@ -68,6 +68,7 @@ const CODES: Readonly<Record<string, CodeEntry>> = {
   ERR_VMTAP_PANIC: { Base: Error, message: (d) => `internal error in vmtap: ${d.message ?? 'a panic'}` },
   ERR_VMTAP_NAPI: { Base: Error, message: (d) => `internal error: ${d.message ?? 'a Node-API call failed'}` },
   ERR_VMTAP_CANCELLED: { Base: Error, message: (d) => d.message ?? 'the operation was cancelled' },
+  ERR_VMTAP_NO_BINARY: { Base: Error, message: given },
 }
 
 /**

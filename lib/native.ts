@@ -134,43 +134,86 @@ export function platformSuffix(): string {
 
 const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl']
 
-function loadNative(): NativeBinding {
+interface Located {
+  suffix: string
+  file: string
+  /** Where a binary was looked for, in order, and whether it is there. */
+  candidates: { path: string; present: boolean; why?: string }[]
+}
+
+/**
+ * Where the addon may be, in order: NAPI_RS_NATIVE_LIBRARY_PATH, the local
+ * build (the package root: one level up from lib/ in a checkout, two from
+ * dist/lib/), then the platform package vmtap-<platform>. Only looks (stat
+ * and module resolution): nothing is loaded.
+ */
+function locate(): Located {
   const suffix = platformSuffix()
   const file = `vmtap.${suffix}.node`
-  const candidates: string[] = []
+  const paths: string[] = []
   const envPath = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
-  if (envPath) candidates.push(envPath)
-  // The local build: in the package root, one level up from lib/ (source
-  // checkout) and two from dist/lib/.
+  if (envPath) paths.push(envPath)
   for (const dir of [join(__dirname, '..'), join(__dirname, '..', '..')]) {
     const p = join(dir, file)
-    if (!candidates.includes(p)) candidates.push(p)
+    if (!paths.includes(p)) paths.push(p)
   }
-  candidates.push(`vmtap-${suffix}`)
-  const errors: string[] = []
-  for (const c of candidates) {
-    if (c.endsWith('.node') && !existsSync(c)) {
-      errors.push(`${c}: not found`)
+  paths.push(`vmtap-${suffix}`)
+  const candidates = paths.map((path) => {
+    if (path.endsWith('.node')) return { path, present: existsSync(path), why: 'not found' }
+    try {
+      require.resolve(path)
+      return { path, present: true }
+    } catch {
+      return { path, present: false, why: 'not installed' }
+    }
+  })
+  return { suffix, file, candidates }
+}
+
+/** ERR_VMTAP_NO_BINARY: what was tried, and what to do. */
+function noBinary(l: Located, tried: string[]): Error {
+  const libc = process.platform === 'linux' ? (l.suffix.endsWith('-musl') ? 'musl' : 'glibc') : 'n/a'
+  return makeError({
+    code: 'ERR_VMTAP_NO_BINARY',
+    message:
+      `no native binary loads on this platform (${process.platform} ${process.arch}, libc ${libc}). ` +
+      `Expected the package vmtap-${l.suffix} (installed through optionalDependencies, or its tarball installed ` +
+      `beside vmtap's) or ${l.file}. Tried: ${tried.join('; ')}. ` +
+      (SUPPORTED.includes(l.suffix)
+        ? `Reinstall without --no-optional / --omit=optional; if a package-lock.json made on another platform lacks ` +
+          `vmtap-${l.suffix} (npm/cli#4828), delete package-lock.json and node_modules and run npm install again. ` +
+          `A copy of a checkout without its binary (npm install --install-links) does not work: install the ` +
+          `checkout itself (npm install /path/to/vmtap) or the two release tarballs. `
+        : `vmtap ships prebuilt binaries for ${SUPPORTED.join(', ')} only. `) +
+      `Or build from source (needs Rust >= 1.77 and cargo): git clone https://github.com/vmtap/vmtap && cd vmtap && ` +
+      `npm install, then set NAPI_RS_NATIVE_LIBRARY_PATH=$PWD/${l.file}.`,
+  })
+}
+
+// Looked up when the package is required, so an install without its binary
+// fails at once with the reason instead of at the first call.
+const located = locate()
+if (!located.candidates.some((c) => c.present)) {
+  throw noBinary(
+    located,
+    located.candidates.map((c) => `${c.path}: ${c.why}`),
+  )
+}
+
+function loadNative(): NativeBinding {
+  const tried: string[] = []
+  for (const c of located.candidates) {
+    if (!c.present) {
+      tried.push(`${c.path}: ${c.why}`)
       continue
     }
     try {
-      return require(c) as NativeBinding
+      return require(c.path) as NativeBinding
     } catch (e) {
-      errors.push(`${c}: ${(e as Error).message.split('\n')[0]}`)
+      tried.push(`${c.path}: ${(e as Error).message.split('\n')[0]}`)
     }
   }
-  const libc = process.platform === 'linux' ? (suffix.endsWith('-musl') ? 'musl' : 'glibc') : 'n/a'
-  throw new Error(
-    `vmtap: no native binary loads on this platform (${process.platform} ${process.arch}, libc ${libc}). ` +
-      `Expected the package vmtap-${suffix} (installed through optionalDependencies) or ${file}. Tried:\n` +
-      `${errors.map((e) => `  ${e}`).join('\n')}\n` +
-      (SUPPORTED.includes(suffix)
-        ? `Reinstall without --no-optional / --omit=optional; if a package-lock.json made on another platform lacks ` +
-          `vmtap-${suffix} (npm/cli#4828), delete package-lock.json and node_modules and run npm install again. `
-        : `vmtap ships prebuilt binaries for ${SUPPORTED.join(', ')} only. `) +
-      `Or build from source (needs Rust >= 1.77 and cargo): git clone https://github.com/vmtap/vmtap && cd vmtap && ` +
-      `npm install, then set NAPI_RS_NATIVE_LIBRARY_PATH=$PWD/${file}.`,
-  )
+  throw noBinary(located, tried)
 }
 
 let nativeBinding: NativeBinding | undefined

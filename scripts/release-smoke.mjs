@@ -368,7 +368,7 @@ export function smoke(options = {}) {
         cwd: bare,
         env: { ...env, NAPI_RS_NATIVE_LIBRARY_PATH: nowhere },
       })
-      const message = r.stderr.match(/Error: (vmtap: [\s\S]*?)\n\s+at /)?.[1] ?? r.stderr
+      const message = r.stderr.match(/Error: (no native binary [\s\S]*?)\n\s+at /)?.[1] ?? r.stderr
       check('loaderError', {
         ok: r.status !== 0,
         platformPackagePresent: fs.existsSync(path.join(bare, 'node_modules', `vmtap-${suffix}`)),
