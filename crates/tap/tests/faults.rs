@@ -100,11 +100,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn syscall_label(call: &Call) -> &'static str {
-    match call {
-        Call::Open(_) => "open",
-        Call::Socket | Call::NetlinkSocket => "socket",
-        Call::Ioctl(name) | Call::NetlinkSend(name) | Call::NetlinkRecv(name) => name,
-    }
+    call.label()
 }
 
 #[test]

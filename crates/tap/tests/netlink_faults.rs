@@ -92,11 +92,7 @@ fn reset(ns: &Netns) {
 }
 
 fn label(call: &Call) -> &'static str {
-    match call {
-        Call::NetlinkSocket | Call::Socket => "socket",
-        Call::NetlinkSend(l) | Call::NetlinkRecv(l) | Call::Ioctl(l) => l,
-        Call::Open(_) => "open",
-    }
+    call.label()
 }
 
 #[test]
