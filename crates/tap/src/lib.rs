@@ -14,6 +14,7 @@ pub mod diagnose;
 pub mod error;
 pub mod fault;
 pub mod fdpass;
+pub mod holders;
 pub mod host;
 pub mod link;
 pub mod netlink;
@@ -25,6 +26,7 @@ pub mod tun;
 
 pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
+pub use holders::{tap_holders, Holder};
 pub use host::delete_tap;
 pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
