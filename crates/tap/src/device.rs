@@ -4,7 +4,7 @@
 //! alone or many at once.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use nix::errno::Errno;
 
@@ -24,6 +24,8 @@ pub struct Tap {
     pub(crate) vhost_fds: Vec<OwnedFd>,
     pub(crate) flags: u16,
     pub(crate) features: u32,
+    /// The ifindex, found on first use ([`Tap::ifindex`]).
+    pub(crate) ifindex: OnceLock<u32>,
 }
 
 impl Tap {
@@ -270,6 +272,7 @@ mod tests {
             vhost_fds: Vec::new(),
             flags,
             features: 0,
+            ifindex: OnceLock::new(),
         }
     }
 

@@ -67,6 +67,9 @@ pub struct OpenOptions {
     pub mac: Option<[u8; 6]>,
     pub bridge: Option<String>,
     pub up: bool,
+    /// A vmtap tag, stored in the interface alias as the last step (see
+    /// [`crate::inventory`]); it replaces the alias of an existing device.
+    pub tag: Option<String>,
 }
 
 impl Default for OpenOptions {
@@ -89,6 +92,7 @@ impl Default for OpenOptions {
             mac: None,
             bridge: None,
             up: false,
+            tag: None,
         }
     }
 }
@@ -275,6 +279,7 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
         vhost_fds,
         flags: actual,
         features,
+        ifindex: Default::default(),
     };
     let was_persistent = actual & IFF_PERSIST != 0;
     if let Err(e) = configure(sys, &tap, opts, was_persistent) {
@@ -289,7 +294,8 @@ pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
 
 /// Apply the open-time configuration: persistence and ownership, then the
 /// virtio plumbing, then the link in libvirt's order (MTU before enslaving,
-/// then up).
+/// then up), then the tag (last: nothing after it can fail and leave a
+/// pre-existing device re-tagged).
 fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, was_persistent: bool) -> Result<()> {
     if opts.persist {
         tap.set_persist(sys, true)?;
@@ -327,6 +333,9 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, was_persistent: bool)
     }
     if opts.up {
         tap.set_link_up(sys, true)?;
+    }
+    if let Some(tag) = &opts.tag {
+        tap.set_tag(sys, Some(tag))?;
     }
     Ok(())
 }

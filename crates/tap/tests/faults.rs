@@ -85,6 +85,7 @@ fn cases() -> Vec<Case> {
             mac: Some([0xfe, 0x54, 0, 0x12, 0x34, 0x56]),
             bridge: Some(format!("{PREFIX}br")),
             up: true,
+            tag: Some("faults".into()),
             ..base(4, true)
         },
     });
