@@ -14,6 +14,7 @@ pub mod diagnose;
 pub mod error;
 pub mod fault;
 pub mod fdpass;
+pub mod gc;
 pub mod holders;
 pub mod host;
 pub mod inventory;
@@ -27,6 +28,7 @@ pub mod tun;
 
 pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
+pub use gc::{gc_taps, GcOptions, GcReport};
 pub use holders::{tap_holders, Holder};
 pub use host::delete_tap;
 pub use inventory::{list_taps, TapInfo};
