@@ -28,6 +28,13 @@
 //! and closed again before that repair finds the device gone with it, as if
 //! it had not been persistent. A VMM opening a single-queue device during
 //! step 2-4 (microseconds) gets EBUSY, as it would from any other holder.
+//!
+//! A reader of `/proc/<pid>/fdinfo/<fd>` (a holders walk, `lsof`) holds a
+//! reference to the file it reads for a moment; a close that races with it
+//! leaves the release, and so the teardown, to the reader. A removed
+//! device may then linger (not persistent) for that moment, and a
+//! multi-queue device may be found still there after the close and be kept
+//! (made persistent again): the safe side.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
