@@ -89,7 +89,9 @@ pub struct GcReport {
     /// Held, so kept; with the holders `/proc` shows (possibly none: a
     /// process whose fds this one may not read).
     pub kept: Vec<(GcEntry, Vec<Holder>)>,
-    /// Could not be examined or removed; left as they were.
+    /// Could not be examined or removed: left as they were, unless the
+    /// error says otherwise (a multi-queue device closed, whose absence
+    /// could not be checked).
     pub failed: Vec<(GcEntry, Error)>,
 }
 
@@ -233,7 +235,14 @@ fn collect(
         // device that is not persistent unregisters it.
         return Ok(Outcome::Removed);
     }
-    if nl.link(LinkRef::Index(t.ifindex))?.is_none() {
+    let after = nl.link(LinkRef::Index(t.ifindex)).map_err(|e| {
+        e.with_hint(format!(
+            "{} was made non-persistent and closed, so it is gone unless a process attached to \
+             it at that moment; that could not be checked",
+            t.ifname
+        ))
+    })?;
+    if after.is_none() {
         return Ok(Outcome::Removed);
     }
     // A queue was attached in the last moment: make the device persistent
