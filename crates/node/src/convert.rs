@@ -80,8 +80,8 @@ pub fn timeout_of(env: Env, v: Value) -> JsResult<Option<Duration>> {
 
 /// The arguments of `open(name, queues, vnetHdr, vhost, tunPath | null,
 /// vhostPath | null, config | null)`; `config` is `{ exclusive, uniqueName,
-/// persist, owner, group, vnetHdrSize, offloads, mtu, mac, bridge, up }`
-/// (optional members null) or null for none. Positional, so the usual open
+/// persist, owner, group, vnetHdrSize, offloads, mtu, mac, bridge, up, tag }`
+/// (optional members null) or null for none; `tag` may be absent too. Positional, so the usual open
 /// reads no property at all.
 pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     let mut opts = OpenOptions {
@@ -114,5 +114,6 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     opts.mac = optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?;
     opts.bridge = optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?;
     opts.up = env.bool_of(get(c"up")?, "up")?;
+    opts.tag = optional(env, get(c"tag")?, |v| env.string_of(v, "tag"))?;
     Ok(opts)
 }
