@@ -26,6 +26,8 @@ export interface Limits {
   readonly maxRecvBytes: number
   /** The most threads closeAll uses. */
   readonly maxCloseThreads: number
+  /** The longest tag (openTap's `tag`, stored in the interface alias as `vmtap:tag=<tag>`), in bytes. */
+  readonly maxTagBytes: number
 }
 
 /** See {@link Limits}. */
@@ -41,4 +43,5 @@ export const limits: Limits = Object.freeze({
   scmMaxFd: 253,
   maxRecvBytes: 2 ** 30,
   maxCloseThreads: 1024,
+  maxTagBytes: 64,
 })

@@ -15,6 +15,7 @@ import {
   validateMtu,
   validateName,
   validatePath,
+  validateTag,
   validateTristate,
   validateVnetHdrSize,
 } from './validate'
@@ -132,6 +133,13 @@ export interface OpenTapOptions extends LinkOptions {
   tunPath?: string
   /** The vhost-net device. Default `/dev/vhost-net`. */
   vhostPath?: string
+  /**
+   * A tag for {@link listTaps} and {@link gcTaps}: 1 to limits.maxTagBytes (64)
+   * bytes of ASCII letters, digits and `. _ - : @ /`, stored in the interface
+   * alias as `vmtap:tag=<tag>` as the last configuration step. It replaces
+   * the alias of an existing device.
+   */
+  tag?: string
 }
 
 const OPEN_KEYS = [
@@ -152,6 +160,7 @@ const OPEN_KEYS = [
   'mac',
   'bridge',
   'up',
+  'tag',
 ] as const
 
 const CONFIG_KEYS = [
@@ -166,6 +175,7 @@ const CONFIG_KEYS = [
   'mac',
   'bridge',
   'up',
+  'tag',
 ] as const
 
 /** @internal Validate and normalize openTap options (no syscall). */
@@ -196,6 +206,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     bridge: opt(o.bridge, (v) => validateIfName(v, 'options.bridge')),
     up: bool(o.up, 'options.up'),
   }
+  if (o.tag !== undefined) c.tag = validateTag(o.tag, 'options.tag')
   if (c.uniqueName && n.name !== '' && !n.name.includes('%d')) {
     throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
   }
