@@ -75,6 +75,7 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   persist: 'persist',
   owner: 'owner',
   group: 'group',
+  tag: 'tag',
 }
 
 /** Rewrite `options.<key>` in a library argument error as the flag (or --net key) it came from. */

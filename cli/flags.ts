@@ -52,9 +52,10 @@ export interface NicSpec {
   mtu?: number
   mac?: string
   up?: boolean
+  tag?: string
 }
 
-const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up'] as const
+const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up', 'tag'] as const
 
 /**
  * A --net group: `key=value,...` with the keys of NET_KEYS; `up` alone
@@ -101,6 +102,9 @@ export function parseNetSpec(spec: string): NicSpec {
       case 'up':
         nic.up = value === undefined ? true : parseOnOff(v, 'up')
         break
+      case 'tag':
+        nic.tag = v
+        break
     }
   }
   return nic
@@ -117,6 +121,7 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   if (nic.mac !== undefined) o.mac = nic.mac
   if (nic.bridge !== undefined) o.bridge = nic.bridge
   if (nic.up !== undefined) o.up = nic.up
+  if (nic.tag !== undefined) o.tag = nic.tag
   return o
 }
 
@@ -133,4 +138,5 @@ export function addLinkFlags(cmd: Command, macHelp: string): Command {
     .option('--mtu <mtu>', `the MTU (${MTU_HELP})`, parseInteger)
     .option('--mac <mac>', macHelp)
     .option('--up', 'bring the link up')
+    .option('--tag <tag>', 'label the device for vmtap list and vmtap gc (its alias becomes vmtap:tag=TAG)')
 }
