@@ -2,7 +2,7 @@
 // list/holders/gc), against what the kernel reports (ip -j, /proc), inside
 // network namespaces the tests create.
 import test from 'ava'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 
 import { checkOpenTapOptions, gcTaps, limits, listTaps, openTap, TapError, type TapInfo, tapHolders } from '../index'
 import { makeError } from '../lib/errors'
@@ -48,6 +48,36 @@ test.serial('an EBUSY from the addon becomes a TapError with holders', (t) => {
 })
 
 type Row = Record<string, any>
+
+/** The CLI, without a device (what is refused is refused before any syscall). */
+function runCli(...args: string[]) {
+  const r = spawnSync(process.execPath, [ensureDistBuilt(), ...args], { encoding: 'utf8' })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+test('CLI: list/holders/gc help, and bad values refused as usage errors', (t) => {
+  for (const c of ['list', 'holders', 'gc']) {
+    const r = runCli(c, '--help')
+    t.is(r.status, 0, c)
+    t.regex(r.stdout, new RegExp(`^Usage: vmtap ${c}`))
+    t.regex(r.stdout, /\nExamples?:\n/)
+  }
+  t.regex(runCli('--help').stdout, /^ {2}gc\b/m)
+  t.regex(runCli('list', '--help').stdout, /"tap"\|"tun"/, 'the --json schema')
+  const usage: [string[], RegExp][] = [
+    [['holders'], /missing required argument 'name'/],
+    [['holders', 'a/b'], /The argument NAME must be/],
+    [['gc', '--tag', 'a b'], /'--tag' must be 1 to 64 bytes/],
+    [['create', '--persist', '--name', 'x0', '--tag', ''], /'--tag'/],
+    [['exec', '--net', 'tag=a;b', '--', 'true'], /--net\[0\] tag/],
+    [['list', 'extra'], /too many arguments/],
+  ]
+  for (const [args, re] of usage) {
+    const r = runCli(...args)
+    t.is(r.status, 2, args.join(' '))
+    t.regex(r.stderr, re, args.join(' '))
+  }
+})
 
 /** ip prints a user or group by name when it has one: its number, as listTaps gives it. */
 function numericId(v: number | string | undefined, db: 'passwd' | 'group'): number | null {
@@ -104,12 +134,23 @@ rootTest('listTaps equals ip -d -j link show type tun, field by field', async (t
 rootTest(
   'a child holds a single-queue tap: openTap fails with EBUSY naming its pid; tapHolders lists it',
   async (t) => {
-    const r = await withNetns((ns) => runIn<Row>(ns, scenario, 'busyByChild'))
+    const cli = ensureDistBuilt()
+    const r = await withNetns((ns) => runIn<Row>(ns, scenario, 'busyByChild', [cli]))
     t.like(r.busy, { code: 'EBUSY', isTapError: true })
     t.true(r.busy.message.includes(`held by pid ${r.pid} (${r.comm})`), r.busy.message)
     const expected = [{ pid: r.pid, command: r.comm, fds: [3] }]
     t.deepEqual(r.busy.holders, expected)
     t.deepEqual(r.holders, expected)
+    // The same through the CLI.
+    t.is(r.cliHolders.status, 0)
+    t.deepEqual(JSON.parse(r.cliHolders.stdout), { schema: 1, ifname: 'bsq0', holders: expected })
+    const [w1, w2] = [Math.max(3, String(r.pid).length), Math.max(7, r.comm.length)]
+    const line = (a: string, b: string, c: string) => `${a.padEnd(w1)}  ${b.padEnd(w2)}  ${c}\n`
+    t.is(r.cliHoldersText.stdout, line('PID', 'COMMAND', 'FDS') + line(String(r.pid), r.comm, '3'))
+
+    t.deepEqual(JSON.parse(r.cliList.stdout), { schema: 1, taps: r.list })
+    t.like(r.cliMissing, { status: 1 })
+    t.regex(r.cliMissing.stderr, /^vmtap: there is no TUN\/TAP device nope0 in this network namespace \(ENODEV\)\n$/)
     t.deepEqual(r.after, [], 'no holder once the child exited')
     t.true(r.gone, 'and the device (not persistent) went with it')
   },

@@ -69,14 +69,31 @@ function errInfo(f: () => unknown) {
 }
 
 /** A child holds a single-queue device: openTap's EBUSY names it, tapHolders lists it. */
-export async function busyByChild() {
+export async function busyByChild(cliPath: string) {
   const { child, pid } = await holdInChild('bsq0')
   try {
     const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
     const busy = errInfo(() => openTap({ name: 'bsq0' }))
     const holders = tapHolders('bsq0')
+    const cliHolders = cli(cliPath, 'holders', 'bsq0', '--json')
+    const cliHoldersText = cli(cliPath, 'holders', 'bsq0')
+    const cliList = cli(cliPath, 'list', '--json')
+    const list = listTaps()
+    const cliMissing = cli(cliPath, 'holders', 'nope0')
     await release(child)
-    return { pid, comm, busy, holders, after: tapHolders('bsq0'), gone: !listTaps().some((t) => t.ifname === 'bsq0') }
+    return {
+      pid,
+      comm,
+      busy,
+      holders,
+      cliHolders,
+      cliHoldersText,
+      cliList,
+      list,
+      cliMissing,
+      after: tapHolders('bsq0'),
+      gone: !listTaps().some((t) => t.ifname === 'bsq0'),
+    }
   } finally {
     await release(child)
   }
