@@ -13,6 +13,7 @@
  * - lib/device.ts   TapDevice, openTap, openTapAsync, closeAll
  * - lib/options.ts  openTap's options and their validation
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
+ * - lib/inventory.ts listTaps, tapHolders, gcTaps: the devices of the namespace
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
@@ -59,6 +60,21 @@ export {
   type TapFeatures,
   type TunPathOptions,
 } from './lib/host'
+export {
+  type GcEntry,
+  type GcFailed,
+  type GcKept,
+  type GcResult,
+  type GcTapsOptions,
+  gcTaps,
+  type HoldersOptions,
+  type InventoryOptions,
+  listTaps,
+  type TapHolder,
+  tapHolders,
+  type TapInfo,
+  type TapStats,
+} from './lib/inventory'
 export { type Limits, limits } from './lib/limits'
 export { checkOpenTapOptions, type LinkOptions, type Offloads, type OpenTapOptions } from './lib/options'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'

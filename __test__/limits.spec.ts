@@ -92,6 +92,18 @@ const cases: [string, object, Parameters<ReturnType<typeof native>['open']>, str
     'ERR_OUT_OF_RANGE',
   ],
   [
+    'a tag longer than the maximum',
+    { tag: 't'.repeat(limits.maxTagBytes + 1) },
+    ['', 1, 'auto', false, null, null, { ...NO_CONFIG, tag: 't'.repeat(limits.maxTagBytes + 1) }],
+    'ERR_INVALID_ARG_VALUE',
+  ],
+  [
+    'a tag with a space',
+    { tag: 'a b' },
+    ['', 1, 'auto', false, null, null, { ...NO_CONFIG, tag: 'a b' }],
+    'ERR_INVALID_ARG_VALUE',
+  ],
+  [
     'a name longer than the maximum',
     { name: 'x'.repeat(limits.maxNameBytes + 1) },
     ['x'.repeat(limits.maxNameBytes + 1), 1, 'auto', false, null, null, null],

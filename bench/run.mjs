@@ -11,12 +11,15 @@
 //   3. teardown of 64 devices: closeAll (several maxThreads), closeAsync on
 //      the libuv pool, sync close in a loop, C sequential, C one pthread per
 //      device, Python sequential; with the event-loop time blocked;
-//   4. require('vmtap') in fresh processes vs require('node:fs').
+//   4. require('vmtap') in fresh processes vs require('node:fs');
+//   5. listTaps() over 1,000 persistent devices vs `ip -d -j link show type
+//      tun` + JSON.parse (bench/listtaps.mjs).
 // Prints the table and writes it into BENCHMARKS.md (between the markers;
 // the text outside them is kept).
 //
 // Options: --quick (few runs, for trying it out; writes nothing unless
-// --write), --no-write (print only).
+// --write), --no-write (print only), --only listtaps (that section alone,
+// printed, never written).
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -26,12 +29,18 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { fmtMs, fmtRatio, nowMs, RefProcess, sleep, startProbe, STALL_GAP_MS, summarize } from './lib.mjs'
+import { benchListTaps, LIST_DEVICES } from './listtaps.mjs'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const ROOT = resolve(HERE, '..')
 const argv = process.argv.slice(2)
 const QUICK = argv.includes('--quick')
-const WRITE = argv.includes('--write') || (!QUICK && !argv.includes('--no-write'))
+const ONLY = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : null
+if (ONLY !== null && ONLY !== 'listtaps') {
+  console.error('bench: --only takes one section: listtaps')
+  process.exit(2)
+}
+const WRITE = ONLY === null && (argv.includes('--write') || (!QUICK && !argv.includes('--no-write')))
 const NS_ENV = 'VMTAP_BENCH_NETNS'
 
 // ---------------------------------------------------------------------------
@@ -105,6 +114,13 @@ const rows = [] // { section, impl, stats, ratio, baseline, note }
 const load0 = loadavg()
 const notes = []
 const log = (s) => process.stderr.write(`${s}\n`)
+const LIST_RUNS = QUICK ? 5 : 41
+
+if (ONLY === 'listtaps') {
+  await benchListTaps({ vmtap, runs: LIST_RUNS, interleave, summarize, add, log })
+  console.log(`\n${table()}\n`)
+  process.exit(0)
+}
 
 // --- reference programs ----------------------------------------------------
 
@@ -514,6 +530,10 @@ const req = {}
 
 rmSync(work, { recursive: true, force: true })
 
+// --- 5. listTaps over 1,000 devices -----------------------------------------
+
+const list = await benchListTaps({ vmtap, runs: LIST_RUNS, interleave, summarize, add, log })
+
 // --- targets ------------------------------------------------------------------
 
 const targets = []
@@ -560,6 +580,15 @@ for (const q of QUEUES) {
     req.vmtap.median <= 5,
   )
 }
+{
+  const r = list.vmtap.median / list.ipParse.median
+  target(
+    `listTaps() over ${LIST_DEVICES} devices / ip -d -j link show type tun + JSON.parse`,
+    `${fmtRatio(r)} (${fmtMs(list.vmtap.median)} vs ${fmtMs(list.ipParse.median)} ms)`,
+    '< 1×',
+    r < 1,
+  )
+}
 
 // --- output -------------------------------------------------------------------
 
@@ -598,7 +627,7 @@ const env = [
       ' / ',
     )} (other work on the machine inflates and spreads the figures; the ratios compare runs interleaved in time)`,
   `- references: ${ccVersion ? `C built with \`${ccVersion}\` (-O2)` : 'no C compiler'}; ${pyVersion ?? 'no python3'}`,
-  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), require ${R.req}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
+  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), require ${R.req}, listTaps ${LIST_RUNS}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
   `- event loop: a 1 ms \`setInterval\` probe records the gaps between its ticks; an idle loop's gaps are 1.0–1.7 ms (libuv's ms timers), so a gap above ${STALL_GAP_MS} ms counts as a stall, and "blocked" is the sum of those gaps' lateness beyond 1 ms over the whole teardown (the "idle" row is the probe's floor); medians of the per-run figures, [min–max]. \`monitorEventLoopDelay\` (1 ms resolution) runs alongside; its max is shown for comparison.`,
 ].join('\n')
 

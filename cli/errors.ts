@@ -76,6 +76,7 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   owner: 'owner',
   group: 'group',
   netns: 'netns',
+  tag: 'tag',
 }
 
 /** Rewrite `options.<key>` in a library argument error as the flag (or --net key) it came from. */

@@ -28,7 +28,7 @@ export interface ExecFlags extends NicSpec {
 /** The NICs of an `exec`: one from the flags, or one per --net group with the flags as defaults. */
 export function nicsOf(o: ExecFlags): NicSpec[] {
   const defaults: NicSpec = {}
-  for (const k of ['queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up', 'netns'] as const) {
+  for (const k of ['queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up', 'netns', 'tag'] as const) {
     if (o[k] !== undefined) (defaults as Record<string, unknown>)[k] = o[k]
   }
   const groups = o.net ?? []
@@ -223,9 +223,9 @@ Placeholders, replaced in ARGS (also inside a word; other braces are left alone)
 
 Several NICs: one --net group per NIC, in order:
   --net KEY=VALUE[,KEY=VALUE...]   keys: name, queues, vhost, vnet-hdr, bridge,
-                                   mtu, mac, up (or up=on|off), netns
-  --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up and --netns given outside a group
-  are defaults for every group; --name and --mac (one device each) cannot be
+                                   mtu, mac, up (or up=on|off), netns, tag
+  --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up, --netns and --tag given
+  outside a group are defaults for every group; --name and --mac (one device each) cannot be
   combined with --net.
 
 --vhost defaults to auto (vhost-net fds when the host has them) with QEMU and to

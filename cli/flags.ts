@@ -53,9 +53,10 @@ export interface NicSpec {
   mac?: string
   up?: boolean
   netns?: string
+  tag?: string
 }
 
-const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up', 'netns'] as const
+const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up', 'netns', 'tag'] as const
 
 /**
  * A --net group: `key=value,...` with the keys of NET_KEYS; `up` alone
@@ -105,6 +106,9 @@ export function parseNetSpec(spec: string): NicSpec {
       case 'netns':
         nic.netns = v
         break
+      case 'tag':
+        nic.tag = v
+        break
     }
   }
   return nic
@@ -122,6 +126,7 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   if (nic.bridge !== undefined) o.bridge = nic.bridge
   if (nic.up !== undefined) o.up = nic.up
   if (nic.netns !== undefined) o.netns = nic.netns
+  if (nic.tag !== undefined) o.tag = nic.tag
   return o
 }
 
@@ -144,4 +149,5 @@ export function addLinkFlags(cmd: Command, macHelp: string): Command {
     .option('--mtu <mtu>', `the MTU (${MTU_HELP})`, parseInteger)
     .option('--mac <mac>', macHelp)
     .option('--up', 'bring the link up')
+    .option('--tag <tag>', 'label the device for vmtap list and vmtap gc (its alias becomes vmtap:tag=TAG)')
 }

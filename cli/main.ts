@@ -4,6 +4,9 @@
 //   vmtap exec [options] -- CMD ARGS...  open TAP device(s), run CMD with the fds
 //   vmtap create --persist --name N ...  a persistent device (like ip tuntap add)
 //   vmtap delete N                       remove a persistent device
+//   vmtap list [--json]                  the TUN/TAP devices of this namespace
+//   vmtap holders N [--json]             the processes holding a device
+//   vmtap gc [--tag T] [--dry-run]       remove unheld tagged persistent devices
 //
 // Built only on the library's public API (../index); commander parses. One
 // file per command; errors.ts says how failures are reported.
@@ -17,6 +20,9 @@ import { addCreateCommand } from './create'
 import { addDeleteCommand } from './delete'
 import { describeError, UsageError } from './errors'
 import { addExecCommand } from './exec'
+import { addGcCommand } from './gc'
+import { addHoldersCommand } from './holders'
+import { addListCommand } from './list'
 import { addProbeCommand } from './probe'
 
 function packageVersion(): string {
@@ -40,9 +46,12 @@ Examples:
   vmtap exec --queues 4 -- qemu-system-x86_64 ... -netdev {netdev} -device virtio-net-pci,netdev=net0,mq=on,vectors=10
   vmtap create --persist --name vm0 --queues 4 --owner 1000
   vmtap delete vm0
+  vmtap list
+  vmtap holders vm0
+  vmtap gc --tag ci --dry-run
 `
 
-const COMMANDS = 'probe, exec, create and delete'
+const COMMANDS = 'probe, exec, create, delete, list, holders and gc'
 
 /** The commander program; `onStatus` receives the exit status of the command that ran. */
 export function buildProgram(onStatus: (status: number) => void): Command {
@@ -62,6 +71,9 @@ export function buildProgram(onStatus: (status: number) => void): Command {
   addExecCommand(program, onStatus)
   addCreateCommand(program, onStatus)
   addDeleteCommand(program, onStatus)
+  addListCommand(program, onStatus)
+  addHoldersCommand(program, onStatus)
+  addGcCommand(program, onStatus)
   return program
 }
 

@@ -2,6 +2,7 @@
 
 import { constants } from './constants'
 import { closedError, invalidType, invalidValue } from './errors'
+import type { TapStats } from './inventory'
 import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './native'
 import { limits } from './limits'
 import { native } from './native'
@@ -17,6 +18,7 @@ import {
   validateInteger,
   validateMac,
   validateMtu,
+  validateTag,
   validateVnetHdrSize,
 } from './validate'
 
@@ -275,6 +277,25 @@ export class TapDevice implements Disposable, AsyncDisposable {
   setGroup(gid: number): void {
     const v = validateId(gid, 'gid')
     this.#do((n, h) => n.setGroup(h, v))
+  }
+
+  /**
+   * Tag the device for {@link listTaps} and {@link gcTaps} (the interface
+   * alias becomes `vmtap:tag=<tag>`, one netlink message); `null` clears the
+   * alias. See openTap's `tag` for the syntax.
+   */
+  setTag(tag: string | null): void {
+    const v = tag === null ? null : validateTag(tag, 'tag')
+    this.#do((n, h) => n.setTag(h, v))
+  }
+
+  /**
+   * The device's counters (IFLA_STATS64, one netlink message), as `ip -s link`
+   * shows them. Frames written to a tap fd are the device's rx, frames the
+   * host sends to it its tx. Numbers are exact up to 2**53.
+   */
+  getStats(): TapStats {
+    return this.#do((n, h) => n.getStats(h))
   }
 }
 

@@ -2,6 +2,8 @@
 // refuses, Node-style TypeError/RangeError for bad arguments, and vmtap's own
 // codes. The native addon builds every error it throws with makeError().
 
+import type { TapHolder } from './inventory'
+
 /** Fields of a kernel failure, like Node's fs errors. */
 export interface TapErrorFields {
   /** The errno name: `EPERM`, `EBUSY`, `EINVAL`, `ENOENT`, `E2BIG`, ... */
@@ -14,6 +16,8 @@ export interface TapErrorFields {
   path?: string
   /** The interface involved. */
   ifname?: string
+  /** EBUSY on a device another fd holds: the processes holding it, when they could be found. */
+  holders?: readonly TapHolder[]
 }
 
 /** A kernel failure. `message` says what happened and what to do. */
@@ -23,6 +27,7 @@ export class TapError extends Error implements TapErrorFields {
   readonly syscall: string
   declare readonly path?: string
   declare readonly ifname?: string
+  declare readonly holders?: readonly TapHolder[]
 
   constructor(message: string, fields: TapErrorFields) {
     super(message)
@@ -31,6 +36,7 @@ export class TapError extends Error implements TapErrorFields {
     this.syscall = fields.syscall
     if (fields.path !== undefined) (this as { path?: string }).path = fields.path
     if (fields.ifname !== undefined) (this as { ifname?: string }).ifname = fields.ifname
+    if (fields.holders !== undefined) (this as { holders?: readonly TapHolder[] }).holders = fields.holders
   }
 }
 Object.defineProperty(TapError.prototype, 'name', { value: 'TapError', configurable: true, writable: true })
@@ -51,6 +57,7 @@ export interface ErrorDetail {
   syscall?: string
   path?: string
   ifname?: string
+  holders?: TapHolder[]
 }
 
 const given = (d: ErrorDetail) => d.message ?? d.code
@@ -85,6 +92,7 @@ export function makeError(detail: ErrorDetail): Error {
       syscall: detail.syscall ?? '',
       path: detail.path,
       ifname: detail.ifname,
+      holders: detail.holders,
     })
   }
   const e = new (entry?.Base ?? Error)(entry ? entry.message(detail) : given(detail)) as CodedError

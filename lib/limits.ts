@@ -28,6 +28,8 @@ export interface Limits {
   readonly maxCloseThreads: number
   /** The longest network namespace name (`ip netns` names are file names). */
   readonly maxNetnsNameBytes: number
+  /** The longest tag (openTap's `tag`, stored in the interface alias as `vmtap:tag=<tag>`), in bytes. */
+  readonly maxTagBytes: number
 }
 
 /** See {@link Limits}. */
@@ -44,4 +46,5 @@ export const limits: Limits = Object.freeze({
   maxRecvBytes: 2 ** 30,
   maxCloseThreads: 1024,
   maxNetnsNameBytes: 255,
+  maxTagBytes: 64,
 })

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { type ErrorDetail, makeError } from './errors'
+import type { GcEntry, GcKept, TapHolder, TapStats } from './inventory'
 import type { Limits } from './limits'
 import type { NetnsSpec, Tristate } from './validate'
 
@@ -36,6 +37,8 @@ export interface NativeOpenConfig {
   mac: string | null
   bridge: string | null
   up: boolean
+  /** Present only when given (the addon reads an absent one as null). */
+  tag?: string
 }
 
 /** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
@@ -63,6 +66,32 @@ export interface LinkInfo {
   ifindex: number
 }
 
+/**
+ * One device of `listTaps()`: `[ifname, ifindex, bits, owner, group, queues,
+ * disabledQueues, mtu, mac, master, tag]`; bits: 1 tap, 2 vnet_hdr,
+ * 4 multi_queue, 8 persist, 16 up.
+ */
+export type NativeTapRow = [
+  ifname: string,
+  ifindex: number,
+  bits: number,
+  owner: number | null,
+  group: number | null,
+  queues: number,
+  disabledQueues: number,
+  mtu: number,
+  mac: string | null,
+  master: string | null,
+  tag: string | null,
+]
+
+/** What `gcTaps` resolves with. */
+export interface NativeGcReport {
+  removed: GcEntry[]
+  kept: GcKept[]
+  failed: (GcEntry & { error: Error })[]
+}
+
 /** The functions the addon exports (crates/node). */
 export interface NativeBinding {
   open(...args: NativeOpenArgs): NativeOpenResult
@@ -87,6 +116,11 @@ export interface NativeBinding {
   detachFromBridge(handle: NativeHandle, bridge: string): void
   probeOffloads(tunPath: string, netns: NetnsSpec | null): number
   deleteTap(name: string, tunPath: string, netns: NetnsSpec | null): void
+  setTag(handle: NativeHandle, tag: string | null): void
+  getStats(handle: NativeHandle): TapStats
+  listTaps(netns: NetnsSpec | null): NativeTapRow[]
+  tapHolders(name: string): TapHolder[]
+  gcTaps(tag: string | null, dryRun: boolean, tunPath: string, netns: NetnsSpec | null): Promise<NativeGcReport>
   sendFds(socket: number, data: Buffer, fds: number[], timeoutMs: number | null): Promise<number>
   recvFds(
     socket: number,

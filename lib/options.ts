@@ -17,6 +17,7 @@ import {
   validateName,
   validateNetns,
   validatePath,
+  validateTag,
   validateTristate,
   validateVnetHdrSize,
 } from './validate'
@@ -148,6 +149,13 @@ export interface OpenTapOptions extends LinkOptions {
    * changes namespace (the work runs on a short-lived thread of vmtap's own).
    */
   netns?: NetnsSpec
+  /**
+   * A tag for {@link listTaps} and {@link gcTaps}: 1 to limits.maxTagBytes (64)
+   * bytes of ASCII letters, digits and `. _ - : @ /`, stored in the interface
+   * alias as `vmtap:tag=<tag>` as the last configuration step. It replaces
+   * the alias of an existing device.
+   */
+  tag?: string
 }
 
 const OPEN_KEYS = [
@@ -169,6 +177,7 @@ const OPEN_KEYS = [
   'mac',
   'bridge',
   'up',
+  'tag',
 ] as const
 
 const CONFIG_KEYS = [
@@ -183,6 +192,7 @@ const CONFIG_KEYS = [
   'mac',
   'bridge',
   'up',
+  'tag',
 ] as const
 
 /** @internal Validate and normalize openTap options (no syscall). */
@@ -215,6 +225,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     bridge: opt(o.bridge, (v) => validateIfName(v, 'options.bridge')),
     up: bool(o.up, 'options.up'),
   }
+  if (o.tag !== undefined) c.tag = validateTag(o.tag, 'options.tag')
   if (c.uniqueName && n.name !== '' && !n.name.includes('%d')) {
     throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
   }

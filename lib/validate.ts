@@ -237,3 +237,14 @@ export function validateDeviceName(value: unknown, name: string, what = 'the dev
   }
   return value
 }
+
+const TAG_RULE = "must be 1 to {max} bytes of ASCII letters, digits and '.', '_', '-', ':', '@', '/'"
+
+/** @internal A tag (stored in the interface alias as `vmtap:tag=<tag>`): the core's rules.rs check_tag. */
+export function validateTag(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
+  if (value.length === 0 || value.length > limits.maxTagBytes || !/^[A-Za-z0-9._:@/-]+$/.test(value)) {
+    throw invalidValue(name, TAG_RULE.replace('{max}', String(limits.maxTagBytes)), value)
+  }
+  return value
+}

@@ -94,8 +94,8 @@ pub fn netns_of(env: Env, v: Value) -> JsResult<Option<NetNsSpec>> {
 /// The arguments of `open(name, queues, vnetHdr, vhost, tunPath | null,
 /// vhostPath | null, config | null, netns | null)`; `config` is `{ exclusive,
 /// uniqueName, persist, owner, group, ownerless, vnetHdrSize, offloads, mtu,
-/// mac, bridge, up }` (optional members null) or null for none. Positional,
-/// so the usual open reads no property at all.
+/// mac, bridge, up, tag }` (optional members null; `tag` may be absent too) or
+/// null for none. Positional, so the usual open reads no property at all.
 pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     let mut opts = OpenOptions {
         name: env.string_of(arg(env, args, 0)?, "name")?,
@@ -129,5 +129,6 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     opts.mac = optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?;
     opts.bridge = optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?;
     opts.up = env.bool_of(get(c"up")?, "up")?;
+    opts.tag = optional(env, get(c"tag")?, |v| env.string_of(v, "tag"))?;
     Ok(opts)
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use vmtap_core::{link, rules, Error, RealSys, Tap};
 
-use crate::convert::{arg, mac_of, open_options};
+use crate::convert::{arg, mac_of, open_options, optional};
 use crate::error::{JsError, JsResult};
 use crate::napi::{napi_type_tag, AsyncTask, Env, Value};
 
@@ -231,4 +231,30 @@ pub fn attach_to_bridge(env: Env, args: &[Value]) -> JsResult<Value> {
 pub fn detach_from_bridge(env: Env, args: &[Value]) -> JsResult<Value> {
     let br = env.string_of(arg(env, args, 1)?, "bridge")?;
     do_tap(env, args, |t| t.detach_from_bridge(&RealSys, &br))
+}
+
+/// `setTag(handle, tag | null)`.
+pub fn set_tag(env: Env, args: &[Value]) -> JsResult<Value> {
+    let tag = optional(env, arg(env, args, 1)?, |v| env.string_of(v, "tag"))?;
+    do_tap(env, args, |t| t.set_tag(&RealSys, tag.as_deref()))
+}
+
+/// `getStats(handle)` → `{ rxPackets, rxBytes, rxErrors, rxDropped,
+/// txPackets, txBytes, txErrors, txDropped }` (numbers: exact up to 2**53).
+pub fn get_stats(env: Env, args: &[Value]) -> JsResult<Value> {
+    let s = with_tap(env, args, |t| t.get_stats(&RealSys))?;
+    let o = env.object()?;
+    for (k, v) in [
+        (c"rxPackets", s.rx_packets),
+        (c"rxBytes", s.rx_bytes),
+        (c"rxErrors", s.rx_errors),
+        (c"rxDropped", s.rx_dropped),
+        (c"txPackets", s.tx_packets),
+        (c"txBytes", s.tx_bytes),
+        (c"txErrors", s.tx_errors),
+        (c"txDropped", s.tx_dropped),
+    ] {
+        env.set(o, k, env.double(v as f64)?)?;
+    }
+    Ok(o)
 }

@@ -2,7 +2,7 @@
 //! argument types, the core's errors (kernel and argument), a closed
 //! handle, a panic, a failed Node-API call, a cancelled task, each failure
 //! of `closeAll` — is a [`JsError`] that becomes a JS value here: a context
-//! object `{ code, message?, errno?, syscall?, path?, ifname? }` is passed
+//! object `{ code, message?, errno?, syscall?, path?, ifname?, holders? }` is passed
 //! to the `makeError` function registered by `init(makeError)` for this
 //! environment, and what it returns is the error. Without `init`, or when
 //! `makeError` throws or returns a non-object, the error is built here: an
@@ -40,6 +40,8 @@ pub struct ErrorCtx {
     pub syscall: Option<&'static str>,
     pub path: Option<String>,
     pub ifname: Option<String>,
+    /// The processes holding the device (EBUSY), when known.
+    pub holders: Vec<vmtap_core::Holder>,
 }
 
 impl JsError {
@@ -114,6 +116,7 @@ impl From<Error> for JsError {
                 syscall: Some(os.syscall),
                 path: os.path,
                 ifname: os.ifname,
+                holders: os.holders,
             })),
             Error::InvalidArgument { .. } => Self::ctx(code, Some(message)),
             Error::Closed => Self::closed(None),
@@ -163,8 +166,12 @@ fn ctx_object(env: Env, ctx: &ErrorCtx) -> JsResult<Value> {
     Ok(o)
 }
 
-/// errno, syscall, path, ifname, when known.
+/// errno, syscall, path, ifname, holders, when known.
 fn set_fields(env: Env, o: Value, ctx: &ErrorCtx) -> JsResult<()> {
+    if !ctx.holders.is_empty() {
+        let h = crate::inventory::holders_value(env, &ctx.holders)?;
+        env.set(o, c"holders", h)?;
+    }
     if let Some(n) = ctx.errno {
         env.set(o, c"errno", env.int32(n)?)?;
     }

@@ -123,6 +123,7 @@ pub fn limits(env: Env) -> JsResult<Value> {
         c"maxCloseThreads",
         env.uint32(rules::MAX_CLOSE_THREADS as u32),
     )?;
+    set(c"maxTagBytes", env.uint32(rules::MAX_TAG_BYTES as u32))?;
     env.freeze(o)?;
     Ok(o)
 }

@@ -7,6 +7,7 @@
 //! * [`convert`] — arguments into Rust (Tristate, paths, `open`'s options);
 //! * [`device`] — open, close, closeAll and the per-device functions;
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
+//! * [`inventory`] — listTaps, tapHolders, gcTaps;
 //! * [`fdpass`] — sendFds / recvFds;
 //! * [`napi`] — the hand-written Node-API layer and the module entry point
 //!   (all of the Node-API unsafe code).
@@ -16,6 +17,7 @@ mod device;
 mod error;
 mod fdpass;
 mod host;
+mod inventory;
 mod napi;
 
 use error::JsResult;
@@ -42,10 +44,15 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"setMac", device::set_mac)?;
     env.export(exports, c"attachToBridge", device::attach_to_bridge)?;
     env.export(exports, c"detachFromBridge", device::detach_from_bridge)?;
+    env.export(exports, c"setTag", device::set_tag)?;
+    env.export(exports, c"getStats", device::get_stats)?;
     env.export(exports, c"probeFeatures", host::probe_features)?;
     env.export(exports, c"getTunFeatures", host::get_tun_features)?;
     env.export(exports, c"probeOffloads", host::probe_offloads)?;
     env.export(exports, c"deleteTap", host::delete_tap)?;
+    env.export(exports, c"listTaps", inventory::list_taps)?;
+    env.export(exports, c"tapHolders", inventory::tap_holders)?;
+    env.export(exports, c"gcTaps", inventory::gc_taps)?;
     env.export(exports, c"sendFds", fdpass::send_fds)?;
     env.export(exports, c"recvFds", fdpass::recv_fds)?;
     env.set(exports, c"constants", host::constants(env)?)?;

@@ -4,7 +4,7 @@
 //! alone or many at once.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::errno::Errno;
 
@@ -33,6 +33,8 @@ pub struct Tap {
     /// Opened without the default owner: making it persistent later does
     /// not add one either.
     pub(crate) ownerless: bool,
+    /// The ifindex, found on first use ([`Tap::ifindex`]).
+    pub(crate) ifindex: OnceLock<u32>,
 }
 
 impl Tap {
@@ -333,6 +335,7 @@ mod tests {
             features: 0,
             netns: None,
             ownerless: false,
+            ifindex: OnceLock::new(),
         }
     }
 

@@ -133,10 +133,20 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
         (Errno::EBUSY, Some(_)) if flags & IFF_TUN_EXCL != 0 => {
             format!("{name} already exists and exclusive creation was asked for; pick another name")
         }
-        (Errno::EBUSY, Some(_)) => format!(
-            "{name} is a single-queue device that is already attached (by this or another \
-             process); close that fd first, or pick another name"
-        ),
+        (Errno::EBUSY, Some(_)) => {
+            // Name the holders (a failed /proc walk only loses that detail).
+            let holders = crate::holders::tap_holders(sys, name).unwrap_or_default();
+            let by = match holders.is_empty() {
+                true => "(by this or another process)".to_owned(),
+                false => format!("and held by {}", crate::holders::describe(&holders)),
+            };
+            return err
+                .with_hint(format!(
+                    "{name} is a single-queue device that is already attached {by}; close that \
+                     fd first, or pick another name"
+                ))
+                .with_holders(holders);
+        }
         (Errno::EINVAL, Some(i)) => match i.tun {
             None => format!(
                 "{name} exists and is not a TUN/TAP device{}; pick another name",

@@ -21,6 +21,8 @@ pub struct OsError {
     pub ifname: Option<String>,
     /// What happened and what to do, in one sentence.
     pub hint: Option<String>,
+    /// For EBUSY on a device: the processes holding it, when they could be found.
+    pub holders: Vec<crate::holders::Holder>,
 }
 
 /// Everything that can go wrong in vmtap-core.
@@ -50,6 +52,7 @@ impl Error {
             path: None,
             ifname: None,
             hint: None,
+            holders: Vec::new(),
         })
     }
 
@@ -86,6 +89,13 @@ impl Error {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         if let Error::Os(e) = &mut self {
             e.hint = Some(hint.into());
+        }
+        self
+    }
+
+    pub fn with_holders(mut self, holders: Vec<crate::holders::Holder>) -> Self {
+        if let Error::Os(e) = &mut self {
+            e.holders = holders;
         }
         self
     }

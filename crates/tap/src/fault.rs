@@ -108,6 +108,21 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::NetlinkRecv(label))?;
         self.inner.netlink_recv(fd, buf)
     }
+
+    fn read_dir(&self, path: &CStr) -> Result<Vec<String>, Errno> {
+        self.enter(Call::ReadDir(path.to_string_lossy().into_owned()))?;
+        self.inner.read_dir(path)
+    }
+
+    fn read_link(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        self.enter(Call::ReadLink(path.to_string_lossy().into_owned()))?;
+        self.inner.read_link(path)
+    }
+
+    fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        self.enter(Call::ReadFile(path.to_string_lossy().into_owned()))?;
+        self.inner.read_file(path)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -126,5 +141,21 @@ impl Sys for NoSys {
 
     fn ioctl(&self, _: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
         panic!("unexpected syscall: {}", op.name())
+    }
+
+    fn netlink_socket(&self) -> Result<OwnedFd, Errno> {
+        panic!("unexpected syscall: netlink socket")
+    }
+
+    fn read_dir(&self, path: &CStr) -> Result<Vec<String>, Errno> {
+        panic!("unexpected syscall: read_dir({path:?})")
+    }
+
+    fn read_link(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        panic!("unexpected syscall: readlink({path:?})")
+    }
+
+    fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        panic!("unexpected syscall: read({path:?})")
     }
 }

@@ -75,6 +75,9 @@ pub struct OpenOptions {
     pub mac: Option<[u8; 6]>,
     pub bridge: Option<String>,
     pub up: bool,
+    /// A vmtap tag, stored in the interface alias as the last step (see
+    /// [`crate::inventory`]); it replaces the alias of an existing device.
+    pub tag: Option<String>,
 }
 
 impl Default for OpenOptions {
@@ -99,6 +102,7 @@ impl Default for OpenOptions {
             mac: None,
             bridge: None,
             up: false,
+            tag: None,
         }
     }
 }
@@ -319,6 +323,7 @@ fn open_here(
         features,
         netns: ns,
         ownerless: opts.ownerless,
+        ifindex: Default::default(),
     };
     let was_persistent = actual & IFF_PERSIST != 0;
     if let Err(e) = configure(sys, &tap, opts, created) {
@@ -378,6 +383,11 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, created: bool) -> Res
     }
     if opts.up {
         link::set_link_up(sys, name, true)?;
+    }
+    if let Some(tag) = &opts.tag {
+        // Already in the device's namespace, and the name is the fresh one.
+        let ifindex = link::ifindex(sys, name)? as u32;
+        tap.set_alias_here(sys, ifindex, crate::inventory::encode_tag(tag)?)?;
     }
     Ok(())
 }

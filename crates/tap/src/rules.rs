@@ -40,6 +40,11 @@ pub const SCM_MAX_FD: usize = 253;
 pub const MAX_RECV_BYTES: usize = 1 << 30;
 /// The most threads `close_all` may be asked for.
 pub const MAX_CLOSE_THREADS: usize = 1024;
+/// A tag's maximum length. It is stored in the interface alias
+/// (`IFLA_IFALIAS`, at most IFALIASZ - 1 = 255 bytes) after the 10-byte
+/// prefix `vmtap:tag=` (see [`crate::inventory`]); 64 leaves room for more
+/// fields later.
+pub const MAX_TAG_BYTES: usize = 64;
 
 /// `queues`: 1 to [`MAX_QUEUES`].
 pub fn check_queues(queues: u32) -> Result<()> {
@@ -348,6 +353,9 @@ pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
             "a device cannot have an owner and be ownerless",
         ));
     }
+    if let Some(tag) = &opts.tag {
+        check_tag(tag)?;
+    }
     Ok(name)
 }
 
@@ -458,9 +466,62 @@ pub fn check_close_threads(n: usize) -> Result<()> {
     Ok(())
 }
 
+/// A tag: 1 to [`MAX_TAG_BYTES`] bytes of ASCII letters, digits and
+/// `.` `_` `-` `:` `@` `/` (no whitespace, no `=` `,` `;`: the alias keeps
+/// those for fields vmtap may add).
+pub fn check_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
+        return Err(Error::invalid(
+            "tag",
+            format!(
+                "a tag is 1 to {MAX_TAG_BYTES} bytes, got {} ({tag:?})",
+                tag.len()
+            ),
+        ));
+    }
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b".-_:@/".contains(&b);
+    if !tag.bytes().all(ok) {
+        return Err(Error::invalid(
+            "tag",
+            format!("tag {tag:?} may hold only ASCII letters, digits and . _ - : @ /"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags() {
+        for good in [
+            "a",
+            "ci",
+            "vm-1.nic0",
+            "tenant/vm_7:net@host",
+            &"x".repeat(64),
+        ] {
+            assert!(check_tag(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            &"x".repeat(65),
+            "a b",
+            "a=b",
+            "a,b",
+            "a;b",
+            "é",
+            "a\0",
+            "a\n",
+        ] {
+            assert_eq!(
+                check_tag(bad).map(|_| "ok").unwrap_or_else(|e| e.code()),
+                "ERR_INVALID_ARG_VALUE",
+                "{bad:?}"
+            );
+        }
+    }
 
     fn bad_name(name: &str) {
         match parse_name(name) {

@@ -207,18 +207,27 @@ pub enum Call {
     Setns,
     /// `fcntl(F_DUPFD_CLOEXEC)`.
     Dup,
+    /// Listing a directory (`/proc`, `/proc/<pid>/fd`).
+    ReadDir(String),
+    /// `readlink` (`/proc/<pid>/fd/<fd>`).
+    ReadLink(String),
+    /// Reading a small file whole (`/proc/<pid>/fdinfo/<fd>`, `comm`).
+    ReadFile(String),
 }
 
 impl Call {
     /// The `syscall` label an error of this call carries: `open`, `socket`,
-    /// `ioctl(TUNSETIFF)`, `netlink(RTM_NEWLINK)`, `setns`...
-    pub fn syscall(&self) -> &'static str {
+    /// `ioctl(TUNSETIFF)`, `netlink(RTM_GETLINK)`, `setns`, `scandir`...
+    pub fn label(&self) -> &'static str {
         match self {
             Call::Open(_) => "open",
             Call::Socket | Call::NetlinkSocket => "socket",
             Call::Ioctl(l) | Call::NetlinkSend(l) | Call::NetlinkRecv(l) => l,
             Call::Setns => "setns",
             Call::Dup => "fcntl(F_DUPFD_CLOEXEC)",
+            Call::ReadDir(_) => "scandir",
+            Call::ReadLink(_) => "readlink",
+            Call::ReadFile(_) => "read",
         }
     }
 }
@@ -265,6 +274,25 @@ pub trait Sys: Send + Sync {
     /// rest was cut off and is lost.
     fn netlink_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
         let _ = (fd, buf);
+        Err(Errno::ENOSYS)
+    }
+
+    /// The names in directory `path`, without `.` and `..` (close-on-exec
+    /// while open). A `Sys` without a filesystem (test doubles) fails with
+    /// ENOSYS, as do the two below.
+    fn read_dir(&self, path: &CStr) -> Result<Vec<String>, Errno> {
+        let _ = path;
+        Err(Errno::ENOSYS)
+    }
+    /// `readlink(path)`.
+    fn read_link(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        let _ = path;
+        Err(Errno::ENOSYS)
+    }
+    /// The whole content of a small file such as `/proc/<pid>/fdinfo/<fd>`,
+    /// retried on EINTR.
+    fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        let _ = path;
         Err(Errno::ENOSYS)
     }
 }
@@ -460,6 +488,37 @@ impl Sys for RealSys {
             }
         }
     }
+
+    fn read_dir(&self, path: &CStr) -> Result<Vec<String>, Errno> {
+        // std opens the directory close-on-exec and skips `.` and `..`.
+        let dir = std::fs::read_dir(path_of(path)).map_err(errno_of)?;
+        dir.map(|e| {
+            e.map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(errno_of)
+        })
+        .collect()
+    }
+
+    fn read_link(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        use std::os::unix::ffi::OsStringExt;
+        std::fs::read_link(path_of(path))
+            .map(|p| p.into_os_string().into_vec())
+            .map_err(errno_of)
+    }
+
+    fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
+        // Close-on-exec, EINTR retried, read to the end.
+        std::fs::read(path_of(path)).map_err(errno_of)
+    }
+}
+
+fn path_of(path: &CStr) -> &std::path::Path {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()))
+}
+
+fn errno_of(e: std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_i32)
 }
 
 /// `size_of::<IfReq>()` must match the kernel's `struct ifreq` (40 bytes on

@@ -115,6 +115,7 @@ fn cases() -> Vec<Case> {
             mac: Some([0xfe, 0x54, 0, 0x12, 0x34, 0x56]),
             bridge: Some(format!("{prefix}br")),
             up: true,
+            tag: Some("faults".into()),
             ..base(4, true)
         },
     });
@@ -218,7 +219,7 @@ fn run_all() {
                     match &e {
                         vmtap_core::Error::Os(os) => assert_eq!(
                             os.syscall,
-                            call.syscall(),
+                            call.label(),
                             "{} q={q} k={k}: error names the failed call",
                             case.label
                         ),

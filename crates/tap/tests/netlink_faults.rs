@@ -131,7 +131,7 @@ fn every_failing_netlink_call_is_reported_and_leaks_nothing() {
             match &e {
                 Error::Os(os) => {
                     assert_eq!(os.errno, Errno::EIO, "k={k} ({call:?}): {e}");
-                    assert_eq!(os.syscall, call.syscall(), "k={k}: {e}");
+                    assert_eq!(os.syscall, call.label(), "k={k}: {e}");
                 }
                 other => panic!("k={k}: {other:?}"),
             }
