@@ -78,3 +78,14 @@ rootTest('openTapAsync with netns: 8 concurrent calls over 4 namespaces each lan
   }
   t.true(r.homeUnchanged)
 })
+
+rootTest('listTaps, tags, getStats and gcTaps act in the namespace asked for', async (t) => {
+  const r = await withNamespaces(1, ([a]) => withNetns((o) => runIn<any>(o, scenario, 'inventoryInNamespace', [a])))
+  t.deepEqual(r.inA, [{ ifname: 'vmti0', tag: 'nsinv', queues: 2 }])
+  t.false(r.here.includes('vmti0'), 'not listed where vmtap runs')
+  t.is(r.retagged, 'nsinv2')
+  t.true(r.statsOk)
+  t.deepEqual(r.dry, ['vmtg0'])
+  t.deepEqual(r.removed, ['vmtg0'])
+  t.deepEqual(r.after, ['vmti0'], 'gc removed the tagged leftover in A and kept the held device')
+})

@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs'
 
-import { closeAll, deleteTap, openTap, openTapAsync, probeFeatures, TapError } from '../../index'
+import { closeAll, deleteTap, gcTaps, listTaps, openTap, openTapAsync, probeFeatures, TapError } from '../../index'
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' })
 /** `ip -j -d link show` in namespace `ns` (null: this process's), by name. */
@@ -107,5 +107,33 @@ export async function concurrent(namespaces: string[]) {
     return { placed, homeUnchanged: threadNs() === home }
   } finally {
     await closeAll(taps)
+  }
+}
+
+/** The inventory and the tag of a device in another namespace. */
+export async function inventoryInNamespace(a: string) {
+  const tap = openTap({ name: 'vmti0', queues: 2, netns: a, tag: 'nsinv' })
+  try {
+    tap.setLinkUp(true)
+    const inA = listTaps({ netns: a }).map((t) => ({ ifname: t.ifname, tag: t.tag, queues: t.queues }))
+    const here = listTaps().map((t) => t.ifname)
+    tap.setTag('nsinv2')
+    const retagged = listTaps({ netns: a }).find((t) => t.ifname === 'vmti0')?.tag
+    const stats = tap.getStats()
+    openTap({ name: 'vmtg0', persist: true, netns: a, tag: 'nsgc' }).close()
+    const dry = await gcTaps({ netns: a, tag: 'nsgc', dryRun: true })
+    const gc = await gcTaps({ netns: a, tag: 'nsgc' })
+    const after = listTaps({ netns: a }).map((t) => t.ifname)
+    return {
+      inA,
+      here,
+      retagged,
+      statsOk: typeof stats.rxPackets === 'number',
+      dry: dry.removed.map((e) => e.ifname),
+      removed: gc.removed.map((e) => e.ifname),
+      after,
+    }
+  } finally {
+    tap.close()
   }
 }
