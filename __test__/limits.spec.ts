@@ -5,28 +5,13 @@ import test from 'ava'
 
 import { limits, openTap } from '../index'
 import { native } from '../lib/native'
-import type { NativeOpenConfig } from '../lib/native'
+import { NO_CONFIG } from './staging'
 
 test('the TypeScript limits equal the core limits read through the addon', (t) => {
   const core = native().limits
   t.deepEqual({ ...core, vnetHdrSizes: [...core.vnetHdrSizes] }, { ...limits, vnetHdrSizes: [...limits.vnetHdrSizes] })
   t.true(Object.isFrozen(core))
 })
-
-const NO_CONFIG: NativeOpenConfig = {
-  exclusive: false,
-  uniqueName: false,
-  persist: false,
-  owner: null,
-  ownerless: false,
-  group: null,
-  vnetHdrSize: null,
-  offloads: null,
-  mtu: null,
-  mac: null,
-  bridge: null,
-  up: false,
-}
 
 // [what, openTap options, the addon's open() arguments, the code both give]
 const cases: [string, object, Parameters<ReturnType<typeof native>['open']>, string][] = [

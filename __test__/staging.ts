@@ -6,6 +6,8 @@ import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSy
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+import type { NativeOpenConfig } from '../lib/native'
+
 /** The checkout this suite tests. */
 export const repoRoot = join(__dirname, '..')
 
@@ -55,3 +57,19 @@ export function stagedPackage(): string {
   staged = dir
   return dir
 }
+
+/** The addon's open() config with every option at its default: a base for tests that call the addon directly. */
+export const NO_CONFIG: Readonly<NativeOpenConfig> = Object.freeze({
+  exclusive: false,
+  uniqueName: false,
+  persist: false,
+  owner: null,
+  group: null,
+  ownerless: false,
+  vnetHdrSize: null,
+  offloads: null,
+  mtu: null,
+  mac: null,
+  bridge: null,
+  up: false,
+})

@@ -158,28 +158,7 @@ export interface OpenTapOptions extends LinkOptions {
   tag?: string
 }
 
-const OPEN_KEYS = [
-  'name',
-  'queues',
-  'vnetHdr',
-  'vhost',
-  'tunPath',
-  'vhostPath',
-  'netns',
-  'exclusive',
-  'uniqueName',
-  'persist',
-  'owner',
-  'group',
-  'vnetHdrSize',
-  'offloads',
-  'mtu',
-  'mac',
-  'bridge',
-  'up',
-  'tag',
-] as const
-
+/** The options that configure the device once it is open (the addon's `config`). */
 const CONFIG_KEYS = [
   'exclusive',
   'uniqueName',
@@ -194,6 +173,8 @@ const CONFIG_KEYS = [
   'up',
   'tag',
 ] as const
+
+const OPEN_KEYS = ['name', 'queues', 'vnetHdr', 'vhost', 'tunPath', 'vhostPath', 'netns', ...CONFIG_KEYS] as const
 
 /** @internal Validate and normalize openTap options (no syscall). */
 export function normalizeOpenOptions(options: unknown): NativeOpenOptions {

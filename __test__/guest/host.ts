@@ -281,6 +281,26 @@ export function guestCmdline(params: Record<string, string | number>): string {
   return ['console=ttyS0', 'quiet', 'panic=-1', ...Object.entries(params).map(([k, v]) => `vmtap.${k}=${v}`)].join(' ')
 }
 
+/** The QEMU arguments every guest of the suite starts with: TCG, serial console, 256 MiB, the initramfs guest. */
+export function guestQemuArgs(g: { kernel: string; initrd: string; smp: number; append: string }): string[] {
+  return [
+    '-accel',
+    'tcg',
+    '-nographic',
+    '-no-reboot',
+    '-m',
+    '256',
+    '-smp',
+    String(g.smp),
+    '-kernel',
+    g.kernel,
+    '-initrd',
+    g.initrd,
+    '-append',
+    g.append,
+  ]
+}
+
 /** Run a host-side driver as a script: its result (or error) as one JSON line on stdout. */
 export function runAsMain<C, R>(mod: NodeModule, run: (config: C) => Promise<R>): void {
   if (require.main !== mod) return

@@ -45,6 +45,7 @@ import {
   tapFdNumbers,
   tunFdCount,
   type TunInfo,
+  guestQemuArgs,
 } from './host'
 
 export interface HotplugConfig {
@@ -217,20 +218,7 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
     })
     const h = handOff(tap0, { stdio: ['pipe', 'pipe', 'pipe'] })
     result.qemuArgs = [
-      '-accel',
-      'tcg',
-      '-nographic',
-      '-no-reboot',
-      '-m',
-      '256',
-      '-smp',
-      String(config.smp),
-      '-kernel',
-      config.kernel,
-      '-initrd',
-      config.initrd,
-      '-append',
-      append,
+      ...guestQemuArgs({ kernel: config.kernel, initrd: config.initrd, smp: config.smp, append }),
       '-qmp',
       `unix:${qmpPath},server=on,wait=off`,
       ...qemuArgs(h.devices[0], { id: 'n0', mac: MAC0 }),

@@ -13,7 +13,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 
 import { handOff, openTap, qemuArgs, type TapDevice } from '../../index'
-import { guestCmdline, GuestConsole, runAsMain, tapFdNumbers } from './host'
+import { guestCmdline, GuestConsole, runAsMain, tapFdNumbers, guestQemuArgs } from './host'
 
 export interface NetnsConfig {
   kernel: string
@@ -58,20 +58,12 @@ const has = (ns: string | null, name: string) =>
 async function boot(tap: TapDevice, ns: string, config: NetnsConfig, mac: string): Promise<GuestOutcome> {
   const h = handOff(tap, { stdio: ['ignore', 'pipe', 'pipe'] })
   const args = [
-    '-accel',
-    'tcg',
-    '-nographic',
-    '-no-reboot',
-    '-m',
-    '256',
-    '-smp',
-    '2',
-    '-kernel',
-    config.kernel,
-    '-initrd',
-    config.initrd,
-    '-append',
-    guestCmdline({ ip: `${GUEST_IP}/24`, host: HOST_IP, pings: 3, rxport: 0, txport: 0 }),
+    ...guestQemuArgs({
+      kernel: config.kernel,
+      initrd: config.initrd,
+      smp: 2,
+      append: guestCmdline({ ip: `${GUEST_IP}/24`, host: HOST_IP, pings: 3, rxport: 0, txport: 0 }),
+    }),
     ...qemuArgs(h.devices[0], { id: 'n0', mac }),
   ]
   const qemu = spawn(config.qemu ?? 'qemu-system-x86_64', args, { stdio: h.stdio })

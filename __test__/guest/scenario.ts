@@ -14,7 +14,18 @@
 import { execFile, spawn } from 'node:child_process'
 
 import { handOff, openTap, qemuArgs, type OpenTapOptions } from '../../index'
-import { guestCmdline, ip, isTunFd, linkInfo, ownFds, parsePing, runAsMain, TransferHost, tapFdsOf } from './host'
+import {
+  guestCmdline,
+  ip,
+  isTunFd,
+  linkInfo,
+  ownFds,
+  parsePing,
+  runAsMain,
+  TransferHost,
+  tapFdsOf,
+  guestQemuArgs,
+} from './host'
 
 export interface ScenarioConfig {
   /** openTap options. */
@@ -132,20 +143,7 @@ export async function runScenario(config: ScenarioConfig): Promise<ScenarioResul
     const h = handOff(tap, { stdio: ['pipe', 'pipe', 'pipe'] })
     result.handedFds = [...h.fds]
     result.qemuArgs = [
-      '-accel',
-      'tcg',
-      '-nographic',
-      '-no-reboot',
-      '-m',
-      '256',
-      '-smp',
-      String(config.smp),
-      '-kernel',
-      config.kernel,
-      '-initrd',
-      config.initrd,
-      '-append',
-      append,
+      ...guestQemuArgs({ kernel: config.kernel, initrd: config.initrd, smp: config.smp, append }),
       ...qemuArgs(h.devices[0], { id: 'n0', mac: MAC }),
     ]
     const started = Date.now()

@@ -12,6 +12,7 @@ import fc from 'fast-check'
 
 import { TapError } from '../../index'
 import { native, type NativeHandle } from '../../lib/native'
+import { NO_CONFIG } from '../staging'
 
 type Fn = (...a: unknown[]) => unknown
 
@@ -68,20 +69,7 @@ export async function nativeFuzz(runs: number, seed: number | null) {
   const call = (k: string, ...a: unknown[]) => (n[k] as Fn)(...a)
   // open(name, queues, vnetHdr, vhost, tunPath | null, vhostPath | null, config | null) → [handle, ...]
   // (an older addon took one options object and returned { handle, ... }: both are handled).
-  const goodConfig = {
-    ownerless: false,
-    exclusive: false,
-    uniqueName: false,
-    persist: false,
-    owner: null,
-    group: null,
-    vnetHdrSize: null,
-    offloads: null,
-    mtu: null,
-    mac: null,
-    bridge: null,
-    up: false,
-  }
+  const goodConfig = NO_CONFIG
   const goodOptions = {
     name: 'fz%d',
     queues: 2,

@@ -35,22 +35,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `queues` fds attached to `name` with `flags`, opened in the namespace.
-fn hold(ns: &Netns, name: &str, flags: u16, queues: usize) -> Vec<OwnedFd> {
-    ns.enter(|| {
-        (0..queues)
-            .map(|_| {
-                let fd = RealSys.open(c"/dev/net/tun", libc::O_RDWR).unwrap();
-                let mut req = IfReq::with_name_flags(name, flags);
-                RealSys
-                    .ioctl(fd.as_fd(), &mut Ioctl::TunSetIff(&mut req))
-                    .unwrap();
-                fd
-            })
-            .collect()
-    })
-}
-
 fn detach_queue(fd: &OwnedFd) {
     let mut req = IfReq::with_name_flags("", IFF_DETACH_QUEUE);
     RealSys
@@ -152,17 +136,15 @@ fn list_taps_matches_ip() {
     ns.ip(&["link", "set", "low0", "alias", "vmtap:tag=a b"]);
     // Held: single-queue (vnet_hdr on, and off), a 4-queue device with one
     // queue disabled, a queue of the persistent multi-queue one.
-    let _sq = hold(&ns, "lsq0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, 1);
-    let _nv = hold(&ns, "lnv0", IFF_TAP | IFF_NO_PI, 1);
-    let mq = hold(
-        &ns,
+    let _sq = ns.hold("lsq0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, 1);
+    let _nv = ns.hold("lnv0", IFF_TAP | IFF_NO_PI, 1);
+    let mq = ns.hold(
         "lmq0",
         IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE,
         4,
     );
     detach_queue(&mq[3]);
-    let _pm = hold(
-        &ns,
+    let _pm = ns.hold(
         "lpm0",
         IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE,
         2,
@@ -208,8 +190,8 @@ fn holders_and_ebusy_name_the_process() {
     let _serial = serial();
     let ns = Netns::new("hold");
     let me = std::process::id();
-    let held = hold(&ns, "hsq0", IFF_TAP | IFF_NO_PI, 1);
-    let mq = hold(&ns, "hmq0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 3);
+    let held = ns.hold("hsq0", IFF_TAP | IFF_NO_PI, 1);
+    let mq = ns.hold("hmq0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 3);
     let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
     let comm = comm.trim_end();
 
@@ -330,28 +312,11 @@ fn gc_setup(ns: &Netns) -> Vec<OwnedFd> {
     }
     tag("gother0", "u");
     ns.ip(&["link", "set", "guntag0", "alias", "not a tag"]);
-    let mut fds = hold(ns, "gheld0", IFF_TAP | IFF_NO_PI, 1);
-    let m = hold(ns, "gheldm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 1);
+    let mut fds = ns.hold("gheld0", IFF_TAP | IFF_NO_PI, 1);
+    let m = ns.hold("gheldm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 1);
     detach_queue(&m[0]);
     fds.extend(m);
     fds
-}
-
-fn persistent_taps(ns: &Netns) -> Vec<String> {
-    let mut v: Vec<String> = ns
-        .ip_json(&["-d", "link", "show", "type", "tun"])
-        .arr()
-        .iter()
-        .filter(|j| {
-            j.get("linkinfo")
-                .and_then(|i| i.get("info_data"))
-                .and_then(|d| d.bool("persist"))
-                == Some(true)
-        })
-        .map(|j| j.str("ifname").unwrap().to_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn names<T>(v: &[(vmtap_core::gc::GcEntry, T)]) -> Vec<&str> {
@@ -364,7 +329,7 @@ fn gc_removes_unheld_tagged_devices_only() {
     let _serial = serial();
     let ns = Netns::new("gc");
     let held = gc_setup(&ns);
-    let all = persistent_taps(&ns);
+    let all = ns.persistent_taps();
     let t = |dry_run| GcOptions {
         tag: Some("t".into()),
         dry_run,
@@ -375,7 +340,7 @@ fn gc_removes_unheld_tagged_devices_only() {
     let removed: Vec<&str> = dry.removed.iter().map(|e| e.ifname.as_str()).collect();
     assert_eq!(removed, ["gfree0", "gfreem0"]);
     assert_eq!(names(&dry.kept), ["gheld0", "gheldm0"]);
-    assert_eq!(persistent_taps(&ns), all, "a dry run removes nothing");
+    assert_eq!(ns.persistent_taps(), all, "a dry run removes nothing");
 
     let r = ns.enter(|| gc_taps(&RealSys, &t(false))).unwrap();
     let removed: Vec<&str> = r.removed.iter().map(|e| e.ifname.as_str()).collect();
@@ -389,7 +354,7 @@ fn gc_removes_unheld_tagged_devices_only() {
         assert_eq!(e.tag, "t");
     }
     assert_eq!(
-        persistent_taps(&ns),
+        ns.persistent_taps(),
         ["gheld0", "gheldm0", "gother0", "guntag0"]
     );
 
@@ -398,7 +363,7 @@ fn gc_removes_unheld_tagged_devices_only() {
     let r = ns.enter(|| gc_taps(&RealSys, &t(false))).unwrap();
     let removed: Vec<&str> = r.removed.iter().map(|e| e.ifname.as_str()).collect();
     assert_eq!(removed, ["gheld0", "gheldm0"]);
-    assert_eq!(persistent_taps(&ns), ["gother0", "guntag0"]);
+    assert_eq!(ns.persistent_taps(), ["gother0", "guntag0"]);
     // Any tag: the other one too; untagged never.
     let r = ns
         .enter(|| gc_taps(&RealSys, &GcOptions::default()))
@@ -408,7 +373,7 @@ fn gc_removes_unheld_tagged_devices_only() {
         (r.removed[0].ifname.as_str(), r.removed[0].tag.as_str()),
         ("gother0", "u")
     );
-    assert_eq!(persistent_taps(&ns), ["guntag0"]);
+    assert_eq!(ns.persistent_taps(), ["guntag0"]);
 }
 
 /// RealSys, plus a "VMM" that attaches a queue to `name` at a chosen moment
@@ -538,18 +503,18 @@ fn gc_never_deletes_a_device_acquired_while_it_collects() {
                 "{dev}: the VMM was refused"
             );
             assert_eq!(r.removed.len(), 1, "{dev}");
-            assert!(!persistent_taps(&ns).contains(&dev.to_owned()));
+            assert!(!ns.persistent_taps().contains(&dev.to_owned()));
         } else {
             let fds = raced.expect("a multi-queue attach succeeds");
             assert!(r.removed.is_empty(), "{dev}: {:?}", r.removed);
             assert_eq!(names(&r.kept), [dev]);
             assert!(
-                persistent_taps(&ns).contains(&dev.to_owned()),
+                ns.persistent_taps().contains(&dev.to_owned()),
                 "{dev} is persistent again"
             );
             drop(fds);
             assert!(
-                persistent_taps(&ns).contains(&dev.to_owned()),
+                ns.persistent_taps().contains(&dev.to_owned()),
                 "{dev} outlives its holder"
             );
         }
@@ -559,5 +524,5 @@ fn gc_never_deletes_a_device_acquired_while_it_collects() {
         .enter(|| gc_taps(&RealSys, &GcOptions::default()))
         .unwrap();
     assert_eq!(r.removed.len(), 2);
-    assert!(persistent_taps(&ns).is_empty());
+    assert!(ns.persistent_taps().is_empty());
 }

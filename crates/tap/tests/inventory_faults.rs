@@ -12,13 +12,13 @@
 mod support;
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use vmtap_core::fault::FaultSys;
 use vmtap_core::gc::{gc_taps, GcOptions};
 use vmtap_core::sys::consts::*;
-use vmtap_core::sys::{Call, IfReq, Ioctl};
+use vmtap_core::sys::{Call, Ioctl};
 use vmtap_core::{list_taps, open_tap, tap_holders, Error, OpenOptions, RealSys, Sys, Tristate};
 
 use support::{fd_count, Netns};
@@ -77,17 +77,6 @@ fn os(e: &Error) -> &vmtap_core::OsError {
     }
 }
 
-fn hold(ns: &Netns, name: &str, flags: u16) -> OwnedFd {
-    ns.enter(|| {
-        let fd = RealSys.open(c"/dev/net/tun", libc::O_RDWR).unwrap();
-        let mut req = IfReq::with_name_flags(name, flags);
-        RealSys
-            .ioctl(fd.as_fd(), &mut Ioctl::TunSetIff(&mut req))
-            .unwrap();
-        fd
-    })
-}
-
 /// The read-only operations and tag changes, on an open device.
 fn reads(sys: &dyn Sys, ns: &Netns) -> Result<(), Error> {
     let opts = OpenOptions {
@@ -106,23 +95,6 @@ fn reads(sys: &dyn Sys, ns: &Netns) -> Result<(), Error> {
     });
     tap.close().unwrap();
     result
-}
-
-fn persistent(ns: &Netns) -> Vec<String> {
-    let mut v: Vec<String> = ns
-        .ip_json(&["-d", "link", "show", "type", "tun"])
-        .arr()
-        .iter()
-        .filter(|j| {
-            j.get("linkinfo")
-                .and_then(|i| i.get("info_data"))
-                .and_then(|d| d.bool("persist"))
-                == Some(true)
-        })
-        .map(|j| j.str("ifname").unwrap().to_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn all_tun(ns: &Netns) -> Vec<String> {
@@ -159,8 +131,10 @@ fn gc_setup(ns: &Netns) -> Vec<OwnedFd> {
         }
     }
     vec![
-        hold(ns, "gheld0", IFF_TAP | IFF_NO_PI),
-        hold(ns, "gheldm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE),
+        ns.hold("gheld0", IFF_TAP | IFF_NO_PI, 1).pop().unwrap(),
+        ns.hold("gheldm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 1)
+            .pop()
+            .unwrap(),
     ]
 }
 
@@ -178,7 +152,7 @@ fn gc_reset(ns: &Netns, held: Vec<OwnedFd>) {
 fn every_failing_call_is_reported_and_leaks_nothing() {
     let ns = Netns::new("invflt");
     ns.ip(&["tuntap", "add", "dev", "fp0", "mode", "tap"]);
-    let held = hold(&ns, "fsq0", IFF_TAP | IFF_NO_PI);
+    let held = ns.hold("fsq0", IFF_TAP | IFF_NO_PI, 1).pop().unwrap();
     let me = std::process::id();
 
     // 1. Reads and tags: every failure is that error, naming the call.
@@ -283,7 +257,7 @@ fn every_failing_call_is_reported_and_leaks_nothing() {
         let sys = FaultSys::new(OnlyMe, k, INJECTED);
         let result = ns.enter(|| gc_taps(&sys, &opts));
         let call = sys.failed_call().unwrap();
-        let now = persistent(&ns);
+        let now = ns.persistent_taps();
         for must in ["gheld0", "gheldm0", "guntag0", "gother0", "fp0"] {
             assert!(
                 now.contains(&must.to_owned()),

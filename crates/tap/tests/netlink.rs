@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use vmtap_core::link::format_mac;
 use vmtap_core::netlink::link::oper_state_name;
@@ -24,22 +24,6 @@ fn ip(s: &str) -> IpAddr {
 /// A netlink socket in the namespace (usable from this thread afterwards).
 fn netlink(ns: &Netns) -> Netlink<'static> {
     ns.enter(|| Netlink::open(&RealSys).unwrap())
-}
-
-/// `queues` fds attached to tap `name`, opened in the namespace.
-fn hold_tap(ns: &Netns, name: &str, flags: u16, queues: usize) -> Vec<OwnedFd> {
-    ns.enter(|| {
-        (0..queues)
-            .map(|_| {
-                let fd = RealSys.open(c"/dev/net/tun", libc::O_RDWR).unwrap();
-                let mut req = IfReq::with_name_flags(name, flags);
-                RealSys
-                    .ioctl(fd.as_fd(), &mut Ioctl::TunSetIff(&mut req))
-                    .unwrap();
-                fd
-            })
-            .collect()
-    })
 }
 
 fn index_of(links: &[Link], name: &str) -> u32 {
@@ -245,8 +229,8 @@ fn link_dump_matches_ip() {
     ]);
     ns.ip(&["tuntap", "add", "dev", "tn0", "mode", "tun", "pi"]);
     // Not persistent: a single-queue tap and a 3-queue one with a queue disabled.
-    let _single = hold_tap(&ns, "ts0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, 1);
-    let multi = hold_tap(&ns, "tm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 3);
+    let _single = ns.hold("ts0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, 1);
+    let multi = ns.hold("tm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 3);
     let mut detach = IfReq::with_name_flags("", IFF_DETACH_QUEUE);
     RealSys
         .ioctl(multi[2].as_fd(), &mut Ioctl::TunSetQueue(&mut detach))

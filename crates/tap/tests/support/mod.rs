@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -287,4 +287,43 @@ fn json_reader() {
     assert_eq!(o.str("c"), Some("x\"yA"));
     assert_eq!(o.get("d"), Some(&Json::Obj(vec![])));
     assert_eq!(v.arr()[1], Json::Num(-25.0));
+}
+
+impl Netns {
+    /// `queues` fds attached to the tun/tap `name` with `flags` (TUNSETIFF),
+    /// opened in this namespace.
+    pub fn hold(&self, name: &str, flags: u16, queues: usize) -> Vec<OwnedFd> {
+        use vmtap_core::sys::{IfReq, Ioctl, Sys};
+        use vmtap_core::RealSys;
+        self.enter(|| {
+            (0..queues)
+                .map(|_| {
+                    let fd = RealSys.open(c"/dev/net/tun", libc::O_RDWR).unwrap();
+                    let mut req = IfReq::with_name_flags(name, flags);
+                    RealSys
+                        .ioctl(fd.as_fd(), &mut Ioctl::TunSetIff(&mut req))
+                        .unwrap();
+                    fd
+                })
+                .collect()
+        })
+    }
+
+    /// The persistent tun/tap devices of this namespace, by name, sorted.
+    pub fn persistent_taps(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ip_json(&["-d", "link", "show", "type", "tun"])
+            .arr()
+            .iter()
+            .filter(|j| {
+                j.get("linkinfo")
+                    .and_then(|i| i.get("info_data"))
+                    .and_then(|d| d.bool("persist"))
+                    == Some(true)
+            })
+            .map(|j| j.str("ifname").unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    }
 }
