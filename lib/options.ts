@@ -9,6 +9,7 @@ import {
   snapshotOptions,
   type Tristate,
   validateBoolean,
+  validateDeviceName,
   validateId,
   validateIfName,
   validateInteger,
@@ -325,7 +326,7 @@ export function normalizeMacvtapOptions(options: unknown): NormalizedMacvtap {
   if (options === undefined) throw invalidType('options', 'of type object', options)
   const o = snapshotOptions(options, 'options', MACVTAP_KEYS)
   if (o.link === undefined) throw invalidType('options.link', 'of type string', o.link)
-  const link = validateIfName(o.link, 'options.link')
+  const link = validateDeviceName(o.link, 'options.link', 'the lower device')
   let mode: MacvtapMode = 'bridge'
   if (o.mode !== undefined) {
     if (typeof o.mode !== 'string') throw invalidType('options.mode', 'of type string', o.mode)
