@@ -130,6 +130,41 @@ test("handOff carries a macvtap's MAC; the QEMU and cloud-hypervisor formatters 
   })
 })
 
+test.serial('a polluted Object.prototype.mac puts no MAC on a guest NIC and refuses nothing', (t) => {
+  const proto = Object.prototype as Record<string, unknown>
+  const plain = { ifname: 'tap0', tapFds: [40], vhostFds: [], closed: false }
+  const clean = () => {
+    const h = handOff(plain)
+    return [h.devices[0], qemuDevice(h.devices[0], { id: 'n0' }), cloudHypervisorNet(h.devices[0])]
+  }
+  const before = clean()
+  for (const poison of ['01:00:00:00:00:00', '52:54:00:00:00:66']) {
+    proto.mac = poison
+    try {
+      t.deepEqual(clean(), before, poison)
+    } finally {
+      delete proto.mac
+    }
+  }
+  // A class's getter counts (a TapDevice's is one); a hostile Proxy's traps do not break the hand-off.
+  class Nic {
+    ifname = 'x'
+    tapFds = [41]
+    vhostFds = []
+    closed = false
+    get mac() {
+      return MAC
+    }
+  }
+  t.is(handOff(new Nic()).devices[0].mac, MAC)
+  const hostile = new Proxy(plain, {
+    getOwnPropertyDescriptor() {
+      throw new Error('no')
+    },
+  })
+  t.deepEqual(handOff(hostile).devices[0], before[0])
+})
+
 test("hotplugNic puts a macvtap's MAC on the device unless told otherwise", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vmtap-mvt-qmp-'))
   const path = join(dir, 'qmp.sock')

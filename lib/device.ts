@@ -109,7 +109,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
     if (token !== kToken) throw new TypeError('TapDevice is not constructible; use openTap()')
     const [handle, ifname, flags, , tapFds, vhostFds, kind, mac] = raw
     this.#handle = handle
-    this.#mac = mac
+    this.#mac = kind === 'macvtap' ? mac : null
     // Plain assignments, then freeze: the public fields are read-only (the
     // private #handle is not affected by freezing). The arrays are fresh
     // from the addon.
@@ -121,7 +121,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
     self.vhostFds = Object.freeze(vhostFds)
     self.vnetHdr = (flags & constants.IFF_VNET_HDR) !== 0
     self.multiQueue = (flags & constants.IFF_MULTI_QUEUE) !== 0
-    self.kind = kind
+    self.kind = kind === 'macvtap' ? 'macvtap' : 'tap'
     self.netns = netns
     Object.freeze(this)
     unclosed.register(this, { handle, ifname }, this)

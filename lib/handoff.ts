@@ -101,12 +101,32 @@ export function readDevice(
     mac: undefined as string | undefined,
   }
   for (const k of extra) {
-    const v = readProperty(d, k, `${name}.${k}`)
-    if (k !== 'mac') out[k] = v
+    if (k !== 'mac') {
+      out[k] = readProperty(d, k, `${name}.${k}`)
+      continue
+    }
     // A device's own MAC for the guest: a macvtap's (null or absent: none).
-    else if (v !== null && v !== undefined) out.mac = validateMac(v, `${name}.mac`)
+    if (!hasMac(d)) continue
+    const v = readProperty(d, k, `${name}.${k}`)
+    if (v !== null && v !== undefined) out.mac = validateMac(v, `${name}.mac`)
   }
   return out
+}
+
+/**
+ * Whether `d` has a `mac` of its own or from its class (a TapDevice's
+ * getter), never one inherited from Object.prototype: a polluted prototype
+ * must not put a MAC on a guest NIC. A Proxy trap that throws counts as none.
+ */
+function hasMac(d: object): boolean {
+  try {
+    for (let o: object | null = d; o !== null && o !== Object.prototype; o = Reflect.getPrototypeOf(o)) {
+      if (Object.hasOwn(o, 'mac')) return true
+    }
+  } catch {
+    // a hostile Proxy: no MAC
+  }
+  return false
 }
 
 /** A device must have tap fds, and vhost fds either none or one per tap fd. @internal */

@@ -15,7 +15,8 @@ export function snapshotOptions(
   argName: string,
   known: readonly string[] | null,
 ): Record<string, unknown> {
-  if (value === undefined) return {}
+  // No prototype: a polluted Object.prototype must not supply options.
+  if (value === undefined) return Object.create(null)
   if (value === null || typeof value !== 'object' || isArray(value, argName)) {
     throw invalidType(argName, 'of type object', value)
   }
