@@ -17,7 +17,7 @@ use crate::open::{OpenOptions, Tristate};
 use crate::sys::consts::*;
 use crate::sys::IFNAMSIZ;
 
-/// The kernel's MAX_TAP_QUEUES.
+/// The kernel's MAX_TAP_QUEUES (the tun and the macvtap driver's alike).
 pub const MAX_QUEUES: u32 = 256;
 /// The smallest MTU an Ethernet device takes (IPv4's minimum).
 pub const MIN_MTU: u32 = 68;
