@@ -5,13 +5,15 @@
  * `/dev/net/tun` fd per queue, IFF_VNET_HDR / IFF_MULTI_QUEUE only when the
  * kernel reports them, one `/dev/vhost-net` fd per queue when asked — and
  * returns a typed `TapDevice` owning close-on-exec fds ready for
- * `qemu -netdev tap,fds=...,vhostfds=...`.
+ * `qemu -netdev tap,fds=...,vhostfds=...`. `openMacvtap()` makes the other
+ * kind of VM NIC, a macvtap on a host device (libvirt's "direct"
+ * interface), and returns the same `TapDevice`.
  *
  * This file is the public entry: it documents and re-exports what is public,
  * and nothing else. Each part lives in its own module under lib/:
  *
- * - lib/device.ts   TapDevice, openTap, openTapAsync, closeAll
- * - lib/options.ts  openTap's options and their validation
+ * - lib/device.ts   TapDevice, openTap, openTapAsync, openMacvtap, openMacvtapAsync, closeAll
+ * - lib/options.ts  openTap's and openMacvtap's options and their validation
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
  * - lib/inventory.ts listTaps, tapHolders, gcTaps: the devices of the namespace
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
@@ -26,7 +28,16 @@
  */
 
 export { constants, type TunConstants } from './lib/constants'
-export { closeAll, type CloseAllOptions, type LinkInfo, openTap, openTapAsync, TapDevice } from './lib/device'
+export {
+  closeAll,
+  type CloseAllOptions,
+  type LinkInfo,
+  openMacvtap,
+  openMacvtapAsync,
+  openTap,
+  openTapAsync,
+  TapDevice,
+} from './lib/device'
 export { TapError, type TapErrorFields } from './lib/errors'
 export {
   type FdSocket,
@@ -76,7 +87,15 @@ export {
   type TapStats,
 } from './lib/inventory'
 export { type Limits, limits } from './lib/limits'
-export { checkOpenTapOptions, type LinkOptions, type Offloads, type OpenTapOptions } from './lib/options'
+export {
+  checkOpenMacvtapOptions,
+  checkOpenTapOptions,
+  type LinkOptions,
+  type MacvtapMode,
+  type Offloads,
+  type OpenMacvtapOptions,
+  type OpenTapOptions,
+} from './lib/options'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'
 export type { NetnsSpec, Tristate } from './lib/validate'

@@ -1,29 +1,56 @@
-// `vmtap create`: a persistent TAP device, like `ip tuntap add` done right.
+// `vmtap create`: a persistent TAP device, like `ip tuntap add` done right (or a
+// persistent macvtap, like `ip link add ... type macvtap`).
 
 import type { Command } from 'commander'
 
-import { openTap, type TapDevice } from '../index'
-import { renameOptions } from './errors'
-import { addLinkFlags, addNetnsFlag, type NicSpec, nicOpenOptions, parseInteger } from './flags'
+import { openMacvtap, openTap, type TapDevice } from '../index'
+import { renameOptions, UsageError } from './errors'
+import {
+  addLinkFlags,
+  addMacvtapFlags,
+  addNetnsFlag,
+  isMacvtapNic,
+  type NicSpec,
+  nicMacvtapOptions,
+  nicOpenOptions,
+  parseInteger,
+} from './flags'
 
-export interface CreateFlags extends Omit<NicSpec, 'vhost' | 'name'> {
+export interface CreateFlags extends Omit<NicSpec, 'vhost'> {
   /** Accepted for compatibility: create always makes a persistent device. */
   persist?: boolean
-  name: string
   owner?: number
   group?: number
 }
 
-/** Create a persistent device; returns its name (a %d template filled in). */
+/** Create a persistent device (a macvtap with --macvtap); returns its name (a %d template filled in). */
 export function runCreate(o: CreateFlags): string {
-  const opts = { ...nicOpenOptions(o), persist: true, exclusive: true }
-  if (o.owner !== undefined) opts.owner = o.owner
-  if (o.group !== undefined) opts.group = o.group
   let tap: TapDevice
-  try {
-    tap = openTap(opts)
-  } catch (e) {
-    throw renameOptions(e, null)
+  if (isMacvtapNic(o)) {
+    for (const flag of ['owner', 'group'] as const) {
+      if (o[flag] !== undefined) {
+        throw new UsageError(
+          `--${flag} cannot be combined with --macvtap: a macvtap has no owner or group (its device node's permissions decide)`,
+        )
+      }
+    }
+    const opts = { ...nicMacvtapOptions(o), persist: true }
+    try {
+      tap = openMacvtap(opts)
+    } catch (e) {
+      throw renameOptions(e, null)
+    }
+  } else {
+    if (o.name === undefined)
+      throw new UsageError("required option '--name <name>' not specified (or give --macvtap LINK)")
+    const opts = { ...nicOpenOptions(o), persist: true, exclusive: true }
+    if (o.owner !== undefined) opts.owner = o.owner
+    if (o.group !== undefined) opts.group = o.group
+    try {
+      tap = openTap(opts)
+    } catch (e) {
+      throw renameOptions(e, null)
+    }
   }
   tap.close()
   return tap.ifname
@@ -39,24 +66,32 @@ not exist yet (EBUSY). Prints the device name (a %d in NAME filled in).
 how many queues (up to 256). --owner/--group let that uid/gid attach without
 CAP_NET_ADMIN (a name: --owner "$(id -u qemu)").
 
+--macvtap LINK makes a persistent macvtap on the host device LINK instead (mode
+--macvtap-mode, default bridge; --name optional: the kernel picks macvtap%d).
+Its device node is /dev/tap<ifindex> (made by devtmpfs or udev; another
+namespace's macvtap with the same ifindex may hold that name); the guest must
+use its MAC (ip link show NAME). No --owner/--group (the node's permissions
+decide), no --bridge. vmtap delete NAME removes it.
+
 Examples:
   vmtap create --persist --name vm0 --queues 4 --owner "$(id -u qemu)" --bridge br0 --up
   vmtap exec --name vm0 --queues 4 -- qemu-system-x86_64 ... -netdev {netdev} -device {device}
   vmtap delete vm0
+  vmtap create --macvtap eth0 --name mvt0 --up
 `
 
 /** Add `create` to the program. */
 export function addCreateCommand(program: Command, onStatus: (status: number) => void): void {
   const cmd = program
     .command('create')
-    .description('create a persistent TAP device')
-    .usage('--name NAME [options]')
+    .description('create a persistent TAP device (or macvtap)')
+    .usage('--name NAME [options] | --macvtap LINK [options]')
     .option('--persist', 'the device outlives vmtap (always so; accepted for compatibility)')
-    .requiredOption('--name <name>', 'device name, or a template like vm%d')
+    .option('--name <name>', 'device name, or a template like vm%d (required unless --macvtap)')
     .option('--queues <n>', 'more than 1 makes a multi-queue device', parseInteger)
     .option('--owner <uid>', 'this uid may attach without CAP_NET_ADMIN', parseInteger)
     .option('--group <gid>', 'members of this gid may attach without CAP_NET_ADMIN', parseInteger)
-  addNetnsFlag(addLinkFlags(cmd, 'the host-side MAC (unicast)'))
+  addMacvtapFlags(addNetnsFlag(addLinkFlags(cmd, "the host-side MAC (unicast), or a macvtap's (the guest's)")))
     .addHelpText('after', CREATE_HELP)
     .action((opts: CreateFlags) => {
       process.stdout.write(`${runCreate(opts)}\n`)

@@ -1,4 +1,4 @@
-// `vmtap delete`: remove a persistent TAP device.
+// `vmtap delete`: remove a persistent TAP device or macvtap.
 
 import type { Command } from 'commander'
 
@@ -18,8 +18,9 @@ export function runDelete(name: string, o: { netns?: string } = {}): void {
 
 const DELETE_HELP = `
 Removes a persistent TAP device (TUNSETPERSIST 0): it goes now, or when the last
-process holding it closes it. ENODEV when there is no such device. With --netns,
-the device of that name in that network namespace.
+process holding it closes it. A macvtap (vmtap create --macvtap) is deleted at
+once (RTM_DELLINK), even while a process holds its fds. ENODEV when there is no
+such device. With --netns, the device of that name in that network namespace.
 
 Examples:
   vmtap delete vm0
@@ -28,7 +29,10 @@ Examples:
 
 /** Add `delete` to the program. */
 export function addDeleteCommand(program: Command, onStatus: (status: number) => void): void {
-  const cmd = program.command('delete').description('delete a persistent TAP device').argument('<name>', 'the device')
+  const cmd = program
+    .command('delete')
+    .description('delete a persistent TAP device or macvtap')
+    .argument('<name>', 'the device')
   addNetnsFlag(cmd)
     .addHelpText('after', DELETE_HELP)
     .action((name: string, o: { netns?: string }) => {

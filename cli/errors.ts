@@ -77,6 +77,8 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   group: 'group',
   netns: 'netns',
   tag: 'tag',
+  link: 'macvtap',
+  mode: 'macvtap-mode',
 }
 
 /** Rewrite `options.<key>` in a library argument error as the flag (or --net key) it came from. */

@@ -5,13 +5,15 @@ import { constants as osConstants } from 'node:os'
 
 import { type Command, Option } from 'commander'
 
-import { checkOpenTapOptions, handOff, limits, openTap, type TapDevice } from '../index'
+import { handOff, limits, type TapDevice } from '../index'
 import { EXIT_NOT_FOUND, EXIT_SYSTEM, renameOptions, SpawnError, UsageError } from './errors'
 import {
   addLinkFlags,
+  addMacvtapFlags,
   addNetnsFlag,
+  checkNic,
   type NicSpec,
-  nicOpenOptions,
+  openNic,
   parseInteger,
   parseNetSpec,
   tristateOption,
@@ -39,6 +41,8 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
         ...defaults,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.mac !== undefined ? { mac: o.mac } : {}),
+        ...(o.macvtap !== undefined ? { macvtap: o.macvtap } : {}),
+        ...(o.macvtapMode !== undefined ? { macvtapMode: o.macvtapMode } : {}),
       },
     ]
   } else {
@@ -46,6 +50,11 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
       throw new UsageError('--name cannot be combined with --net; give each NIC its name=... in its --net group')
     if (o.mac !== undefined)
       throw new UsageError('--mac cannot be combined with --net; give each NIC its mac=... in its --net group')
+    if (o.macvtap !== undefined || o.macvtapMode !== undefined) {
+      throw new UsageError(
+        '--macvtap and --macvtap-mode cannot be combined with --net; give a NIC macvtap=LINK[,macvtap-mode=MODE] in its --net group',
+      )
+    }
     nics = groups.map((g) => ({ ...defaults, ...g }))
   }
   return nics.map((nic, i) => {
@@ -129,18 +138,19 @@ export async function runExec(command: readonly string[], o: ExecFlags): Promise
   try {
     // Check every NIC's options before opening the first, so a bad value in
     // the second group never creates (and bridges) the first device.
+    const grouped = (o.net ?? []).length !== 0
     nics.forEach((nic, i) => {
       try {
-        checkOpenTapOptions(nicOpenOptions(nic))
+        checkNic(nic, grouped ? (f) => `--net[${i}] ${f}` : undefined)
       } catch (e) {
-        throw renameOptions(e, (o.net ?? []).length === 0 ? null : i)
+        throw renameOptions(e, grouped ? i : null)
       }
     })
     nics.forEach((nic, i) => {
       try {
-        taps.push(openTap(nicOpenOptions(nic)))
+        taps.push(openNic(nic))
       } catch (e) {
-        throw renameOptions(e, (o.net ?? []).length === 0 ? null : i)
+        throw renameOptions(e, grouped ? i : null)
       }
     })
     const handed = handOff(taps, { stdio: 'inherit' })
@@ -174,6 +184,8 @@ export async function runExec(command: readonly string[], o: ExecFlags): Promise
   // The command runs with its own copies of the fds. Make the devices
   // persistent now (only now: a failed start leaves nothing behind), then
   // close ours, so each device lives exactly as long as the command holds it.
+  // A macvtap would not go with the command's fds, and closing ours deletes
+  // it: a non-persistent one is kept until the command has exited.
   let persistError: unknown = null
   if (o.persist) {
     for (const t of taps) {
@@ -184,17 +196,20 @@ export async function runExec(command: readonly string[], o: ExecFlags): Promise
       }
     }
   }
-  closeQuietly(taps)
+  const untilExit = o.persist ? [] : taps.filter((t) => t.kind === 'macvtap')
+  closeQuietly(taps.filter((t) => !untilExit.includes(t)))
   if (persistError !== null) {
     // Rare (the fds are ours); do not leave a VM running that the caller
     // believes has a persistent NIC.
     forward('SIGTERM')
     await ended
+    closeQuietly(taps)
     unforward()
     throw persistError
   }
 
   const r = await ended
+  closeQuietly(untilExit)
   unforward()
   if ('error' in r) throw spawnError(file, r.error)
   return shellStatus(r.code, r.signal)
@@ -223,14 +238,23 @@ Placeholders, replaced in ARGS (also inside a word; other braces are left alone)
 
 Several NICs: one --net group per NIC, in order:
   --net KEY=VALUE[,KEY=VALUE...]   keys: name, queues, vhost, vnet-hdr, bridge,
-                                   mtu, mac, up (or up=on|off), netns, tag
+                                   mtu, mac, up (or up=on|off), netns, tag,
+                                   macvtap, macvtap-mode
   --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up, --netns and --tag given
-  outside a group are defaults for every group; --name and --mac (one device each) cannot be
-  combined with --net.
+  outside a group are defaults for every group; --name, --mac, --macvtap and
+  --macvtap-mode (one device each) cannot be combined with --net.
 
 --vhost defaults to auto (vhost-net fds when the host has them) with QEMU and to
 off with --format cloud-hypervisor, which takes none. --mac is the host-side MAC
 of the TAP device; the guest's MAC goes on QEMU's -device.
+
+macvtap (libvirt's "direct" NIC): --macvtap LINK (macvtap=LINK in a --net group)
+makes the NIC a macvtap on the host device LINK instead of a TAP device, in mode
+--macvtap-mode (bridge, vepa, private or passthru; default bridge). Its fds are
+passed like a TAP device's. The guest must use the macvtap's MAC (it receives
+nothing else): {device} and {netdev} with --format cloud-hypervisor carry it;
+--mac sets it. No --bridge. vmtap keeps the macvtap until COMMAND exits, then
+deletes it (with --persist it stays: vmtap delete NAME).
 
 Exit status: COMMAND's; 128+N when it died of signal N; 127 when it does not
 exist; 1 when vmtap fails (a TapError, a spawn failure); 2 for a usage error.
@@ -245,6 +269,7 @@ Examples:
       -netdev {netdev0} -device {device0} -netdev {netdev1} -device {device1}
   vmtap exec --format cloud-hypervisor --queues 2 -- cloud-hypervisor --kernel vmlinux ... --net {netdev}
   vmtap exec --name vm0 -- sh -c 'echo "{ifname} has fd {fd}"; ls -l /proc/self/fd'
+  vmtap exec --macvtap eth0 --queues 2 --up -- qemu-system-x86_64 ... -netdev {netdev} -device {device}
 `
 
 /** Add `exec` to the program. */
@@ -262,7 +287,7 @@ export function addExecCommand(program: Command, onStatus: (status: number) => v
         'vhost-net fds; on: required, auto: when the host has them (default: auto; off for cloud-hypervisor)',
       ),
     )
-  addNetnsFlag(addLinkFlags(cmd, 'the host-side MAC of the TAP device (unicast)'))
+  addMacvtapFlags(addNetnsFlag(addLinkFlags(cmd, "the host-side MAC of the TAP device, or a macvtap's (the guest's)")))
     .option('--persist', 'keep the device(s) after COMMAND exits (remove with vmtap delete)')
     .addOption(new Option('--format <vmm>', 'what {netdev} is').choices(['qemu', 'cloud-hypervisor']).default('qemu'))
     .option(

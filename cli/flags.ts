@@ -4,7 +4,19 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander'
 
-import { limits, type OpenTapOptions, type Tristate } from '../index'
+import {
+  checkOpenMacvtapOptions,
+  checkOpenTapOptions,
+  limits,
+  type MacvtapMode,
+  type OpenMacvtapOptions,
+  openMacvtap,
+  type OpenTapOptions,
+  openTap,
+  type TapDevice,
+  type Tristate,
+} from '../index'
+import { UsageError } from './errors'
 
 /** A decimal integer; ranges are the library's to check. */
 export function parseInteger(value: string): number {
@@ -42,6 +54,16 @@ export function tristateOption(flags: string, description: string): Option {
 /** The MTU range, as the help shows it. */
 export const MTU_HELP = `${limits.minMtu}-${limits.maxMtu}; a TAP device takes at most ${limits.tapMaxMtu}`
 
+/** How a macvtap shares its lower device, as the flags spell it. */
+export const MACVTAP_MODES: readonly MacvtapMode[] = ['bridge', 'vepa', 'private', 'passthru']
+
+function parseMacvtapMode(value: string, what: string): MacvtapMode {
+  if (!(MACVTAP_MODES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`${what} must be ${MACVTAP_MODES.join(', ').replace(/, ([a-z]+)$/, ' or $1')}.`)
+  }
+  return value as MacvtapMode
+}
+
 /** One NIC, as the flags or one --net group describe it. */
 export interface NicSpec {
   name?: string
@@ -54,9 +76,25 @@ export interface NicSpec {
   up?: boolean
   netns?: string
   tag?: string
+  /** A macvtap on this lower link instead of a TAP device. */
+  macvtap?: string
+  macvtapMode?: MacvtapMode
 }
 
-const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up', 'netns', 'tag'] as const
+const NET_KEYS = [
+  'name',
+  'queues',
+  'vhost',
+  'vnet-hdr',
+  'bridge',
+  'mtu',
+  'mac',
+  'up',
+  'netns',
+  'tag',
+  'macvtap',
+  'macvtap-mode',
+] as const
 
 /**
  * A --net group: `key=value,...` with the keys of NET_KEYS; `up` alone
@@ -109,6 +147,12 @@ export function parseNetSpec(spec: string): NicSpec {
       case 'tag':
         nic.tag = v
         break
+      case 'macvtap':
+        nic.macvtap = v
+        break
+      case 'macvtap-mode':
+        nic.macvtapMode = parseMacvtapMode(v, 'macvtap-mode')
+        break
     }
   }
   return nic
@@ -128,6 +172,61 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   if (nic.netns !== undefined) o.netns = nic.netns
   if (nic.tag !== undefined) o.tag = nic.tag
   return o
+}
+
+/**
+ * openMacvtap's options for a NIC with `macvtap` (its lower link): the one
+ * mapping exec and create share. A macvtap is no bridge port, and
+ * `macvtapMode` needs `macvtap`: both refused here (where is `--flag` or
+ * `--net[i] key`, for the message).
+ */
+export function nicMacvtapOptions(nic: NicSpec, where: (flag: string) => string = (f) => `--${f}`): OpenMacvtapOptions {
+  if (nic.macvtap === undefined) throw new UsageError(`${where('macvtap-mode')} needs ${where('macvtap')} LINK`)
+  if (nic.bridge !== undefined) {
+    throw new UsageError(
+      `${where('bridge')} cannot be combined with ${where('macvtap')}: a macvtap is no bridge port, it sits on its lower link`,
+    )
+  }
+  const o: OpenMacvtapOptions = { link: nic.macvtap }
+  if (nic.macvtapMode !== undefined) o.mode = nic.macvtapMode
+  if (nic.name !== undefined) o.name = nic.name
+  if (nic.queues !== undefined) o.queues = nic.queues
+  if (nic.vhost !== undefined) o.vhost = tristateOfFlag(nic.vhost)
+  if (nic.vnetHdr !== undefined) o.vnetHdr = tristateOfFlag(nic.vnetHdr)
+  if (nic.mtu !== undefined) o.mtu = nic.mtu
+  if (nic.mac !== undefined) o.mac = nic.mac
+  if (nic.up !== undefined) o.up = nic.up
+  if (nic.netns !== undefined) o.netns = nic.netns
+  if (nic.tag !== undefined) o.tag = nic.tag
+  return o
+}
+
+/** Whether a NIC is a macvtap (or asks for a macvtap mode, which only a macvtap has). */
+export function isMacvtapNic(nic: NicSpec): boolean {
+  return nic.macvtap !== undefined || nic.macvtapMode !== undefined
+}
+
+/** Check a NIC's options as opening it would, before any device exists. */
+export function checkNic(nic: NicSpec, where?: (flag: string) => string): void {
+  if (isMacvtapNic(nic)) checkOpenMacvtapOptions(nicMacvtapOptions(nic, where))
+  else checkOpenTapOptions(nicOpenOptions(nic))
+}
+
+/** Open a NIC: a TAP device, or a macvtap on `nic.macvtap`; `persist` as asked. */
+export function openNic(nic: NicSpec, extra: { persist?: boolean } = {}): TapDevice {
+  if (isMacvtapNic(nic)) return openMacvtap({ ...nicMacvtapOptions(nic), ...extra })
+  return openTap({ ...nicOpenOptions(nic), ...extra })
+}
+
+/** The macvtap flags exec and create both take. */
+export function addMacvtapFlags(cmd: Command): Command {
+  return cmd
+    .option('--macvtap <link>', 'a macvtap on this lower device instead of a TAP device (the guest uses its MAC)')
+    .addOption(
+      new Option('--macvtap-mode <mode>', 'how the macvtap shares its lower device (default: bridge)').choices(
+        MACVTAP_MODES as string[],
+      ),
+    )
 }
 
 /** --netns, the same on every command that takes it. */

@@ -6,8 +6,15 @@ import type { TapStats } from './inventory'
 import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './native'
 import { limits } from './limits'
 import { native } from './native'
-import { bitsToOffloads, type LinkOptions, normalizeOpenOptions, type Offloads, offloadsToBits } from './options'
-import type { OpenTapOptions } from './options'
+import {
+  bitsToOffloads,
+  type LinkOptions,
+  normalizeMacvtapOptions,
+  normalizeOpenOptions,
+  type Offloads,
+  offloadsToBits,
+} from './options'
+import type { OpenMacvtapOptions, OpenTapOptions } from './options'
 import {
   type NetnsSpec,
   readProperty,
@@ -58,10 +65,11 @@ const unclosed = new FinalizationRegistry<Held>((held) => {
 })
 
 /**
- * An open TAP device: its name and the fds that keep it alive (Ganeti's
- * `(ifname, tapfds, vhostfds)`). All fds are close-on-exec; hand them to a
- * VMM explicitly. `close()` closes every fd (idempotent); a non-persistent
- * device disappears with its last fd.
+ * An open TAP device or macvtap: its name and the fds that keep it alive
+ * (Ganeti's `(ifname, tapfds, vhostfds)`). All fds are close-on-exec; hand
+ * them to a VMM explicitly. `close()` closes every fd (idempotent); a
+ * non-persistent device disappears with its last fd, and `close()` deletes a
+ * non-persistent macvtap (which the kernel would keep).
  */
 export class TapDevice implements Disposable, AsyncDisposable {
   /** The interface name, e.g. `tap0`. */
@@ -74,6 +82,8 @@ export class TapDevice implements Disposable, AsyncDisposable {
   declare readonly vnetHdr: boolean
   /** Whether the device is multi-queue (IFF_MULTI_QUEUE). */
   declare readonly multiQueue: boolean
+  /** `'tap'` for a TAP device ({@link openTap}), `'macvtap'` for a macvtap ({@link openMacvtap}). */
+  declare readonly kind: 'tap' | 'macvtap'
   /**
    * The network namespace the device lives in, as it was given to openTap
    * (a name is shown as its path, `/run/netns/blue`; an fd as its number),
@@ -81,6 +91,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
    */
   declare readonly netns: NetnsSpec | null
   #handle: NativeHandle | null
+  #mac: string | null
 
   static {
     isTapDevice = (d): d is TapDevice => typeof d === 'object' && d !== null && #handle in d
@@ -96,22 +107,36 @@ export class TapDevice implements Disposable, AsyncDisposable {
   /** @internal Use {@link openTap}. */
   constructor(token: symbol, raw: NativeOpenResult, netns: NetnsSpec | null = null) {
     if (token !== kToken) throw new TypeError('TapDevice is not constructible; use openTap()')
-    const [handle, ifname, flags, , tapFds, vhostFds] = raw
+    const [handle, ifname, flags, , tapFds, vhostFds, kind, mac] = raw
     this.#handle = handle
+    this.#mac = kind === 'macvtap' ? mac : null
     // Plain assignments, then freeze: the public fields are read-only (the
     // private #handle is not affected by freezing). The arrays are fresh
     // from the addon.
     const self = this as {
-      -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue' | 'netns']: TapDevice[K]
+      -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue' | 'kind' | 'netns']: TapDevice[K]
     }
     self.ifname = ifname
     self.tapFds = Object.freeze(tapFds)
     self.vhostFds = Object.freeze(vhostFds)
     self.vnetHdr = (flags & constants.IFF_VNET_HDR) !== 0
     self.multiQueue = (flags & constants.IFF_MULTI_QUEUE) !== 0
+    self.kind = kind === 'macvtap' ? 'macvtap' : 'tap'
     self.netns = netns
     Object.freeze(this)
     unclosed.register(this, { handle, ifname }, this)
+  }
+
+  /**
+   * The MAC the guest NIC must use: a macvtap's own (as it was created, or
+   * as last set with {@link setMac}), since a macvtap hands the guest only
+   * frames addressed to it; `null` for a TAP device, whose guest MAC is the
+   * caller's choice (its own MAC, {@link getMac}, is the host side's).
+   * {@link handOff} passes it on, and the QEMU and cloud-hypervisor
+   * formatters put it on the guest NIC unless given another.
+   */
+  get mac(): string | null {
+    return this.#mac
   }
 
   /** Whether `close()` has been called. */
@@ -152,6 +177,16 @@ export class TapDevice implements Disposable, AsyncDisposable {
     this.close()
   }
 
+  #noMacvtap(name: string, value: unknown): void {
+    if (this.kind === 'macvtap') {
+      throw invalidValue(
+        name,
+        `cannot be set: ${this.ifname} is a macvtap, which has no owner or group (who may open it is decided by its device node's permissions)`,
+        value,
+      )
+    }
+  }
+
   /** Run `f` on the open handle; ERR_VMTAP_CLOSED after close(): never touch an fd number then. */
   #do<R>(f: (n: NativeBinding, h: NativeHandle) => R): R {
     const h = this.#handle
@@ -186,10 +221,14 @@ export class TapDevice implements Disposable, AsyncDisposable {
     return this.getLinkInfo().mac
   }
 
-  /** Set the host-side MAC (unicast). See {@link hostMacFor}. */
+  /**
+   * Set the host-side MAC (unicast). See {@link hostMacFor}. On a macvtap
+   * this is the guest's MAC too: {@link mac} follows.
+   */
   setMac(mac: string): void {
     const v = validateMac(mac, 'mac')
     this.#do((n, h) => n.setMac(h, v))
+    if (this.kind === 'macvtap') this.#mac = v
   }
 
   /** Make the device a port of the Linux bridge `bridge`. */
@@ -216,7 +255,10 @@ export class TapDevice implements Disposable, AsyncDisposable {
     const up = o.up === undefined ? undefined : validateBoolean(o.up, 'options.up')
     this.#do((n, h) => {
       if (mtu !== undefined) n.setMtu(h, mtu)
-      if (mac !== undefined) n.setMac(h, mac)
+      if (mac !== undefined) {
+        n.setMac(h, mac)
+        if (this.kind === 'macvtap') this.#mac = mac
+      }
       if (bridge !== undefined) n.attachToBridge(h, bridge)
       if (up !== undefined) n.setLinkUp(h, up)
     })
@@ -261,21 +303,26 @@ export class TapDevice implements Disposable, AsyncDisposable {
     this.#do((n, h) => n.setQueueEnabled(h, i, on))
   }
 
-  /** TUNSETPERSIST. A persistent device outlives its fds; `false` lets it go with the last one. */
+  /**
+   * TUNSETPERSIST. A persistent device outlives its fds; `false` lets it go with the last one. A macvtap has
+   * no such flag: for one this only chooses whether close() deletes the link.
+   */
   setPersist(persist: boolean): void {
     const v = validateBoolean(persist, 'persist')
     this.#do((n, h) => n.setPersist(h, v))
   }
 
-  /** TUNSETOWNER: `uid` may attach without CAP_NET_ADMIN. */
+  /** TUNSETOWNER: `uid` may attach without CAP_NET_ADMIN. A macvtap has no owner (ERR_INVALID_ARG_VALUE). */
   setOwner(uid: number): void {
     const v = validateId(uid, 'uid')
+    this.#noMacvtap('uid', uid)
     this.#do((n, h) => n.setOwner(h, v))
   }
 
-  /** TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN. */
+  /** TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN. A macvtap has no group. */
   setGroup(gid: number): void {
     const v = validateId(gid, 'gid')
+    this.#noMacvtap('gid', gid)
     this.#do((n, h) => n.setGroup(h, v))
   }
 
@@ -326,6 +373,27 @@ export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice>
     ? n.openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
     : n.openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config, o.netns))
   return new TapDevice(kToken, raw, o.netns)
+}
+
+/**
+ * Create a macvtap on `options.link` and open it: the other kind of VM NIC,
+ * on the host's network without a bridge (libvirt's "direct" interface).
+ * Returns the same {@link TapDevice} as openTap (kind `'macvtap'`, with the
+ * {@link TapDevice.mac} the guest NIC must use); the fds go to a VMM the same
+ * way. close() deletes the link unless `persist`. See
+ * {@link OpenMacvtapOptions}. Throws TypeError/RangeError for bad arguments
+ * before any syscall, and {@link TapError} when the kernel refuses; nothing
+ * (fd, link, device node) stays on failure.
+ */
+export function openMacvtap(options: OpenMacvtapOptions): TapDevice {
+  const o = normalizeMacvtapOptions(options)
+  return new TapDevice(kToken, native().openMacvtap(...o.args), o.netns)
+}
+
+/** {@link openMacvtap} with the syscalls on the libuv pool (bad options reject before any syscall). */
+export async function openMacvtapAsync(options: OpenMacvtapOptions): Promise<TapDevice> {
+  const o = normalizeMacvtapOptions(options)
+  return new TapDevice(kToken, await native().openMacvtapAsync(...o.args), o.netns)
 }
 
 /** Options of {@link closeAll}. */

@@ -17,6 +17,8 @@ export interface HandOffSource {
   readonly tapFds: readonly number[]
   readonly vhostFds: readonly number[]
   readonly closed: boolean
+  /** The MAC the guest NIC must use (a macvtap's, {@link TapDevice.mac}); null or absent when it is free. */
+  readonly mac?: string | null
 }
 
 /** One stdio entry of `spawn`: what the caller wants at fds 0-2. */
@@ -46,6 +48,11 @@ export interface HandedDevice {
   readonly tapFds: readonly number[]
   /** Child-side fd numbers of the vhost fds (same count as tapFds, or none). */
   readonly vhostFds: readonly number[]
+  /**
+   * The MAC the guest NIC must use, when the device dictates one (a macvtap); absent otherwise. The
+   * formatters put it on the guest NIC unless their options give another.
+   */
+  readonly mac?: string
 }
 
 export interface HandOff {
@@ -76,7 +83,12 @@ function checkStdioEntry(v: unknown, name: string): StdioEntry {
  * a throwing getter or Proxy trap is ERR_INVALID_ARG_VALUE.
  * @internal
  */
-export function readDevice(d: unknown, name: string, expected: string, extra: readonly ('ifname' | 'closed')[]) {
+export function readDevice(
+  d: unknown,
+  name: string,
+  expected: string,
+  extra: readonly ('ifname' | 'closed' | 'mac')[],
+) {
   if (d === null || typeof d !== 'object') throw invalidType(name, expected, d)
   const tapFds = readProperty(d, 'tapFds', `${name}.tapFds`)
   const vhostFds = readProperty(d, 'vhostFds', `${name}.vhostFds`)
@@ -86,9 +98,35 @@ export function readDevice(d: unknown, name: string, expected: string, extra: re
     vhostFds: copyArray(vhostFds as unknown[], `${name}.vhostFds`),
     ifname: undefined as unknown,
     closed: undefined as unknown,
+    mac: undefined as string | undefined,
   }
-  for (const k of extra) out[k] = readProperty(d, k, `${name}.${k}`)
+  for (const k of extra) {
+    if (k !== 'mac') {
+      out[k] = readProperty(d, k, `${name}.${k}`)
+      continue
+    }
+    // A device's own MAC for the guest: a macvtap's (null or absent: none).
+    if (!hasMac(d)) continue
+    const v = readProperty(d, k, `${name}.${k}`)
+    if (v !== null && v !== undefined) out.mac = validateMac(v, `${name}.mac`)
+  }
   return out
+}
+
+/**
+ * Whether `d` has a `mac` of its own or from its class (a TapDevice's
+ * getter), never one inherited from Object.prototype: a polluted prototype
+ * must not put a MAC on a guest NIC. A Proxy trap that throws counts as none.
+ */
+function hasMac(d: object): boolean {
+  try {
+    for (let o: object | null = d; o !== null && o !== Object.prototype; o = Reflect.getPrototypeOf(o)) {
+      if (Object.hasOwn(o, 'mac')) return true
+    }
+  } catch {
+    // a hostile Proxy: no MAC
+  }
+  return false
 }
 
 /** A device must have tap fds, and vhost fds either none or one per tap fd. @internal */
@@ -129,7 +167,7 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
   const seen = new Set<number>()
   list.forEach((source, i) => {
     const name = `devices[${i}]`
-    const d = readDevice(source, name, 'a TapDevice', ['closed', 'ifname'])
+    const d = readDevice(source, name, 'a TapDevice', ['closed', 'ifname', 'mac'])
     if (d.closed)
       throw invalidValue(
         name,
@@ -146,9 +184,12 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
     }
     const tapFds = d.tapFds.map((fd, q) => place(fd, `${name}.tapFds[${q}]`))
     const vhostFds = d.vhostFds.map((fd, q) => place(fd, `${name}.vhostFds[${q}]`))
-    handed.push(
-      Object.freeze({ ifname: d.ifname as string, tapFds: Object.freeze(tapFds), vhostFds: Object.freeze(vhostFds) }),
-    )
+    const h: HandedDevice = {
+      ifname: d.ifname as string,
+      tapFds: Object.freeze(tapFds),
+      vhostFds: Object.freeze(vhostFds),
+    }
+    handed.push(Object.freeze(d.mac === undefined ? h : { ...h, mac: d.mac }))
   })
   const fds = handed.flatMap((h) => [...h.tapFds, ...h.vhostFds])
   return Object.freeze({ stdio, devices: Object.freeze(handed), fds: Object.freeze(fds) })
@@ -158,7 +199,7 @@ export function handOff(devices: HandOffSource | readonly HandOffSource[], optio
 const QEMU_ID_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/
 
 function validateHanded(d: unknown, name: string): HandedDevice {
-  const h = readDevice(d, name, 'a device from handOff().devices', []) as unknown as HandedDevice
+  const h = readDevice(d, name, 'a device from handOff().devices', ['mac']) as unknown as HandedDevice
   checkFdCounts(h, name, ' (QEMU requires as many vhostfds as fds)')
   for (const fd of [...h.tapFds, ...h.vhostFds]) validateInteger(fd, `${name} fd`, 0, 2 ** 31 - 1)
   return h
@@ -167,7 +208,10 @@ function validateHanded(d: unknown, name: string): HandedDevice {
 export interface QemuNetOptions {
   /** The netdev id (QEMU id syntax: a letter, then letters, digits, `-._`). */
   id: string
-  /** The guest MAC for `-device`. */
+  /**
+   * The guest MAC for `-device`. Default: the device's own when it dictates one (a macvtap's: the guest
+   * receives nothing with any other MAC), else QEMU's default.
+   */
   mac?: string
   /** The NIC model. Default `virtio-net-pci`. */
   model?: string
@@ -203,7 +247,8 @@ function deviceValue(d: HandedDevice, o: Record<string, unknown>): string {
   const id = validateQemuId(o.id, 'id')
   const model = o.model === undefined ? 'virtio-net-pci' : validateQemuDriver(o.model, 'options.model')
   let s = `${model},netdev=${id}`
-  if (o.mac !== undefined) s += `,mac=${validateMac(o.mac, 'options.mac')}`
+  const mac = o.mac !== undefined ? validateMac(o.mac, 'options.mac') : d.mac
+  if (mac !== undefined) s += `,mac=${mac}`
   const n = d.tapFds.length
   if (n > 1) s += `,mq=on,vectors=${2 * n + 2}`
   if (o.deviceProps !== undefined) {
@@ -254,7 +299,7 @@ export function qemuArgs(device: HandedDevice, options: QemuNetOptions): string[
 }
 
 export interface CloudHypervisorNetOptions {
-  /** The guest MAC. */
+  /** The guest MAC. Default: the device's own when it dictates one (a macvtap's), else cloud-hypervisor's. */
   mac?: string
   /** Extra `--net` parameters, e.g. `{ id: 'net0', mtu: 9000 }`. */
   extra?: Readonly<Record<string, string | number>>
@@ -269,7 +314,8 @@ export function cloudHypervisorNet(device: HandedDevice, options?: CloudHypervis
   const d = validateHanded(device, 'device')
   const o = snapshotOptions(options, 'options', ['mac', 'extra'])
   let s = `fd=[${d.tapFds.join(',')}],num_queues=${2 * d.tapFds.length}`
-  if (o.mac !== undefined) s += `,mac=${validateMac(o.mac, 'options.mac')}`
+  const mac = o.mac !== undefined ? validateMac(o.mac, 'options.mac') : d.mac
+  if (mac !== undefined) s += `,mac=${mac}`
   if (o.extra !== undefined) {
     for (const [k, v] of Object.entries(snapshotOptions(o.extra ?? null, 'options.extra', null))) {
       if (!/^[a-z_]+$/.test(k) || k === 'fd' || k === 'num_queues')

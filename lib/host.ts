@@ -80,8 +80,10 @@ export function probeOffloads(options?: TunPathOptions): Required<Offloads> {
 
 /**
  * Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close. A
- * device still held by a process disappears when that one closes it. With
- * `netns`, the device of that name in that namespace.
+ * device still held by a process disappears when that one closes it. A
+ * macvtap (a persistent one from {@link openMacvtap}; its kind is read with
+ * rtnetlink) is deleted with RTM_DELLINK at once, even while a process holds
+ * its fds. With `netns`, the device of that name in that namespace.
  */
 export function deleteTap(name: string, options?: TunPathOptions): void {
   const n = validateDeviceName(name, 'name')

@@ -4,7 +4,7 @@
 
 /** Limits of the kernel and of vmtap, as the core enforces them. */
 export interface Limits {
-  /** Queues of one TAP device (the kernel's MAX_TAP_QUEUES). */
+  /** Queues of one TAP device or macvtap (the kernel's MAX_TAP_QUEUES, 256 in both drivers). */
   readonly maxQueues: number
   /** The smallest MTU (IPv4's minimum). */
   readonly minMtu: number

@@ -12,7 +12,10 @@ import type { NetnsSpec, Tristate } from './validate'
 /** An opaque native handle (a type-tagged N-API external). */
 export type NativeHandle = { readonly __vmtapHandle: unique symbol }
 
-/** What `open` returns: `[handle, ifname, flags, features, tapFds, vhostFds]` (an array: cheaper to build than an object). */
+/**
+ * What `open` and `openMacvtap` return: `[handle, ifname, flags, features, tapFds, vhostFds, kind, mac]`
+ * (an array: cheaper to build than an object); `mac` is a macvtap's (the guest NIC's), null for a TAP device.
+ */
 export type NativeOpenResult = [
   handle: NativeHandle,
   ifname: string,
@@ -20,6 +23,32 @@ export type NativeOpenResult = [
   features: number,
   tapFds: number[],
   vhostFds: number[],
+  kind: 'tap' | 'macvtap',
+  mac: string | null,
+]
+
+/** The configuration part of openMacvtap's options; `null` when none is given. */
+export interface NativeMacvtapConfig {
+  /** null: /dev/vhost-net */
+  vhostPath: string | null
+  mac: string | null
+  mtu: number | null
+  up: boolean
+  persist: boolean
+  /** Present only when given. */
+  tag?: string
+}
+
+/** `openMacvtap(link, mode, name, queues, vnetHdr, vhost, config, netns)` (the addon takes at most 8 arguments). */
+export type NativeMacvtapArgs = [
+  link: string,
+  mode: string,
+  name: string,
+  queues: number,
+  vnetHdr: Tristate,
+  vhost: Tristate,
+  config: NativeMacvtapConfig | null,
+  netns: NetnsSpec | null,
 ]
 
 /** The configuration part of openTap's options; `null` when none is given (the usual case). */
@@ -97,6 +126,8 @@ export interface NativeBinding {
   open(...args: NativeOpenArgs): NativeOpenResult
   close(handle: NativeHandle): boolean
   openAsync(...args: NativeOpenArgs): Promise<NativeOpenResult>
+  openMacvtap(...args: NativeMacvtapArgs): NativeOpenResult
+  openMacvtapAsync(...args: NativeMacvtapArgs): Promise<NativeOpenResult>
   closeAsync(handle: NativeHandle): Promise<boolean>
   closeAll(handles: NativeHandle[], maxThreads: number): Promise<(Error | null)[]>
   probeFeatures(tunPath: string, vhostPath: string, netns: NetnsSpec | null): { raw: number | null; vhostNet: boolean }

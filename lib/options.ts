@@ -2,13 +2,14 @@
 // the addon's arguments before any syscall.
 
 import { constants } from './constants'
-import { invalidValue } from './errors'
-import type { NativeOpenConfig, NativeOpenOptions } from './native'
+import { invalidType, invalidValue } from './errors'
+import type { NativeMacvtapArgs, NativeMacvtapConfig, NativeOpenConfig, NativeOpenOptions } from './native'
 import {
   type NetnsSpec,
   snapshotOptions,
   type Tristate,
   validateBoolean,
+  validateDeviceName,
   validateId,
   validateIfName,
   validateInteger,
@@ -228,4 +229,124 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
  */
 export function checkOpenTapOptions(options?: OpenTapOptions): void {
   normalizeOpenOptions(options)
+}
+
+/** How a macvtap shares its lower device (`ip link add ... type macvtap mode MODE`). */
+export type MacvtapMode = 'bridge' | 'vepa' | 'private' | 'passthru'
+
+const MACVTAP_MODES: readonly MacvtapMode[] = ['bridge', 'vepa', 'private', 'passthru']
+
+/** Options of {@link openMacvtap}. `link` is required; unknown keys are refused. */
+export interface OpenMacvtapOptions {
+  /**
+   * The lower device the macvtap sits on: an Ethernet device (not loopback,
+   * not itself a macvtap or macvlan) in the macvtap's network namespace.
+   */
+  link: string
+  /**
+   * `'bridge'` (default): guests on macvtaps of the same device reach each
+   * other directly; `'vepa'`: their traffic goes out to the switch;
+   * `'private'`: they never reach each other; `'passthru'`: the only macvtap
+   * of the device, which gets the guest's MAC and promiscuity.
+   */
+  mode?: MacvtapMode
+  /** `''` or omitted: the kernel picks `macvtap%d`; a `%d` template; or an exact name that must not exist. */
+  name?: string
+  /**
+   * The macvtap's MAC, which the guest NIC must use (see {@link TapDevice.mac}). Default: the kernel's
+   * random one (locally administered).
+   */
+  mac?: string
+  /** 1-256 (limits.maxQueues: the kernel's MAX_TAP_QUEUES is the same for macvtap): one fd per queue. Default 1. */
+  queues?: number
+  /** `'auto'` (default): IFF_VNET_HDR on every fd; `true`: required; `false`: never. */
+  vnetHdr?: Tristate
+  /** As openTap's: one /dev/vhost-net fd per queue. Default `false`. */
+  vhost?: Tristate
+  /** The vhost-net device. Default `/dev/vhost-net`. */
+  vhostPath?: string
+  /** The macvtap's MTU (at most its lower device's). */
+  mtu?: number
+  /** Bring the macvtap up (in the request that creates it). */
+  up?: boolean
+  /**
+   * Keep the link when the device is closed (a macvtap outlives its fds; without `persist`, close() deletes
+   * it). Delete it later with {@link deleteTap}.
+   */
+  persist?: boolean
+  /** The network namespace to create the macvtap in, where `link` must be. As openTap's `netns`. */
+  netns?: NetnsSpec
+  /** A tag for the interface alias, as openTap's `tag`. */
+  tag?: string
+}
+
+const MACVTAP_KEYS = [
+  'link',
+  'mode',
+  'name',
+  'mac',
+  'queues',
+  'vnetHdr',
+  'vhost',
+  'vhostPath',
+  'mtu',
+  'up',
+  'persist',
+  'netns',
+  'tag',
+] as const
+
+/** @internal The validated arguments of the addon's openMacvtap, and the namespace as given. */
+export interface NormalizedMacvtap {
+  args: NativeMacvtapArgs
+  netns: NetnsSpec | null
+}
+
+/** @internal Validate and normalize openMacvtap options (no syscall). */
+export function normalizeMacvtapOptions(options: unknown): NormalizedMacvtap {
+  if (options === undefined) throw invalidType('options', 'of type object', options)
+  const o = snapshotOptions(options, 'options', MACVTAP_KEYS)
+  if (o.link === undefined) throw invalidType('options.link', 'of type string', o.link)
+  const link = validateDeviceName(o.link, 'options.link', 'the lower device')
+  let mode: MacvtapMode = 'bridge'
+  if (o.mode !== undefined) {
+    if (typeof o.mode !== 'string') throw invalidType('options.mode', 'of type string', o.mode)
+    if (!(MACVTAP_MODES as readonly string[]).includes(o.mode)) {
+      throw invalidValue('options.mode', `must be one of ${MACVTAP_MODES.join(', ')}`, o.mode)
+    }
+    mode = o.mode as MacvtapMode
+  }
+  const name = validateName(o.name, 'options.name', 'macvtap%d')
+  if (name === link) throw invalidValue('options.name', 'must not be the name of its lower link', o.name)
+  const netns = o.netns === undefined ? null : validateNetns(o.netns, 'options.netns')
+  let config: NativeMacvtapConfig | null = null
+  if (['vhostPath', 'mac', 'mtu', 'up', 'persist', 'tag'].some((k) => o[k] !== undefined)) {
+    config = {
+      vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+      mac: o.mac === undefined ? null : validateMac(o.mac, 'options.mac'),
+      mtu: o.mtu === undefined ? null : validateMtu(o.mtu, 'options.mtu'),
+      up: o.up === undefined ? false : validateBoolean(o.up, 'options.up'),
+      persist: o.persist === undefined ? false : validateBoolean(o.persist, 'options.persist'),
+    }
+    if (o.tag !== undefined) config.tag = validateTag(o.tag, 'options.tag')
+  }
+  const args: NativeMacvtapArgs = [
+    link,
+    mode,
+    name,
+    o.queues === undefined ? 1 : validateInteger(o.queues, 'options.queues', 1, limits.maxQueues),
+    validateTristate(o.vnetHdr, 'options.vnetHdr', 'auto'),
+    validateTristate(o.vhost, 'options.vhost', false),
+    config,
+    netns,
+  ]
+  return { args, netns }
+}
+
+/**
+ * Validate {@link openMacvtap} options without opening anything: throws the
+ * TypeError/RangeError openMacvtap would throw.
+ */
+export function checkOpenMacvtapOptions(options: OpenMacvtapOptions): void {
+  normalizeMacvtapOptions(options)
 }

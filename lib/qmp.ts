@@ -364,7 +364,7 @@ export interface HotplugNicOptions {
   id: string
   /** The device id. Default `<id>-dev`. */
   deviceId?: string
-  /** The guest MAC. */
+  /** The guest MAC. Default: the device's own when it dictates one (a macvtap's), else QEMU's. */
   mac?: string
   /** The NIC model. Default `virtio-net-pci`. */
   driver?: string
@@ -395,7 +395,7 @@ export async function hotplugNic(
 ): Promise<HotpluggedNic> {
   if (!(qmp instanceof QmpClient)) throw invalidType('qmp', 'a QmpClient', qmp)
   // The device is read once: what is validated is what is sent.
-  const d = readDevice(tap, 'tap', 'a TapDevice', ['closed', 'ifname'])
+  const d = readDevice(tap, 'tap', 'a TapDevice', ['closed', 'ifname', 'mac'])
   if (d.closed) throw invalidValue('tap', `is closed (${String(d.ifname)})`, d.ifname)
   checkFdCounts(d, 'tap')
   const tapFds = d.tapFds.map((fd, i) => validateFd(fd, `tap.tapFds[${i}]`))
@@ -403,7 +403,8 @@ export async function hotplugNic(
   const o = snapshotOptions(options, 'options', ['id', 'deviceId', 'mac', 'driver', 'deviceProps'])
   const id = validateQemuId(o.id, 'options.id')
   const deviceId = o.deviceId === undefined ? `${id}-dev` : validateQemuId(o.deviceId, 'options.deviceId')
-  const mac = o.mac === undefined ? undefined : validateMac(o.mac, 'options.mac')
+  // A macvtap dictates the guest's MAC (it passes on only frames for its own).
+  const mac = o.mac === undefined ? d.mac : validateMac(o.mac, 'options.mac')
   const driver = o.driver === undefined ? 'virtio-net-pci' : validateQemuDriver(o.driver, 'options.driver')
   const props = o.deviceProps === undefined ? {} : snapshotOptions(o.deviceProps ?? null, 'options.deviceProps', null)
   const n = tapFds.length

@@ -15,7 +15,8 @@ export function snapshotOptions(
   argName: string,
   known: readonly string[] | null,
 ): Record<string, unknown> {
-  if (value === undefined) return {}
+  // No prototype: a polluted Object.prototype must not supply options.
+  if (value === undefined) return Object.create(null)
   if (value === null || typeof value !== 'object' || isArray(value, argName)) {
     throw invalidType(argName, 'of type object', value)
   }
@@ -129,21 +130,25 @@ export function validateTristate(value: unknown, name: string, dflt: Tristate): 
 }
 
 const NAME_RULE =
-  "must be '' (the kernel picks tap%d), a template with one %d, or 1 to 15 bytes of printable ASCII without '/', ':', whitespace or '%'"
+  "must be '' (the kernel picks {dflt}), a template with one %d, or 1 to 15 bytes of printable ASCII without '/', ':', whitespace or '%'"
 
-/** @internal The interface-name rules of the core (crates/tap/src/rules.rs), checked before any syscall. */
-export function validateName(value: unknown, name: string): string {
+/**
+ * @internal The interface-name rules of the core (crates/tap/src/rules.rs), checked before any syscall.
+ * `dflt` is the kernel's name for `''` (tap%d; macvtap%d for a macvtap), for the message.
+ */
+export function validateName(value: unknown, name: string, dflt = 'tap%d'): string {
   if (value === undefined) return ''
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
   if (value === '') return ''
+  const rule = NAME_RULE.replace('{dflt}', dflt)
   if (Buffer.byteLength(value) > limits.maxNameBytes) {
-    throw invalidValue(name, `is longer than ${limits.maxNameBytes} bytes; it ${NAME_RULE}`, value)
+    throw invalidValue(name, `is longer than ${limits.maxNameBytes} bytes; it ${rule}`, value)
   }
   if (value === '.' || value === '..') throw invalidValue(name, 'is reserved', value)
   // Printable ASCII, no whitespace, '/', ':'; '%' only in one '%d'.
-  if (!/^[\x21-\x7e]+$/.test(value) || /[/:]/.test(value)) throw invalidValue(name, NAME_RULE, value)
+  if (!/^[\x21-\x7e]+$/.test(value) || /[/:]/.test(value)) throw invalidValue(name, rule, value)
   const templates = value.split('%d').length - 1
-  if (value.replace(/%d/g, '').includes('%') || templates > 1) throw invalidValue(name, NAME_RULE, value)
+  if (value.replace(/%d/g, '').includes('%') || templates > 1) throw invalidValue(name, rule, value)
   return value
 }
 

@@ -6,7 +6,7 @@ use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use vmtap_core::netns::NetNsSpec;
-use vmtap_core::{link, rules, OpenOptions, RealSys, Tristate};
+use vmtap_core::{link, rules, MacvtapOptions, OpenOptions, RealSys, Tristate};
 
 use crate::error::{JsError, JsResult};
 use crate::napi::{Env, Value, ValueType};
@@ -129,6 +129,39 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     opts.mac = optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?;
     opts.bridge = optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?;
     opts.up = env.bool_of(get(c"up")?, "up")?;
+    opts.tag = optional(env, get(c"tag")?, |v| env.string_of(v, "tag"))?;
+    Ok(opts)
+}
+
+/// The arguments of `openMacvtap(link, mode, name, queues, vnetHdr, vhost,
+/// config | null, netns | null)`; `config` is `{ vhostPath, mac, mtu, up,
+/// persist, tag }` (members null or absent) or null. The mode is a string
+/// the core parses (`bridge`, `vepa`, `private`, `passthru`).
+pub fn macvtap_options(env: Env, args: &[Value]) -> JsResult<MacvtapOptions> {
+    let mode = env.string_of(arg(env, args, 1)?, "mode")?;
+    let mut opts = MacvtapOptions {
+        link: env.string_of(arg(env, args, 0)?, "link")?,
+        mode: rules::parse_macvtap_mode(&mode)?,
+        name: env.string_of(arg(env, args, 2)?, "name")?,
+        queues: env.u32_of(arg(env, args, 3)?, "queues")?,
+        vnet_hdr: tristate(env, arg(env, args, 4)?, "vnetHdr")?,
+        vhost: tristate(env, arg(env, args, 5)?, "vhost")?,
+        ..MacvtapOptions::default()
+    };
+    opts.netns = netns_of(env, arg(env, args, 7)?)?;
+    let c = arg(env, args, 6)?;
+    if matches!(env.type_of(c)?, ValueType::Null | ValueType::Undefined) {
+        return Ok(opts);
+    }
+    let get = |k: &CStr| env.get(c, k);
+    let bool_opt = |k: &CStr, what: &str| optional(env, get(k)?, |v| env.bool_of(v, what));
+    if let Some(p) = optional(env, get(c"vhostPath")?, |v| c_path(env, v, "vhostPath"))? {
+        opts.vhost_path = p;
+    }
+    opts.mac = optional(env, get(c"mac")?, |v| mac_of(env, v, "mac"))?;
+    opts.mtu = optional(env, get(c"mtu")?, |v| env.u32_of(v, "mtu"))?;
+    opts.up = bool_opt(c"up", "up")?.unwrap_or(false);
+    opts.persist = bool_opt(c"persist", "persist")?.unwrap_or(false);
     opts.tag = optional(env, get(c"tag")?, |v| env.string_of(v, "tag"))?;
     Ok(opts)
 }

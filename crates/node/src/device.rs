@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use vmtap_core::{link, rules, Error, RealSys, Tap};
 
-use crate::convert::{arg, mac_of, open_options, optional};
+use crate::convert::{arg, mac_of, macvtap_options, open_options, optional};
 use crate::error::{JsError, JsResult};
 use crate::napi::{napi_type_tag, AsyncTask, Env, Value};
 
@@ -21,15 +21,28 @@ static HANDLE_TAG: napi_type_tag = napi_type_tag {
     upper: 0x9d4c_1f0e_52a7_3b68,
 };
 
-/// `[handle, ifname, flags, features, tapFds, vhostFds]`: an array, which is
-/// cheaper to build than an object with named properties.
+/// `[handle, ifname, flags, features, tapFds, vhostFds, kind, mac]`: an
+/// array, which is cheaper to build than an object with named properties.
+/// `kind` is `'tap'` or `'macvtap'`; `mac` is a macvtap's MAC (the guest
+/// NIC's), null for a TAP device.
 fn tap_result(env: Env, tap: Tap) -> JsResult<Value> {
-    let out = env.array(6)?;
+    let out = env.array(8)?;
     env.set_element(out, 1, env.string(tap.ifname())?)?;
     env.set_element(out, 2, env.uint32(u32::from(tap.flags()))?)?;
     env.set_element(out, 3, env.uint32(tap.features())?)?;
     env.set_element(out, 4, env.int_array(&tap.raw_tap_fds())?)?;
     env.set_element(out, 5, env.int_array(&tap.raw_vhost_fds())?)?;
+    let kind = if tap.macvtap().is_some() {
+        "macvtap"
+    } else {
+        "tap"
+    };
+    env.set_element(out, 6, env.string(kind)?)?;
+    let mac = match tap.guest_mac() {
+        Some(m) => env.string(&link::format_mac(&m))?,
+        None => env.null()?,
+    };
+    env.set_element(out, 7, mac)?;
     let handle = Handle {
         ifname: tap.ifname().to_owned(),
         tap: Mutex::new(Some(tap)),
@@ -54,6 +67,27 @@ pub fn open_async(env: Env, args: &[Value]) -> JsResult<Value> {
         env,
         "vmtap.openTap",
         move || vmtap_core::open_tap(&RealSys, &opts),
+        |env, r| tap_result(env, r?),
+    )
+}
+
+/// `openMacvtap(link, mode, name, queues, vnetHdr, vhost, config, netns)`
+/// → what `open` returns.
+pub fn open_macvtap(env: Env, args: &[Value]) -> JsResult<Value> {
+    let opts = macvtap_options(env, args)?;
+    let tap = vmtap_core::open_macvtap(&RealSys, &opts)?;
+    tap_result(env, tap)
+}
+
+/// `openMacvtapAsync(...)` (as `openMacvtap`) → Promise of the same; the
+/// syscalls run on the libuv pool, the core's argument rules before.
+pub fn open_macvtap_async(env: Env, args: &[Value]) -> JsResult<Value> {
+    let opts = macvtap_options(env, args)?;
+    rules::check_macvtap(&opts)?;
+    AsyncTask::spawn(
+        env,
+        "vmtap.openMacvtap",
+        move || vmtap_core::open_macvtap(&RealSys, &opts),
         |env, r| tap_result(env, r?),
     )
 }

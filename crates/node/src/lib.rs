@@ -5,7 +5,8 @@
 //!
 //! * [`error`] — `init(makeError)` and the one error path;
 //! * [`convert`] — arguments into Rust (Tristate, paths, `open`'s options);
-//! * [`device`] — open, close, closeAll and the per-device functions;
+//! * [`device`] — open, openMacvtap, close, closeAll and the per-device
+//!   functions;
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
 //! * [`inventory`] — listTaps, tapHolders, gcTaps;
 //! * [`fdpass`] — sendFds / recvFds;
@@ -28,6 +29,8 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"init", error::init)?;
     env.export(exports, c"open", device::open)?;
     env.export(exports, c"openAsync", device::open_async)?;
+    env.export(exports, c"openMacvtap", device::open_macvtap)?;
+    env.export(exports, c"openMacvtapAsync", device::open_macvtap_async)?;
     env.export(exports, c"close", device::close)?;
     env.export(exports, c"closeAsync", device::close_async)?;
     env.export(exports, c"closeAll", device::close_all)?;

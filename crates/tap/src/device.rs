@@ -11,15 +11,17 @@ use nix::errno::Errno;
 use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
 use crate::link::{self, LinkInfo};
+use crate::macvtap::{self, MacvtapLink};
 use crate::netlink::{LinkRef, Netlink};
 use crate::netns::{self, NetNs};
 use crate::rules;
 use crate::sys::consts::*;
-use crate::sys::{IfReq, Ioctl, Sys};
+use crate::sys::{IfReq, Ioctl, RealSys, Sys};
 use crate::tun;
 
-/// An open TAP device: its name and the fds that keep it alive. Dropping it
-/// closes every fd; a non-persistent device disappears with its last fd.
+/// An open TAP device (or macvtap, see [`crate::macvtap`]): its name and the
+/// fds that keep it alive. Dropping it closes every fd; a non-persistent
+/// device disappears with its last fd (a non-persistent macvtap is deleted).
 #[derive(Debug)]
 pub struct Tap {
     pub(crate) ifname: String,
@@ -35,6 +37,10 @@ pub struct Tap {
     pub(crate) ownerless: bool,
     /// The ifindex, found on first use ([`Tap::ifindex`]).
     pub(crate) ifindex: OnceLock<u32>,
+    /// The macvtap link, for a macvtap: closing (or dropping) the `Tap`
+    /// deletes it unless it is persistent. After the fds, so dropping
+    /// closes them first.
+    pub(crate) macvtap: Option<MacvtapLink>,
 }
 
 impl Tap {
@@ -109,15 +115,26 @@ impl Tap {
         self.tap_fds[0].as_fd()
     }
 
-    /// Close every fd (dropping does the same, silently). Every fd is
-    /// released even when one fails; the first failure is returned — EBADF
-    /// means an fd was closed behind this `Tap`'s back. Returns how many fds
-    /// were closed.
+    /// Close every fd (dropping does the same, silently), and delete a
+    /// macvtap link unless it is persistent. Every fd is released even when
+    /// one fails; the first failure is returned — EBADF means an fd was
+    /// closed behind this `Tap`'s back. Returns how many fds were closed.
     pub fn close(self) -> Result<usize> {
-        let ifname = self.ifname;
+        self.close_with(&RealSys)
+    }
+
+    /// [`Tap::close`], deleting a macvtap link through `sys`.
+    pub fn close_with(self, sys: &dyn Sys) -> Result<usize> {
+        let Tap {
+            ifname,
+            tap_fds,
+            vhost_fds,
+            macvtap,
+            ..
+        } = self;
         let mut first: Option<Errno> = None;
         let mut n = 0;
-        for fd in self.tap_fds.into_iter().chain(self.vhost_fds) {
+        for fd in tap_fds.into_iter().chain(vhost_fds) {
             let raw = fd.into_raw_fd();
             // SAFETY: we owned raw; it is closed exactly once, here. Linux
             // releases the fd even when close() reports an error (EINTR too).
@@ -126,8 +143,12 @@ impl Tap {
             }
             n += 1;
         }
+        let deleted = match macvtap {
+            Some(m) => m.release(sys, &ifname),
+            None => Ok(()),
+        };
         match first {
-            None => Ok(n),
+            None => deleted.map(|()| n),
             Some(e) => Err(Error::os(e, "close").with_ifname(ifname).with_hint(
                 "an fd of this device was not open any more (closed elsewhere?); every other fd was released",
             )),
@@ -145,7 +166,14 @@ impl Tap {
     /// a device with neither owner nor group gets the caller's euid as its
     /// owner first (unless it was opened `ownerless`), so no persistent
     /// device vmtap makes can be attached to by any local user.
+    ///
+    /// A macvtap has no persistence flag: for one, this only chooses
+    /// whether closing (or dropping) this `Tap` deletes the link.
     pub fn set_persist(&self, sys: &dyn Sys, on: bool) -> Result<()> {
+        if let Some(m) = &self.macvtap {
+            m.set_persistent(on);
+            return Ok(());
+        }
         if on && !self.ownerless {
             let info = self.on_link(sys, |name| {
                 let mut nl = Netlink::open(sys)?;
@@ -167,14 +195,18 @@ impl Tap {
     }
 
     /// TUNSETOWNER: `uid` may attach to the device without CAP_NET_ADMIN.
+    /// A macvtap has no owner (refused: ERR_INVALID_ARG_VALUE).
     pub fn set_owner(&self, sys: &dyn Sys, uid: u32) -> Result<()> {
         rules::check_id("uid", uid)?;
+        macvtap::refuse_ownership("uid", self)?;
         self.tun_ioctl(sys, Ioctl::TunSetOwner(uid))
     }
 
     /// TUNSETGROUP: members of `gid` may attach without CAP_NET_ADMIN.
+    /// A macvtap has no group (refused: ERR_INVALID_ARG_VALUE).
     pub fn set_group(&self, sys: &dyn Sys, gid: u32) -> Result<()> {
         rules::check_id("gid", gid)?;
+        macvtap::refuse_ownership("gid", self)?;
         self.tun_ioctl(sys, Ioctl::TunSetGroup(gid))
     }
 
@@ -336,6 +368,7 @@ mod tests {
             netns: None,
             ownerless: false,
             ifindex: OnceLock::new(),
+            macvtap: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! show that a check runs before any syscall. Not used by the library itself.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use libc::c_int;
 use nix::errno::Errno;
 
-use crate::sys::{Call, Ioctl, Sys};
+use crate::sys::{Call, DevT, FileStat, Ioctl, Sys};
 
 /// A [`Sys`] that fails call number `fail_at` (1-based; 0 = never).
 pub struct FaultSys<S: Sys> {
@@ -123,6 +123,46 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::ReadFile(path.to_string_lossy().into_owned()))?;
         self.inner.read_file(path)
     }
+
+    fn uevent_socket(&self) -> Result<OwnedFd, Errno> {
+        self.enter(Call::UeventSocket)?;
+        self.inner.uevent_socket()
+    }
+
+    fn uevent_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+        self.enter(Call::UeventRecv)?;
+        self.inner.uevent_recv(fd, buf)
+    }
+
+    fn stat(&self, path: &CStr) -> Result<FileStat, Errno> {
+        self.enter(Call::Stat(path.to_string_lossy().into_owned()))?;
+        self.inner.stat(path)
+    }
+
+    fn fstat(&self, fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+        self.enter(Call::Fstat)?;
+        self.inner.fstat(fd)
+    }
+
+    fn mkdtemp(&self, template: &CStr) -> Result<CString, Errno> {
+        self.enter(Call::Mkdtemp(template.to_string_lossy().into_owned()))?;
+        self.inner.mkdtemp(template)
+    }
+
+    fn mknod_char(&self, path: &CStr, perm: u32, dev: DevT) -> Result<(), Errno> {
+        self.enter(Call::Mknod(path.to_string_lossy().into_owned()))?;
+        self.inner.mknod_char(path, perm, dev)
+    }
+
+    fn unlink(&self, path: &CStr) -> Result<(), Errno> {
+        self.enter(Call::Unlink(path.to_string_lossy().into_owned()))?;
+        self.inner.unlink(path)
+    }
+
+    fn rmdir(&self, path: &CStr) -> Result<(), Errno> {
+        self.enter(Call::Rmdir(path.to_string_lossy().into_owned()))?;
+        self.inner.rmdir(path)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -157,5 +197,37 @@ impl Sys for NoSys {
 
     fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
         panic!("unexpected syscall: read({path:?})")
+    }
+
+    fn uevent_socket(&self) -> Result<OwnedFd, Errno> {
+        panic!("unexpected syscall: uevent socket")
+    }
+
+    fn uevent_recv(&self, _: BorrowedFd<'_>, _: &mut [u8]) -> Result<Option<usize>, Errno> {
+        panic!("unexpected syscall: recv(uevent)")
+    }
+
+    fn stat(&self, path: &CStr) -> Result<FileStat, Errno> {
+        panic!("unexpected syscall: stat({path:?})")
+    }
+
+    fn fstat(&self, _: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+        panic!("unexpected syscall: fstat")
+    }
+
+    fn mkdtemp(&self, template: &CStr) -> Result<CString, Errno> {
+        panic!("unexpected syscall: mkdtemp({template:?})")
+    }
+
+    fn mknod_char(&self, path: &CStr, _: u32, _: DevT) -> Result<(), Errno> {
+        panic!("unexpected syscall: mknod({path:?})")
+    }
+
+    fn unlink(&self, path: &CStr) -> Result<(), Errno> {
+        panic!("unexpected syscall: unlink({path:?})")
+    }
+
+    fn rmdir(&self, path: &CStr) -> Result<(), Errno> {
+        panic!("unexpected syscall: rmdir({path:?})")
     }
 }

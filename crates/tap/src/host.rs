@@ -1,5 +1,5 @@
 //! Host devices by name, without an open [`crate::Tap`]: deleting a
-//! persistent TAP device.
+//! persistent TAP device or macvtap.
 
 use std::ffi::CStr;
 use std::os::fd::AsFd;
@@ -17,8 +17,10 @@ use crate::tun;
 
 /// Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close.
 /// A device still held by another process goes away when that one closes
-/// it (a held single-queue device cannot be attached: EBUSY). With `netns`,
-/// the device named is the one in that namespace.
+/// it (a held single-queue device cannot be attached: EBUSY). A macvtap
+/// (its kind read with rtnetlink) is deleted with RTM_DELLINK, at once:
+/// the fds a process still holds stop carrying frames. With `netns`, the
+/// device named is the one in that namespace.
 pub fn delete_tap(
     sys: &dyn Sys,
     name: &str,
@@ -34,6 +36,12 @@ fn delete_here(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
     // Fails with ENODEV ("there is no interface ...") rather than creating one.
     link::ifindex(sys, name)?;
     let info = diagnose::inspect(sys, name).ok().flatten();
+    if let Some(l) = info
+        .as_ref()
+        .filter(|l| l.kind.as_deref() == Some("macvtap"))
+    {
+        return crate::macvtap::delete_here(sys, l);
+    }
     let fd = tun::open_tun(sys, tun_path)?;
     // Never create: attaching exclusively is impossible, so attach with the
     // device's own type and multi-queue flag (read with rtnetlink), or try

@@ -6,6 +6,9 @@
 //! one `/dev/vhost-net` fd per queue — with typed errors, close-on-exec fds,
 //! and nothing left behind on failure.
 //!
+//! [`open_macvtap`] makes the other kind of VM NIC, a macvtap on a host
+//! device, and returns the same [`Tap`].
+//!
 //! Every syscall goes through [`sys::Sys`], so tests can inject failures
 //! ([`fault::FaultSys`]).
 
@@ -19,6 +22,7 @@ pub mod holders;
 pub mod host;
 pub mod inventory;
 pub mod link;
+pub mod macvtap;
 pub mod netlink;
 pub mod netns;
 pub mod open;
@@ -26,6 +30,7 @@ pub mod probe;
 pub mod rules;
 pub mod sys;
 pub mod tun;
+pub mod uevent;
 
 pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
@@ -33,6 +38,7 @@ pub use gc::{gc_taps, GcOptions, GcReport};
 pub use holders::{tap_holders, Holder};
 pub use host::delete_tap;
 pub use inventory::{list_taps, TapInfo};
+pub use macvtap::{open_macvtap, MacvtapLink, MacvtapOptions};
 pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
 pub use rules::{parse_name, IfName, ALL_OFFLOADS, MAX_QUEUES, VNET_HDR_SIZES};

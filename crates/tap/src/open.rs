@@ -324,6 +324,7 @@ fn open_here(
         netns: ns,
         ownerless: opts.ownerless,
         ifindex: Default::default(),
+        macvtap: None,
     };
     let was_persistent = actual & IFF_PERSIST != 0;
     if let Err(e) = configure(sys, &tap, opts, created) {

@@ -11,11 +11,13 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::macvtap::MacvtapOptions;
+use crate::netlink::MacvlanMode;
 use crate::open::{OpenOptions, Tristate};
 use crate::sys::consts::*;
 use crate::sys::IFNAMSIZ;
 
-/// The kernel's MAX_TAP_QUEUES.
+/// The kernel's MAX_TAP_QUEUES (the tun and the macvtap driver's alike).
 pub const MAX_QUEUES: u32 = 256;
 /// The smallest MTU an Ethernet device takes (IPv4's minimum).
 pub const MIN_MTU: u32 = 68;
@@ -359,6 +361,63 @@ pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
     Ok(name)
 }
 
+/// A macvtap mode by the name `ip` uses: `bridge`, `vepa`, `private` or
+/// `passthru` (`source` needs a list of source MACs that vmtap does not
+/// manage).
+pub fn parse_macvtap_mode(mode: &str) -> Result<MacvlanMode> {
+    match mode {
+        "bridge" => Ok(MacvlanMode::Bridge),
+        "vepa" => Ok(MacvlanMode::Vepa),
+        "private" => Ok(MacvlanMode::Private),
+        "passthru" => Ok(MacvlanMode::Passthru),
+        _ => Err(Error::invalid(
+            "mode",
+            format!("mode must be bridge, vepa, private or passthru, got {mode:?}"),
+        )),
+    }
+}
+
+/// Every rule of an open_macvtap request, before any syscall. Returns the
+/// parsed name (of the macvtap to create: an exact name, a `%d` template,
+/// or none for the kernel's `macvtap%d`).
+pub fn check_macvtap(opts: &MacvtapOptions) -> Result<IfName> {
+    match parse_name(&opts.link) {
+        Ok(IfName::Exact(_)) => {}
+        _ => {
+            return Err(Error::invalid(
+                "link",
+                format!(
+                    "link must name the lower interface exactly (1 to {MAX_NAME_BYTES} bytes of \
+                     printable ASCII without '/', ':', whitespace or '%'), got {:?}",
+                    opts.link
+                ),
+            ))
+        }
+    }
+    parse_macvtap_mode(opts.mode.name())?;
+    let name = parse_name(&opts.name)?;
+    if name == IfName::Exact(opts.link.clone()) {
+        return Err(Error::invalid(
+            "name",
+            format!(
+                "the macvtap cannot have the name of its lower link ({})",
+                opts.link
+            ),
+        ));
+    }
+    check_queues(opts.queues)?;
+    if let Some(mtu) = opts.mtu {
+        check_mtu(mtu)?;
+    }
+    if let Some(mac) = &opts.mac {
+        check_unicast(mac)?;
+    }
+    if let Some(tag) = &opts.tag {
+        check_tag(tag)?;
+    }
+    Ok(name)
+}
+
 /// Where `ip netns` keeps its named network namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 /// The longest namespace name (NAME_MAX: it is a file name).
@@ -640,6 +699,52 @@ mod tests {
         let mut o = OpenOptions::default();
         f(&mut o);
         check_open(&o).map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn macvtap_rules() {
+        const VAL: &str = "ERR_INVALID_ARG_VALUE";
+        const RANGE: &str = "ERR_OUT_OF_RANGE";
+        let with = |f: &dyn Fn(&mut MacvtapOptions)| {
+            let mut o = MacvtapOptions {
+                link: "eth0".into(),
+                ..MacvtapOptions::default()
+            };
+            f(&mut o);
+            check_macvtap(&o).map(|_| "ok").unwrap_or_else(|e| e.code())
+        };
+        assert_eq!(with(&|_| {}), "ok");
+        assert_eq!(with(&|o| o.link = String::new()), VAL, "no link");
+        assert_eq!(
+            with(&|o| o.link = "eth%d".into()),
+            VAL,
+            "a template as link"
+        );
+        assert_eq!(with(&|o| o.link = "a/b".into()), VAL);
+        assert_eq!(with(&|o| o.link = "abcdefghijklmnop".into()), VAL);
+        assert_eq!(with(&|o| o.name = "mv%d".into()), "ok");
+        assert_eq!(with(&|o| o.name = "mv0".into()), "ok");
+        assert_eq!(with(&|o| o.name = "eth0".into()), VAL, "the lower's name");
+        assert_eq!(with(&|o| o.name = "a b".into()), VAL);
+        assert_eq!(with(&|o| o.queues = 0), RANGE);
+        assert_eq!(with(&|o| o.queues = MAX_QUEUES), "ok");
+        assert_eq!(with(&|o| o.queues = MAX_QUEUES + 1), RANGE);
+        assert_eq!(with(&|o| o.mtu = Some(67)), RANGE);
+        assert_eq!(with(&|o| o.mac = Some([1, 0, 0, 0, 0, 1])), VAL);
+        assert_eq!(with(&|o| o.tag = Some("a b".into())), VAL);
+        assert_eq!(with(&|o| o.mode = MacvlanMode::Source), VAL);
+        for (name, mode) in [
+            ("bridge", MacvlanMode::Bridge),
+            ("vepa", MacvlanMode::Vepa),
+            ("private", MacvlanMode::Private),
+            ("passthru", MacvlanMode::Passthru),
+        ] {
+            assert_eq!(parse_macvtap_mode(name).unwrap(), mode);
+            assert_eq!(mode.name(), name);
+        }
+        for bad in ["source", "Bridge", "", "bridge "] {
+            assert_eq!(parse_macvtap_mode(bad).unwrap_err().code(), VAL, "{bad:?}");
+        }
     }
 
     #[test]

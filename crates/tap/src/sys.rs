@@ -5,7 +5,7 @@
 //! One function per ioctl, generated with nix's ioctl macros; the request
 //! numbers are checked against `<linux/if_tun.h>` in the tests below.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -213,6 +213,23 @@ pub enum Call {
     ReadLink(String),
     /// Reading a small file whole (`/proc/<pid>/fdinfo/<fd>`, `comm`).
     ReadFile(String),
+    /// `socket(AF_NETLINK, SOCK_RAW, NETLINK_KOBJECT_UEVENT)`, bound to the
+    /// kernel's uevent group.
+    UeventSocket,
+    /// Receiving one uevent (or finding none queued).
+    UeventRecv,
+    /// `stat(path)`.
+    Stat(String),
+    /// `fstat(fd)`.
+    Fstat,
+    /// `mkdtemp(template)`.
+    Mkdtemp(String),
+    /// `mknod(path, S_IFCHR | mode, dev)`.
+    Mknod(String),
+    /// `unlink(path)`.
+    Unlink(String),
+    /// `rmdir(path)`.
+    Rmdir(String),
 }
 
 impl Call {
@@ -228,6 +245,14 @@ impl Call {
             Call::ReadDir(_) => "scandir",
             Call::ReadLink(_) => "readlink",
             Call::ReadFile(_) => "read",
+            Call::UeventSocket => "socket",
+            Call::UeventRecv => "recv(uevent)",
+            Call::Stat(_) => "stat",
+            Call::Fstat => "fstat",
+            Call::Mkdtemp(_) => "mkdtemp",
+            Call::Mknod(_) => "mknod",
+            Call::Unlink(_) => "unlink",
+            Call::Rmdir(_) => "rmdir",
         }
     }
 }
@@ -294,6 +319,98 @@ pub trait Sys: Send + Sync {
     fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
         let _ = path;
         Err(Errno::ENOSYS)
+    }
+
+    /// A `NETLINK_KOBJECT_UEVENT` socket (close-on-exec, non-blocking) bound
+    /// to the kernel's uevent multicast group, in the calling thread's
+    /// network namespace: it receives the uevents of the devices of that
+    /// namespace (see [`crate::uevent`]). A `Sys` without it fails with
+    /// ENOSYS, as do the methods below.
+    fn uevent_socket(&self) -> Result<OwnedFd, Errno> {
+        Err(Errno::ENOSYS)
+    }
+    /// The next uevent the kernel queued on `fd` (messages from anyone but
+    /// the kernel are skipped), as its length in `buf`; `None` when there is
+    /// none queued (never blocks). A uevent longer than `buf` is skipped.
+    fn uevent_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+        let _ = (fd, buf);
+        Err(Errno::ENOSYS)
+    }
+    /// `stat(path)` (following symlinks).
+    fn stat(&self, path: &CStr) -> Result<FileStat, Errno> {
+        let _ = path;
+        Err(Errno::ENOSYS)
+    }
+    /// `fstat(fd)`.
+    fn fstat(&self, fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+        let _ = fd;
+        Err(Errno::ENOSYS)
+    }
+    /// `mkdtemp(template)`: a new directory, mode 0700, named from
+    /// `template` (ending in `XXXXXX`); returns its path.
+    fn mkdtemp(&self, template: &CStr) -> Result<CString, Errno> {
+        let _ = template;
+        Err(Errno::ENOSYS)
+    }
+    /// `mknod(path, S_IFCHR | perm, dev)`: a character device node.
+    fn mknod_char(&self, path: &CStr, perm: u32, dev: DevT) -> Result<(), Errno> {
+        let _ = (path, perm, dev);
+        Err(Errno::ENOSYS)
+    }
+    /// `unlink(path)`.
+    fn unlink(&self, path: &CStr) -> Result<(), Errno> {
+        let _ = path;
+        Err(Errno::ENOSYS)
+    }
+    /// `rmdir(path)`.
+    fn rmdir(&self, path: &CStr) -> Result<(), Errno> {
+        let _ = path;
+        Err(Errno::ENOSYS)
+    }
+}
+
+/// A character or block device number, as major and minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevT {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl DevT {
+    /// glibc's `makedev` encoding of `dev_t` (what stat and mknod use).
+    pub fn to_raw(self) -> libc::dev_t {
+        let (ma, mi) = (u64::from(self.major), u64::from(self.minor));
+        ((ma & 0xfff) << 8) | ((ma & !0xfff) << 32) | (mi & 0xff) | ((mi & !0xff) << 12)
+    }
+
+    /// glibc's `major` and `minor` of a `dev_t`.
+    pub fn from_raw(dev: libc::dev_t) -> DevT {
+        DevT {
+            major: (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)) as u32,
+            minor: ((dev & 0xff) | ((dev >> 12) & !0xff)) as u32,
+        }
+    }
+}
+
+impl fmt::Display for DevT {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// What `stat`/`fstat` report that vmtap looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// `st_rdev`: the device a device node stands for.
+    pub rdev: DevT,
+}
+
+impl FileStat {
+    /// A character device node for `dev`.
+    pub fn is_char_device(&self, dev: DevT) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFCHR && self.rdev == dev
     }
 }
 
@@ -510,6 +627,149 @@ impl Sys for RealSys {
         // Close-on-exec, EINTR retried, read to the end.
         std::fs::read(path_of(path)).map_err(errno_of)
     }
+
+    fn uevent_socket(&self) -> Result<OwnedFd, Errno> {
+        let ty = libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, ty, libc::NETLINK_KOBJECT_UEVENT) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: socket returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Room for a burst of other devices' events (best effort: the
+        // forced size needs CAP_NET_ADMIN; the plain one is capped).
+        let size: c_int = 4 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt reads size_of::<c_int>() bytes from a live c_int.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const c_int).cast(),
+                    size_of::<c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
+        // SAFETY: an all-zero sockaddr_nl is valid; the fields are set below.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = 1; // the kernel's uevents
+                            // SAFETY: bind reads a live sockaddr_nl of the size given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(Errno::last());
+        }
+        Ok(fd)
+    }
+
+    fn uevent_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+        loop {
+            // SAFETY: an all-zero sockaddr_nl is valid; recvfrom fills it.
+            let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let mut len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+            // SAFETY: recvfrom writes at most buf.len() bytes into a live
+            // mutable slice and at most `len` bytes into `from`.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                    (&mut from as *mut libc::sockaddr_nl).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => return Ok(None),
+                    e => return Err(e),
+                }
+            }
+            let n = n as usize;
+            // Only the kernel (port 0) sends uevents; skip anything else,
+            // and anything that did not fit.
+            if from.nl_pid != 0 || n > buf.len() {
+                continue;
+            }
+            return Ok(Some(n));
+        }
+    }
+
+    fn stat(&self, path: &CStr) -> Result<FileStat, Errno> {
+        // SAFETY: an all-zero stat is valid; stat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: path is NUL-terminated; st is a live, writable stat.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(file_stat(&st))
+    }
+
+    fn fstat(&self, fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+        // SAFETY: an all-zero stat is valid; fstat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is open (borrowed); st is a live, writable stat.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(file_stat(&st))
+    }
+
+    fn mkdtemp(&self, template: &CStr) -> Result<CString, Errno> {
+        let mut buf = template.to_bytes_with_nul().to_vec();
+        // SAFETY: buf is a writable, NUL-terminated copy of the template;
+        // mkdtemp rewrites its XXXXXX in place.
+        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
+        if p.is_null() {
+            return Err(Errno::last());
+        }
+        buf.pop();
+        CString::new(buf).map_err(|_| Errno::EINVAL)
+    }
+
+    fn mknod_char(&self, path: &CStr, perm: u32, dev: DevT) -> Result<(), Errno> {
+        let mode = libc::S_IFCHR | (perm & 0o7777);
+        // SAFETY: path is NUL-terminated; mknod has no other preconditions.
+        if unsafe { libc::mknod(path.as_ptr(), mode, dev.to_raw()) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    fn unlink(&self, path: &CStr) -> Result<(), Errno> {
+        // SAFETY: path is NUL-terminated.
+        if unsafe { libc::unlink(path.as_ptr()) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    fn rmdir(&self, path: &CStr) -> Result<(), Errno> {
+        // SAFETY: path is NUL-terminated.
+        if unsafe { libc::rmdir(path.as_ptr()) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+}
+
+fn file_stat(st: &libc::stat) -> FileStat {
+    FileStat {
+        mode: st.st_mode,
+        rdev: DevT::from_raw(st.st_rdev),
+    }
 }
 
 fn path_of(path: &CStr) -> &std::path::Path {
@@ -591,6 +851,30 @@ mod tests {
         assert_eq!(IFF_VNET_HDR as libc::c_int, libc::IFF_VNET_HDR);
         assert_eq!(IFF_MULTI_QUEUE as libc::c_int, libc::IFF_MULTI_QUEUE);
         assert_eq!(IFF_ONE_QUEUE as libc::c_int, libc::IFF_ONE_QUEUE);
+    }
+
+    #[test]
+    fn dev_t_encoding_is_glibcs() {
+        for (major, minor) in [
+            (0, 0),
+            (246, 1),
+            (10, 200),
+            (4095, 255),
+            (4096, 256),
+            (511, 1 << 19),
+        ] {
+            let d = DevT { major, minor };
+            assert_eq!(DevT::from_raw(d.to_raw()), d);
+            assert_eq!(d.to_raw(), libc::makedev(major, minor));
+        }
+        assert_eq!(
+            DevT {
+                major: 246,
+                minor: 3
+            }
+            .to_string(),
+            "246:3"
+        );
     }
 
     #[test]

@@ -646,6 +646,27 @@ impl Netlink<'_> {
     /// the new link back on Linux 6.1+; before, it is looked up by name, so
     /// give one there.
     pub fn create_macvtap(&mut self, spec: &MacvtapSpec) -> Result<Link> {
+        let created = self.create_macvtap_echo(spec)?;
+        let name = spec.name.as_deref();
+        match (created, name) {
+            (Some(link), _) => Ok(link),
+            (None, Some(n)) => self.link(LinkRef::Name(n))?.ok_or_else(|| {
+                Error::os(Errno::ENODEV, label(RTM_GETLINK))
+                    .with_ifname(n)
+                    .with_hint("the new macvtap disappeared before it could be read back")
+            }),
+            (None, None) => Err(Error::os(Errno::EOPNOTSUPP, label(RTM_NEWLINK)).with_hint(
+                "the macvtap was created, but this kernel does not send new links back \
+                 (NLM_F_ECHO, Linux 6.1): give it a name",
+            )),
+        }
+    }
+
+    /// Create a macvtap: the new link as the kernel sent it back (Linux
+    /// 6.1+), or `None` when the kernel acknowledged it without sending it.
+    /// On an error, [`Netlink::unanswered`] tells whether the kernel may
+    /// have created it all the same (the answer was lost).
+    pub fn create_macvtap_echo(&mut self, spec: &MacvtapSpec) -> Result<Option<Link>> {
         let mut req = macvtap_request(spec)?;
         let name = spec.name.as_deref();
         let mut created = None;
@@ -666,18 +687,7 @@ impl Netlink<'_> {
                 None => e,
             }
         })?;
-        match (created, name) {
-            (Some(link), _) => Ok(link),
-            (None, Some(n)) => self.link(LinkRef::Name(n))?.ok_or_else(|| {
-                Error::os(Errno::ENODEV, label(RTM_GETLINK))
-                    .with_ifname(n)
-                    .with_hint("the new macvtap disappeared before it could be read back")
-            }),
-            (None, None) => Err(Error::os(Errno::EOPNOTSUPP, label(RTM_NEWLINK)).with_hint(
-                "the macvtap was created, but this kernel does not send new links back \
-                 (NLM_F_ECHO, Linux 6.1): give it a name",
-            )),
-        }
+        Ok(created)
     }
 
     /// Delete link `ifindex` (`RTM_DELLINK`).

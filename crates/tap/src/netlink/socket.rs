@@ -33,6 +33,8 @@ pub struct Netlink<'s> {
     fd: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
+    /// The last request was sent and no final answer to it was read.
+    unanswered: bool,
 }
 
 impl std::fmt::Debug for Netlink<'_> {
@@ -106,7 +108,15 @@ impl<'s> Netlink<'s> {
             fd: open_socket(sys)?,
             seq: 0,
             buf: vec![0; RECV_BUF],
+            unanswered: false,
         })
+    }
+
+    /// Whether the last request reached the kernel without its answer (ack,
+    /// error or end of dump) being read: a change failed that way may have
+    /// been made.
+    pub fn unanswered(&self) -> bool {
+        self.unanswered
     }
 
     /// Send a change and wait for its ack. Set `NLM_F_ACK` on `req`.
@@ -202,9 +212,13 @@ impl<'s> Netlink<'s> {
         let syscall = label(req.msg_type());
         self.seq = self.seq.wrapping_add(1);
         req.set_seq(self.seq);
+        self.unanswered = false;
+        // rtnetlink handles a request inside the send: a failed send was not
+        // handled, a successful one was, whatever happens to its answer.
         self.sys
             .netlink_send(self.fd.as_fd(), req.bytes())
             .map_err(|e| Error::os(e, syscall))?;
+        self.unanswered = true;
         let mut interrupted = false;
         loop {
             let n = match self.sys.netlink_recv(self.fd.as_fd(), &mut self.buf) {
@@ -231,6 +245,7 @@ impl<'s> Netlink<'s> {
                     NLMSG_OVERRUN => return Err(Error::os(Errno::ENOBUFS, syscall)),
                     NLMSG_ERROR => {
                         let ack = Ack::from_error(&m).ok_or_else(|| malformed(syscall))?;
+                        self.unanswered = false;
                         if ack.error != 0 {
                             return Err(kernel_error(&ack, syscall));
                         }
@@ -238,6 +253,7 @@ impl<'s> Netlink<'s> {
                     }
                     NLMSG_DONE => {
                         let ack = Ack::from_done(&m);
+                        self.unanswered = false;
                         if ack.error != 0 {
                             return Err(kernel_error(&ack, syscall));
                         }
