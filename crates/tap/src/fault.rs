@@ -123,6 +123,11 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::ReadFile(path.to_string_lossy().into_owned()))?;
         self.inner.read_file(path)
     }
+
+    fn write_file(&self, path: &CStr, data: &[u8]) -> Result<(), Errno> {
+        self.enter(Call::WriteFile(path.to_string_lossy().into_owned()))?;
+        self.inner.write_file(path, data)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -157,5 +162,9 @@ impl Sys for NoSys {
 
     fn read_file(&self, path: &CStr) -> Result<Vec<u8>, Errno> {
         panic!("unexpected syscall: read({path:?})")
+    }
+
+    fn write_file(&self, path: &CStr, _: &[u8]) -> Result<(), Errno> {
+        panic!("unexpected syscall: write({path:?})")
     }
 }
