@@ -34,7 +34,9 @@ use nix::errno::Errno;
 use crate::device::Tap;
 use crate::error::{Error, Result};
 use crate::link;
-use crate::netlink::{BridgePort, IpFamily, LinkChange, Netlink, RouteSpec, RT_TABLE_MAIN};
+use crate::netlink::{
+    Address, BridgePort, IpFamily, LinkChange, Netlink, Route, RouteSpec, RT_TABLE_MAIN,
+};
 use crate::netns;
 use crate::rules::{self, IpCidr};
 use crate::sys::Sys;
@@ -281,15 +283,58 @@ pub(crate) fn set_forwarding(
     Ok(())
 }
 
-/// Add `cidr` to link `ifindex` unless it has it (`EEXIST`: the same
-/// address is there), recording it.
+/// The addresses and main-table routes a namespace had before a call, for
+/// an existing device: what the call finds there is left alone, and never
+/// undone.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+}
+
+impl Found {
+    /// One dump of the device's addresses, one of the main table's routes.
+    pub(crate) fn read(nl: &mut Netlink<'_>, ifindex: u32, routes: bool) -> Result<Found> {
+        Ok(Found {
+            addresses: nl.addresses(None, Some(ifindex))?,
+            routes: if routes {
+                nl.routes(None, Some(u32::from(RT_TABLE_MAIN)))?
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
+/// Whether `r` is the device route to `dest` through `ifindex`.
+fn is_device_route(r: &Route, dest: &IpCidr, ifindex: u32) -> bool {
+    r.dst_len == dest.prefix_len
+        && r.dst.unwrap_or(unspecified(IpFamily::of(&dest.addr))) == dest.addr
+        && r.oif == Some(ifindex)
+        && r.gateway.is_none()
+}
+
+/// Whether `r` routes to `dest` at all.
+fn routes_to(r: &Route, dest: &IpCidr) -> bool {
+    r.family == IpFamily::of(&dest.addr)
+        && r.dst_len == dest.prefix_len
+        && r.dst.unwrap_or(unspecified(r.family)) == dest.addr
+}
+
+/// Add `cidr` to link `ifindex` unless it has it: found there before the
+/// call, or `EEXIST` from the kernel (the same address is there). What is
+/// sent is recorded first: the kernel may add it and the reply be lost.
 pub(crate) fn ensure_address(
     nl: &mut Netlink<'_>,
     ifname: &str,
     ifindex: u32,
     cidr: &IpCidr,
+    found: Option<&Found>,
     journal: &mut Journal,
 ) -> Result<()> {
+    if found.is_some_and(|f| f.addresses.iter().any(|a| a.ip() == Some(cidr.addr))) {
+        return Ok(());
+    }
     journal.push(Undo::Address {
         ifindex,
         cidr: *cidr,
@@ -305,21 +350,33 @@ pub(crate) fn ensure_address(
 }
 
 /// Route `dest` through link `ifindex` (a device route in the main table)
-/// unless that very route exists, recording it. A route to `dest` through
-/// something else is an error (`EEXIST`).
+/// unless that very route exists; recorded before it is sent. A route to
+/// `dest` through something else is an error (`EEXIST`).
 pub(crate) fn ensure_route(
     nl: &mut Netlink<'_>,
     ifname: &str,
     ifindex: u32,
     dest: &IpCidr,
+    found: Option<&Found>,
     journal: &mut Journal,
 ) -> Result<()> {
-    let spec = RouteSpec::device(dest.addr, dest.prefix_len, ifindex);
+    if found.is_some_and(|f| f.routes.iter().any(|r| is_device_route(r, dest, ifindex))) {
+        return Ok(());
+    }
+    let clash = |e: Error| {
+        e.with_ifname(ifname).with_hint(format!(
+            "the main table already has a route to {dest} through another interface or \
+             gateway; delete it first, or leave {dest} out"
+        ))
+    };
+    if found.is_some_and(|f| f.routes.iter().any(|r| routes_to(r, dest))) {
+        return Err(clash(Error::os(Errno::EEXIST, "netlink(RTM_NEWROUTE)")));
+    }
     journal.push(Undo::Route {
         ifindex,
         dest: *dest,
     });
-    match nl.add_route(&spec) {
+    match nl.add_route(&RouteSpec::device(dest.addr, dest.prefix_len, ifindex)) {
         Ok(()) => Ok(()),
         Err(e) if e.errno() == Some(Errno::EEXIST) => {
             journal.pop();
@@ -327,19 +384,11 @@ pub(crate) fn ensure_route(
             let ours = nl
                 .routes(Some(family), Some(u32::from(RT_TABLE_MAIN)))?
                 .iter()
-                .any(|r| {
-                    r.dst_len == dest.prefix_len
-                        && r.dst.unwrap_or(unspecified(family)) == dest.addr
-                        && r.oif == Some(ifindex)
-                        && r.gateway.is_none()
-                });
+                .any(|r| is_device_route(r, dest, ifindex));
             if ours {
                 Ok(())
             } else {
-                Err(e.with_ifname(ifname).with_hint(format!(
-                    "the main table already has a route to {dest} through another interface or \
-                     gateway; delete it first, or leave {dest} out"
-                )))
+                Err(clash(e))
             }
         }
         Err(e) => Err(e.with_ifname(ifname)),
@@ -372,19 +421,44 @@ impl HostSide<'_> {
             && self.forwarding.is_none()
     }
 
+    /// Apply it to `ifname` (link `ifindex`). `existing`: the device was
+    /// there before the call, so what it has is read first and left alone.
     pub(crate) fn apply<'s>(
         &self,
         sys: &'s dyn Sys,
         nl: &mut Option<Netlink<'s>>,
         ifname: &str,
         ifindex: u32,
+        existing: bool,
         journal: &mut Journal,
     ) -> Result<()> {
+        let found = match existing && !(self.addresses.is_empty() && self.routes.is_empty()) {
+            true => Some(Found::read(
+                socket(nl, sys)?,
+                ifindex,
+                !self.routes.is_empty(),
+            )?),
+            false => None,
+        };
         for c in self.addresses {
-            ensure_address(socket(nl, sys)?, ifname, ifindex, c, journal)?;
+            ensure_address(
+                socket(nl, sys)?,
+                ifname,
+                ifindex,
+                c,
+                found.as_ref(),
+                journal,
+            )?;
         }
         for d in self.routes {
-            ensure_route(socket(nl, sys)?, ifname, ifindex, d, journal)?;
+            ensure_route(
+                socket(nl, sys)?,
+                ifname,
+                ifindex,
+                d,
+                found.as_ref(),
+                journal,
+            )?;
         }
         if let Some(on) = self.proxy_arp {
             set_sysctl(sys, ifname, Sysctl::ProxyArp, on, journal)?;

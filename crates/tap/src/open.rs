@@ -571,7 +571,7 @@ fn configure_link(
     }
     if !host.is_empty() {
         let i = ifindex_of(sys)?;
-        host.apply(sys, &mut nl, name, i, journal)?;
+        host.apply(sys, &mut nl, name, i, !created, journal)?;
     }
     if let Some(tag) = &opts.tag {
         // Already in the device's namespace, and the name is the fresh one.
