@@ -584,6 +584,10 @@ fn configure_link(
         }
         tap.set_alias_here(sys, i, crate::inventory::encode_tag(tag)?)?;
     }
+    if let Some(i) = ifindex {
+        // Known now: Tap::ifindex need not look it up again.
+        let _ = tap.ifindex.set(i);
+    }
     Ok(())
 }
 

@@ -298,4 +298,111 @@ fn every_failing_syscall_of_a_configured_open_leaves_nothing() {
         );
         assert!(failed > total / 2);
     }
+    methods(&ns, &home);
+}
+
+/// Each host-side method of an open device, every call failed in turn: the
+/// error names the call, no fd or thread is left, and a failed
+/// set_forwarding leaves both families' forwarding as they were.
+fn methods(ns: &Netns, home: &std::path::Path) {
+    let opts = OpenOptions {
+        name: "hfm0".into(),
+        netns: Some(NetNsSpec::Path(ns.name.clone())),
+        bridge: Some(BRIDGE.into()),
+        up: true,
+        ..OpenOptions::default()
+    };
+    let tap = open_tap(&RealSys, &opts).unwrap();
+    // Looked up once and remembered: counted calls must not shrink later.
+    tap.ifindex(&RealSys).unwrap();
+    let a = parse_address("cidr", "192.0.2.9/32").unwrap();
+    let r = parse_route("dest", "203.0.113.0/24").unwrap();
+    type Method<'a> = (
+        &'a str,
+        Box<dyn Fn(&dyn vmtap_core::Sys) -> vmtap_core::Result<()> + 'a>,
+    );
+    let tap = &tap;
+    let methods: Vec<Method<'_>> = vec![
+        ("add_address", Box::new(move |s| tap.add_address(s, &a))),
+        (
+            "remove_address",
+            Box::new(move |s| tap.remove_address(s, &a)),
+        ),
+        ("add_route", Box::new(move |s| tap.add_route(s, &r))),
+        ("remove_route", Box::new(move |s| tap.remove_route(s, &r))),
+        ("set_proxy_arp", Box::new(|s| tap.set_proxy_arp(s, true))),
+        ("set_proxy_ndp", Box::new(|s| tap.set_proxy_ndp(s, true))),
+        ("set_forwarding", Box::new(|s| tap.set_forwarding(s, true))),
+        (
+            "set_tx_queue_len",
+            Box::new(|s| tap.set_tx_queue_len(s, 99)),
+        ),
+        ("set_carrier", Box::new(|s| tap.set_carrier(s, false))),
+        (
+            "set_bridge_port",
+            Box::new(|s| {
+                let f = BridgePortFlags {
+                    isolated: Some(true),
+                    ..Default::default()
+                };
+                tap.set_bridge_port(s, &f)
+            }),
+        ),
+        (
+            "get_link_info",
+            Box::new(|s| tap.get_link_info(s).map(drop)),
+        ),
+    ];
+    let forwarding = || {
+        ns.enter(|| {
+            ["ipv4", "ipv6"].map(|f| {
+                fs::read_to_string(format!("/proc/sys/net/{f}/conf/hfm0/forwarding")).unwrap()
+            })
+        })
+    };
+    let fds = fd_count();
+    let threads = thread_count();
+    // Before each call: what it needs; after: back to the start.
+    let prep = |label: &str| match label {
+        "remove_address" => tap.add_address(&RealSys, &a).unwrap(),
+        "remove_route" => tap.add_route(&RealSys, &r).unwrap(),
+        _ => {}
+    };
+    let reset = |label: &str| match label {
+        "add_address" | "remove_address" => {
+            let _ = tap.remove_address(&RealSys, &a);
+        }
+        "add_route" | "remove_route" => {
+            let _ = tap.remove_route(&RealSys, &r);
+        }
+        "set_forwarding" => tap.set_forwarding(&RealSys, false).unwrap(),
+        "set_proxy_arp" => tap.set_proxy_arp(&RealSys, false).unwrap(),
+        "set_proxy_ndp" => tap.set_proxy_ndp(&RealSys, false).unwrap(),
+        _ => {}
+    };
+    for (label, f) in &methods {
+        prep(label);
+        let counting = FaultSys::new(RealSys, 0, INJECTED);
+        f(&counting).unwrap_or_else(|e| panic!("{label}: clean call failed: {e}"));
+        let total = counting.calls().len();
+        reset(label);
+        for k in 1..=total {
+            prep(label);
+            let before = forwarding();
+            let sys = FaultSys::new(RealSys, k, INJECTED);
+            let e = f(&sys).expect_err(label);
+            let call = sys.failed_call().unwrap();
+            let what = format!("{label} k={k}/{total} ({call:?})");
+            assert_eq!(e.errno(), Some(INJECTED), "{what}: {e}");
+            if let vmtap_core::Error::Os(os) = &e {
+                assert_eq!(os.syscall, call.label(), "{what}");
+            }
+            assert_eq!(forwarding(), before, "{what}: forwarding not restored");
+            reset(label);
+            assert_eq!(fd_count(), fds, "{what}: an fd leaked");
+            assert_eq!(thread_count(), threads, "{what}: a thread survived");
+            assert_eq!(thread_netns(), home, "{what}: the calling thread moved");
+        }
+        eprintln!("hostside faults: {label}: {total} syscalls, each failed in turn");
+    }
 }
