@@ -677,18 +677,22 @@ pub fn parse_route(what: &'static str, s: &str) -> Result<IpCidr> {
     Ok(c)
 }
 
+/// How many `what` (`addresses`, `routes`) one call may take: at most `max`.
+/// Checked before the list is read.
+pub fn check_list_len(what: &'static str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::range(
+            what,
+            format!("at most {max} {what} per call, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
 /// openTap's `addresses`: at most [`MAX_ADDRESSES`], each an address
 /// ([`check_address`]), none twice (whatever its prefix length).
 pub fn check_addresses(list: &[IpCidr]) -> Result<()> {
-    if list.len() > MAX_ADDRESSES {
-        return Err(Error::range(
-            "addresses",
-            format!(
-                "at most {MAX_ADDRESSES} addresses per call, got {}",
-                list.len()
-            ),
-        ));
-    }
+    check_list_len("addresses", list.len(), MAX_ADDRESSES)?;
     for (i, c) in list.iter().enumerate() {
         check_address("addresses", c)?;
         if let Some(j) = list[..i].iter().position(|o| o.addr == c.addr) {
@@ -704,12 +708,7 @@ pub fn check_addresses(list: &[IpCidr]) -> Result<()> {
 /// openTap's `routes`: at most [`MAX_ROUTES`], each a destination
 /// ([`check_route`]), none twice.
 pub fn check_routes(list: &[IpCidr]) -> Result<()> {
-    if list.len() > MAX_ROUTES {
-        return Err(Error::range(
-            "routes",
-            format!("at most {MAX_ROUTES} routes per call, got {}", list.len()),
-        ));
-    }
+    check_list_len("routes", list.len(), MAX_ROUTES)?;
     for (i, c) in list.iter().enumerate() {
         check_route("routes", c)?;
         if let Some(j) = list[..i].iter().position(|o| o == c) {
