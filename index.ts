@@ -12,6 +12,7 @@
  *
  * - lib/device.ts   TapDevice, openTap, openTapAsync, closeAll
  * - lib/options.ts  openTap's options and their validation
+ * - lib/net.ts      addresses and routes in CIDR form: the core's rules
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
  * - lib/inventory.ts listTaps, tapHolders, gcTaps: the devices of the namespace
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
@@ -76,7 +77,14 @@ export {
   type TapStats,
 } from './lib/inventory'
 export { type Limits, limits } from './lib/limits'
-export { checkOpenTapOptions, type LinkOptions, type Offloads, type OpenTapOptions } from './lib/options'
+export {
+  type BridgePortFlags,
+  checkOpenTapOptions,
+  type HostOptions,
+  type LinkOptions,
+  type Offloads,
+  type OpenTapOptions,
+} from './lib/options'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'
 export type { NetnsSpec, Tristate } from './lib/validate'
