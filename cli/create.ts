@@ -4,7 +4,15 @@ import type { Command } from 'commander'
 
 import { openTap, type TapDevice } from '../index'
 import { renameOptions } from './errors'
-import { addLinkFlags, addNetnsFlag, type NicSpec, nicOpenOptions, parseInteger } from './flags'
+import {
+  addHostFlags,
+  addLinkFlags,
+  addNetnsFlag,
+  HOST_HELP,
+  type NicSpec,
+  nicOpenOptions,
+  parseInteger,
+} from './flags'
 
 export interface CreateFlags extends Omit<NicSpec, 'vhost' | 'name'> {
   /** Accepted for compatibility: create always makes a persistent device. */
@@ -43,6 +51,8 @@ Examples:
   vmtap create --persist --name vm0 --queues 4 --owner "$(id -u qemu)" --bridge br0 --up
   vmtap exec --name vm0 --queues 4 -- qemu-system-x86_64 ... -netdev {netdev} -device {device}
   vmtap delete vm0
+  vmtap create --persist --name vm1 --up --address 192.0.2.1/32 --route 192.0.2.2/32 --proxy-arp --forwarding
+${HOST_HELP}
 `
 
 /** Add `create` to the program. */
@@ -56,7 +66,7 @@ export function addCreateCommand(program: Command, onStatus: (status: number) =>
     .option('--queues <n>', 'more than 1 makes a multi-queue device', parseInteger)
     .option('--owner <uid>', 'this uid may attach without CAP_NET_ADMIN', parseInteger)
     .option('--group <gid>', 'members of this gid may attach without CAP_NET_ADMIN', parseInteger)
-  addNetnsFlag(addLinkFlags(cmd, 'the host-side MAC (unicast)'))
+  addNetnsFlag(addHostFlags(addLinkFlags(cmd, 'the host-side MAC (unicast)')))
     .addHelpText('after', CREATE_HELP)
     .action((opts: CreateFlags) => {
       process.stdout.write(`${runCreate(opts)}\n`)

@@ -77,6 +77,13 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   group: 'group',
   netns: 'netns',
   tag: 'tag',
+  addresses: 'address',
+  routes: 'route',
+  proxyArp: 'proxy-arp',
+  proxyNdp: 'proxy-ndp',
+  forwarding: 'forwarding',
+  txQueueLen: 'txqueuelen',
+  bridgePort: 'bridge-port',
 }
 
 /** Rewrite `options.<key>` in a library argument error as the flag (or --net key) it came from. */
