@@ -20,11 +20,13 @@
 //!
 //! **Ensure, then undo.** At open time the options describe a state: an
 //! address, route or sysctl value the device already has counts as applied
-//! and is not touched. What a call changes is written down in a [`Journal`];
-//! when a later step fails, the journal is played backwards (best effort, in
-//! the device's namespace), so a pre-existing device is left as it was. A
-//! device the call created needs none of that: it vanishes with its fds,
-//! and its addresses, routes and sysctls with it.
+//! and is not touched (an existing device's addresses and routes are read
+//! first). What a call changes is written down in a [`Journal`] — netlink
+//! changes before they are sent, since the kernel may make one whose reply
+//! is lost — and when a later step fails, the journal is played backwards
+//! (best effort, in the device's namespace), so a pre-existing device is left
+//! as it was. A device the call created needs none of that: it vanishes with
+//! its fds, and its addresses, routes and sysctls with it.
 
 use std::ffi::CString;
 use std::net::IpAddr;
