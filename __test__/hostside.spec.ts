@@ -187,7 +187,7 @@ rootTest(
     )
     t.is(proxyArp, '1')
     t.is(r.routeWithoutUp.status, 2)
-    t.regex(r.routeWithoutUp.stderr, /^vmtap: .*--route.*need up: true.*\(ERR_INVALID_ARG_VALUE\)\n$/)
+    t.regex(r.routeWithoutUp.stderr, /^vmtap: .*--route.*needs up: true.*\(ERR_INVALID_ARG_VALUE\)\n$/)
     t.is(r.badAddress.status, 2)
     t.regex(r.badAddress.stderr, /--address\[0\].*\(ERR_OUT_OF_RANGE\)\n$/)
     t.is(r.badPort.status, 2)

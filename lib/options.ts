@@ -317,7 +317,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   if ((c.routes?.length ?? 0) > 0 && !c.up) {
     throw invalidValue(
       'options.routes',
-      'need up: true (the kernel refuses a route through a link that is down)',
+      'needs up: true (the kernel refuses a route through a link that is down)',
       o.routes,
     )
   }
