@@ -14,6 +14,7 @@
  *
  * - lib/device.ts   TapDevice, openTap, openTapAsync, openMacvtap, openMacvtapAsync, closeAll
  * - lib/options.ts  openTap's and openMacvtap's options and their validation
+ * - lib/net.ts      addresses and routes in CIDR form: the core's rules
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
  * - lib/inventory.ts listTaps, tapHolders, gcTaps: the devices of the namespace
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
@@ -88,8 +89,10 @@ export {
 } from './lib/inventory'
 export { type Limits, limits } from './lib/limits'
 export {
+  type BridgePortFlags,
   checkOpenMacvtapOptions,
   checkOpenTapOptions,
+  type HostOptions,
   type LinkOptions,
   type MacvtapMode,
   type Offloads,

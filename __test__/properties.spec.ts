@@ -174,6 +174,12 @@ const fakeImpl: Record<string, (...a: any[]) => unknown> = {
   detachFromBridge: () => undefined,
   probeOffloads: () => 0x7f,
   deleteTap: () => undefined,
+  setProxyArp: () => undefined,
+  setProxyNdp: () => undefined,
+  setForwarding: () => undefined,
+  setCarrier: () => undefined,
+  setTxQueueLen: () => undefined,
+  setBridgePort: () => undefined,
 }
 
 const calls: Call[] = []
@@ -1377,6 +1383,16 @@ const one = (fn: string, h: unknown, ...args: unknown[]) => [{ fn, args: [h, ...
 
 const CONFIGURE_FIELDS = { mtu: int(68, 65535), mac: macField, bridge: bridgeField, up: boolField }
 
+const BRIDGE_PORT_KEYS = ['isolated', 'learning', 'unicastFlood', 'hairpin'] as const
+const BRIDGE_PORT_FIELDS = { isolated: boolField, learning: boolField, unicastFlood: boolField, hairpin: boolField }
+const MAX_TX_QUEUE_LEN = 2 ** 31 - 1
+
+/** A method taking one boolean `on`. */
+const onMethod = (fn: string) => ({
+  args: fc.tuple(boolField),
+  model: ([v]: Val[], d: DevInfo) => ({ calls: one(fn, d.handle, mBool(v, 'on')) }),
+})
+
 /** Each method: how its arguments are generated and what the oracle expects of them. */
 const METHODS: Record<string, { args: fc.Arbitrary<Val[]>; model: (a: Val[], d: DevInfo) => Expect }> = {
   setLinkUp: {
@@ -1461,6 +1477,25 @@ const METHODS: Record<string, { args: fc.Arbitrary<Val[]>; model: (a: Val[], d: 
   setGroup: {
     args: fc.tuple(int(0, MAX_ID)),
     model: ([v], d) => ({ calls: one('setGroup', d.handle, mInt(v, 'gid', 0, MAX_ID)) }),
+  },
+  setProxyArp: onMethod('setProxyArp'),
+  setProxyNdp: onMethod('setProxyNdp'),
+  setForwarding: onMethod('setForwarding'),
+  setCarrier: onMethod('setCarrier'),
+  setTxQueueLen: {
+    args: fc.tuple(int(0, MAX_TX_QUEUE_LEN)),
+    model: ([v], d) => ({ calls: one('setTxQueueLen', d.handle, mInt(v, 'len', 0, MAX_TX_QUEUE_LEN)) }),
+  },
+  setBridgePort: {
+    args: fc.tuple(optionsArb(BRIDGE_PORT_FIELDS, 4)),
+    model: ([v], d) => {
+      const o = mSnapshot(v, 'flags', BRIDGE_PORT_KEYS)
+      const flags = stage(
+        ...BRIDGE_PORT_KEYS.map((k) => () => (get(o, k).k === 'undef' ? null : mBool(get(o, k), `flags.${k}`))),
+      )
+      const [isolated, learning, unicastFlood, hairpin] = flags
+      return { calls: one('setBridgePort', d.handle, { isolated, learning, unicastFlood, hairpin }) }
+    },
   },
 }
 

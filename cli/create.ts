@@ -6,9 +6,11 @@ import type { Command } from 'commander'
 import { openMacvtap, openTap, type TapDevice } from '../index'
 import { renameOptions, UsageError } from './errors'
 import {
+  addHostFlags,
   addLinkFlags,
   addMacvtapFlags,
   addNetnsFlag,
+  HOST_HELP,
   isMacvtapNic,
   type NicSpec,
   nicMacvtapOptions,
@@ -78,6 +80,8 @@ Examples:
   vmtap exec --name vm0 --queues 4 -- qemu-system-x86_64 ... -netdev {netdev} -device {device}
   vmtap delete vm0
   vmtap create --macvtap eth0 --name mvt0 --up
+  vmtap create --name vm1 --up --address 192.0.2.1/32 --route 192.0.2.2/32 --proxy-arp --forwarding
+${HOST_HELP}
 `
 
 /** Add `create` to the program. */
@@ -91,7 +95,9 @@ export function addCreateCommand(program: Command, onStatus: (status: number) =>
     .option('--queues <n>', 'more than 1 makes a multi-queue device', parseInteger)
     .option('--owner <uid>', 'this uid may attach without CAP_NET_ADMIN', parseInteger)
     .option('--group <gid>', 'members of this gid may attach without CAP_NET_ADMIN', parseInteger)
-  addMacvtapFlags(addNetnsFlag(addLinkFlags(cmd, "the host-side MAC (unicast), or a macvtap's (the guest's)")))
+  addMacvtapFlags(
+    addNetnsFlag(addHostFlags(addLinkFlags(cmd, "the host-side MAC (unicast), or a macvtap's (the guest's)"))),
+  )
     .addHelpText('after', CREATE_HELP)
     .action((opts: CreateFlags) => {
       process.stdout.write(`${runCreate(opts)}\n`)

@@ -79,6 +79,13 @@ const FLAG_OF: Readonly<Record<string, string>> = {
   tag: 'tag',
   link: 'macvtap',
   mode: 'macvtap-mode',
+  addresses: 'address',
+  routes: 'route',
+  proxyArp: 'proxy-arp',
+  proxyNdp: 'proxy-ndp',
+  forwarding: 'forwarding',
+  txQueueLen: 'txqueuelen',
+  bridgePort: 'bridge-port',
 }
 
 /** Rewrite `options.<key>` in a library argument error as the flag (or --net key) it came from. */

@@ -8,10 +8,12 @@ import { type Command, Option } from 'commander'
 import { handOff, limits, type TapDevice } from '../index'
 import { EXIT_NOT_FOUND, EXIT_SYSTEM, renameOptions, SpawnError, UsageError } from './errors'
 import {
+  addHostFlags,
   addLinkFlags,
   addMacvtapFlags,
   addNetnsFlag,
   checkNic,
+  HOST_HELP,
   type NicSpec,
   openNic,
   parseInteger,
@@ -30,7 +32,22 @@ export interface ExecFlags extends NicSpec {
 /** The NICs of an `exec`: one from the flags, or one per --net group with the flags as defaults. */
 export function nicsOf(o: ExecFlags): NicSpec[] {
   const defaults: NicSpec = {}
-  for (const k of ['queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up', 'netns', 'tag'] as const) {
+  const shared = [
+    'queues',
+    'vhost',
+    'vnetHdr',
+    'bridge',
+    'mtu',
+    'up',
+    'netns',
+    'tag',
+    'proxyArp',
+    'proxyNdp',
+    'forwarding',
+    'txqueuelen',
+    'bridgePort',
+  ] as const
+  for (const k of shared) {
     if (o[k] !== undefined) (defaults as Record<string, unknown>)[k] = o[k]
   }
   const groups = o.net ?? []
@@ -43,6 +60,8 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
         ...(o.mac !== undefined ? { mac: o.mac } : {}),
         ...(o.macvtap !== undefined ? { macvtap: o.macvtap } : {}),
         ...(o.macvtapMode !== undefined ? { macvtapMode: o.macvtapMode } : {}),
+        ...(o.address !== undefined ? { address: o.address } : {}),
+        ...(o.route !== undefined ? { route: o.route } : {}),
       },
     ]
   } else {
@@ -55,6 +74,10 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
         '--macvtap and --macvtap-mode cannot be combined with --net; give a NIC macvtap=LINK[,macvtap-mode=MODE] in its --net group',
       )
     }
+    if (o.address !== undefined)
+      throw new UsageError('--address cannot be combined with --net; give each NIC its address=... in its --net group')
+    if (o.route !== undefined)
+      throw new UsageError('--route cannot be combined with --net; give each NIC its route=... in its --net group')
     nics = groups.map((g) => ({ ...defaults, ...g }))
   }
   return nics.map((nic, i) => {
@@ -239,10 +262,13 @@ Placeholders, replaced in ARGS (also inside a word; other braces are left alone)
 Several NICs: one --net group per NIC, in order:
   --net KEY=VALUE[,KEY=VALUE...]   keys: name, queues, vhost, vnet-hdr, bridge,
                                    mtu, mac, up (or up=on|off), netns, tag,
-                                   macvtap, macvtap-mode
-  --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up, --netns and --tag given
-  outside a group are defaults for every group; --name, --mac, --macvtap and
-  --macvtap-mode (one device each) cannot be combined with --net.
+                                   macvtap, macvtap-mode, address and route (each
+                                   repeatable), proxy-arp, proxy-ndp, forwarding
+                                   (alone: on), txqueuelen
+  --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up, --netns, --tag, --proxy-arp,
+  --proxy-ndp, --forwarding, --txqueuelen and --bridge-port given outside a group are
+  defaults for every group; --name, --mac, --macvtap, --macvtap-mode, --address and
+  --route (one device each) cannot be combined with --net.
 
 --vhost defaults to auto (vhost-net fds when the host has them) with QEMU and to
 off with --format cloud-hypervisor, which takes none. --mac is the host-side MAC
@@ -270,6 +296,9 @@ Examples:
   vmtap exec --format cloud-hypervisor --queues 2 -- cloud-hypervisor --kernel vmlinux ... --net {netdev}
   vmtap exec --name vm0 -- sh -c 'echo "{ifname} has fd {fd}"; ls -l /proc/self/fd'
   vmtap exec --macvtap eth0 --queues 2 --up -- qemu-system-x86_64 ... -netdev {netdev} -device {device}
+  vmtap exec --name vm%d --up --address 192.0.2.1/32 --route 192.0.2.2/32 --proxy-arp --forwarding \\
+      -- qemu-system-x86_64 ... -netdev {netdev} -device {device}
+${HOST_HELP}
 `
 
 /** Add `exec` to the program. */
@@ -287,7 +316,9 @@ export function addExecCommand(program: Command, onStatus: (status: number) => v
         'vhost-net fds; on: required, auto: when the host has them (default: auto; off for cloud-hypervisor)',
       ),
     )
-  addMacvtapFlags(addNetnsFlag(addLinkFlags(cmd, "the host-side MAC of the TAP device, or a macvtap's (the guest's)")))
+  addMacvtapFlags(
+    addNetnsFlag(addHostFlags(addLinkFlags(cmd, "the host-side MAC of the TAP device, or a macvtap's (the guest's)"))),
+  )
     .option('--persist', 'keep the device(s) after COMMAND exits (remove with vmtap delete)')
     .addOption(new Option('--format <vmm>', 'what {netdev} is').choices(['qemu', 'cloud-hypervisor']).default('qemu'))
     .option(

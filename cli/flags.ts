@@ -7,6 +7,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander'
 import {
   checkOpenMacvtapOptions,
   checkOpenTapOptions,
+  type BridgePortFlags,
   limits,
   type MacvtapMode,
   type OpenMacvtapOptions,
@@ -79,6 +80,15 @@ export interface NicSpec {
   /** A macvtap on this lower link instead of a TAP device. */
   macvtap?: string
   macvtapMode?: MacvtapMode
+  /** --address (repeatable) or address=... keys of a group. */
+  address?: string[]
+  /** --route (repeatable) or route=... keys of a group. */
+  route?: string[]
+  proxyArp?: boolean
+  proxyNdp?: boolean
+  forwarding?: boolean
+  txqueuelen?: number
+  bridgePort?: BridgePortFlags
 }
 
 const NET_KEYS = [
@@ -94,11 +104,47 @@ const NET_KEYS = [
   'tag',
   'macvtap',
   'macvtap-mode',
+  'address',
+  'route',
+  'proxy-arp',
+  'proxy-ndp',
+  'forwarding',
+  'txqueuelen',
 ] as const
 
+/** Keys that may come more than once in a group. */
+const REPEATABLE_KEYS: readonly string[] = ['address', 'route']
+/** Keys that mean on when given alone. */
+const SWITCH_KEYS: readonly string[] = ['up', 'proxy-arp', 'proxy-ndp', 'forwarding']
+
+/** `--bridge-port`: `isolated,learning=off,unicast-flood=off,hairpin` (a flag alone means on). */
+export function parseBridgePort(value: string): BridgePortFlags {
+  const keys: Record<string, keyof BridgePortFlags> = {
+    isolated: 'isolated',
+    learning: 'learning',
+    'unicast-flood': 'unicastFlood',
+    hairpin: 'hairpin',
+  }
+  const out: BridgePortFlags = {}
+  for (const item of value.split(',')) {
+    const eq = item.indexOf('=')
+    const key = eq < 0 ? item : item.slice(0, eq)
+    const k = keys[key]
+    if (k === undefined) {
+      throw new InvalidArgumentError(
+        `Unknown bridge port flag '${key}'; the flags are ${Object.keys(keys).join(', ')} (FLAG or FLAG=on|off, separated by commas).`,
+      )
+    }
+    if (out[k] !== undefined) throw new InvalidArgumentError(`Bridge port flag '${key}' is given twice.`)
+    out[k] = eq < 0 ? true : parseOnOff(item.slice(eq + 1), key)
+  }
+  return out
+}
+
 /**
- * A --net group: `key=value,...` with the keys of NET_KEYS; `up` alone
- * means up=on. An empty group is a NIC with the defaults.
+ * A --net group: `key=value,...` with the keys of NET_KEYS; `up`,
+ * `proxy-arp`, `proxy-ndp` and `forwarding` alone mean on; `address` and
+ * `route` may come more than once. An empty group is a NIC with the defaults.
  */
 export function parseNetSpec(spec: string): NicSpec {
   const nic: NicSpec = {}
@@ -112,9 +158,11 @@ export function parseNetSpec(spec: string): NicSpec {
         `Unknown key '${key}'; the keys are ${NET_KEYS.join(', ')} (key=value, separated by commas).`,
       )
     }
-    if (seen.has(key)) throw new InvalidArgumentError(`Key '${key}' is given twice.`)
+    if (seen.has(key) && !REPEATABLE_KEYS.includes(key)) throw new InvalidArgumentError(`Key '${key}' is given twice.`)
     seen.add(key)
-    if (value === undefined && key !== 'up') throw new InvalidArgumentError(`Key '${key}' needs a value (${key}=...).`)
+    if (value === undefined && !SWITCH_KEYS.includes(key)) {
+      throw new InvalidArgumentError(`Key '${key}' needs a value (${key}=...).`)
+    }
     const v = value as string
     switch (key as (typeof NET_KEYS)[number]) {
       case 'name':
@@ -153,6 +201,24 @@ export function parseNetSpec(spec: string): NicSpec {
       case 'macvtap-mode':
         nic.macvtapMode = parseMacvtapMode(v, 'macvtap-mode')
         break
+      case 'address':
+        nic.address = [...(nic.address ?? []), v]
+        break
+      case 'route':
+        nic.route = [...(nic.route ?? []), v]
+        break
+      case 'proxy-arp':
+        nic.proxyArp = value === undefined ? true : parseOnOff(v, 'proxy-arp')
+        break
+      case 'proxy-ndp':
+        nic.proxyNdp = value === undefined ? true : parseOnOff(v, 'proxy-ndp')
+        break
+      case 'forwarding':
+        nic.forwarding = value === undefined ? true : parseOnOff(v, 'forwarding')
+        break
+      case 'txqueuelen':
+        nic.txqueuelen = parseInteger(v)
+        break
     }
   }
   return nic
@@ -171,6 +237,13 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   if (nic.up !== undefined) o.up = nic.up
   if (nic.netns !== undefined) o.netns = nic.netns
   if (nic.tag !== undefined) o.tag = nic.tag
+  if (nic.address !== undefined) o.addresses = nic.address
+  if (nic.route !== undefined) o.routes = nic.route
+  if (nic.proxyArp !== undefined) o.proxyArp = nic.proxyArp
+  if (nic.proxyNdp !== undefined) o.proxyNdp = nic.proxyNdp
+  if (nic.forwarding !== undefined) o.forwarding = nic.forwarding
+  if (nic.txqueuelen !== undefined) o.txQueueLen = nic.txqueuelen
+  if (nic.bridgePort !== undefined) o.bridgePort = nic.bridgePort
   return o
 }
 
@@ -186,6 +259,22 @@ export function nicMacvtapOptions(nic: NicSpec, where: (flag: string) => string 
     throw new UsageError(
       `${where('bridge')} cannot be combined with ${where('macvtap')}: a macvtap is no bridge port, it sits on its lower link`,
     )
+  }
+  const hostSide: [keyof NicSpec, string][] = [
+    ['address', 'address'],
+    ['route', 'route'],
+    ['proxyArp', 'proxy-arp'],
+    ['proxyNdp', 'proxy-ndp'],
+    ['forwarding', 'forwarding'],
+    ['txqueuelen', 'txqueuelen'],
+    ['bridgePort', 'bridge-port'],
+  ]
+  for (const [key, flag] of hostSide) {
+    if (nic[key] !== undefined) {
+      throw new UsageError(
+        `${where(flag)} cannot be combined with ${where('macvtap')}: openMacvtap takes no host-side routing`,
+      )
+    }
   }
   const o: OpenMacvtapOptions = { link: nic.macvtap }
   if (nic.macvtapMode !== undefined) o.mode = nic.macvtapMode
@@ -249,4 +338,33 @@ export function addLinkFlags(cmd: Command, macHelp: string): Command {
     .option('--mac <mac>', macHelp)
     .option('--up', 'bring the link up')
     .option('--tag <tag>', 'label the device for vmtap list and vmtap gc (its alias becomes vmtap:tag=TAG)')
+    .option('--txqueuelen <n>', `the transmit queue length (0-${limits.maxTxQueueLen})`, parseInteger)
+    .option(
+      '--bridge-port <flags>',
+      'flags of the port on --bridge: isolated, learning, unicast-flood, hairpin (FLAG or FLAG=on|off, comma-separated)',
+      parseBridgePort,
+    )
 }
+
+const collect = (v: string, prev?: string[]) => [...(prev ?? []), v]
+
+/** The host-side flags exec and create both take: routed mode (one definition, one help text). */
+export function addHostFlags(cmd: Command): Command {
+  return cmd
+    .option('--address <cidr>', 'an address on the device, e.g. 192.0.2.1/32 or 2001:db8::1/64 (repeatable)', collect)
+    .option(
+      '--route <cidr>',
+      'route this destination through the device, e.g. 192.0.2.2/32 (repeatable; needs --up)',
+      collect,
+    )
+    .option('--proxy-arp', 'turn on proxy ARP on the device (net.ipv4.conf.DEV.proxy_arp)')
+    .option('--proxy-ndp', 'turn on proxy NDP on the device (net.ipv6.conf.DEV.proxy_ndp)')
+    .option('--forwarding', 'turn on forwarding on the device (IPv4, and IPv6 where it has IPv6)')
+}
+
+/** The order and the undo of the host-side flags, for the help texts. */
+export const HOST_HELP = `
+Routed mode (Ganeti's routed NICs, Incus' routed NICs): --address, --route,
+--proxy-arp, --proxy-ndp and --forwarding are applied after the link is up, in
+that order, in the device's network namespace; --route needs --up. Without --mtu,
+a device given --bridge takes the bridge's MTU before it is enslaved.`

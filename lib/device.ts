@@ -6,8 +6,11 @@ import type { TapStats } from './inventory'
 import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './native'
 import { limits } from './limits'
 import { native } from './native'
+import { validateAddress, validateRoute } from './net'
 import {
+  type BridgePortFlags,
   bitsToOffloads,
+  bridgePortOf,
   type LinkOptions,
   normalizeMacvtapOptions,
   normalizeOpenOptions,
@@ -200,7 +203,10 @@ export class TapDevice implements Disposable, AsyncDisposable {
     this.#do((n, h) => n.setLinkUp(h, v))
   }
 
-  /** The link as the kernel has it now: its name (after a rename too), up, MTU, MAC, ifindex. */
+  /**
+   * The link as the kernel has it now (one RTM_GETLINK): its name (after a
+   * rename too), up, MTU, MAC, ifindex, carrier and transmit queue length.
+   */
   getLinkInfo(): LinkInfo {
     return this.#do((n, h) => n.getLinkInfo(h))
   }
@@ -262,6 +268,86 @@ export class TapDevice implements Disposable, AsyncDisposable {
       if (bridge !== undefined) n.attachToBridge(h, bridge)
       if (up !== undefined) n.setLinkUp(h, up)
     })
+  }
+
+  /**
+   * TUNSETCARRIER: turn the carrier on or off. The kernel turns it on when a
+   * queue attaches; with it off the link is up but `NO-CARRIER`, and the host
+   * stops sending to it, as when a cable is pulled. `getLinkInfo().carrier`.
+   */
+  setCarrier(on: boolean): void {
+    const v = validateBoolean(on, 'on')
+    this.#do((n, h) => n.setCarrier(h, v))
+  }
+
+  /** The transmit queue length (IFLA_TXQLEN): 0 to limits.maxTxQueueLen. */
+  setTxQueueLen(len: number): void {
+    const v = validateInteger(len, 'len', 0, limits.maxTxQueueLen)
+    this.#do((n, h) => n.setTxQueueLen(h, v))
+  }
+
+  /**
+   * Set flags of the device's bridge port (RTM_SETLINK, IFLA_BRPORT_*, as
+   * `bridge link set`); missing keys are left alone. The device must be a
+   * bridge port.
+   */
+  setBridgePort(flags: BridgePortFlags): void {
+    const f = bridgePortOf(flags, 'flags')
+    this.#do((n, h) => n.setBridgePort(h, f))
+  }
+
+  /**
+   * Add an address to the device (RTM_NEWADDR, as `ip addr add CIDR dev
+   * TAP`): `'192.0.2.1/32'`, `'2001:db8::1/64'`; a bare address is /32 or
+   * /128. EEXIST if the device has it.
+   */
+  addAddress(cidr: string): void {
+    const v = validateAddress(cidr, 'cidr')
+    this.#do((n, h) => n.addAddress(h, v))
+  }
+
+  /** Remove an address (RTM_DELADDR); EADDRNOTAVAIL if the device has none such. */
+  removeAddress(cidr: string): void {
+    const v = validateAddress(cidr, 'cidr')
+    this.#do((n, h) => n.removeAddress(h, v))
+  }
+
+  /**
+   * Route `dest` through the device (RTM_NEWROUTE, main table, scope link, as
+   * `ip route add DEST dev TAP`); host bits must be zero. EEXIST if the main
+   * table has a route to `dest`; ENETDOWN while the link is down.
+   */
+  addRoute(dest: string): void {
+    const v = validateRoute(dest, 'dest')
+    this.#do((n, h) => n.addRoute(h, v))
+  }
+
+  /** Delete the route to `dest` through the device (RTM_DELROUTE); ESRCH if there is none. */
+  removeRoute(dest: string): void {
+    const v = validateRoute(dest, 'dest')
+    this.#do((n, h) => n.removeRoute(h, v))
+  }
+
+  /** `/proc/sys/net/ipv4/conf/<if>/proxy_arp`, in the device's namespace. */
+  setProxyArp(on: boolean): void {
+    const v = validateBoolean(on, 'on')
+    this.#do((n, h) => n.setProxyArp(h, v))
+  }
+
+  /** `/proc/sys/net/ipv6/conf/<if>/proxy_ndp`; ENOENT (with a hint) where the device has no IPv6. */
+  setProxyNdp(on: boolean): void {
+    const v = validateBoolean(on, 'on')
+    this.#do((n, h) => n.setProxyNdp(h, v))
+  }
+
+  /**
+   * `/proc/sys/net/ipv4/conf/<if>/forwarding`, then the IPv6 one (skipped
+   * where the device has no IPv6); if the second write fails the first is
+   * undone.
+   */
+  setForwarding(on: boolean): void {
+    const v = validateBoolean(on, 'on')
+    this.#do((n, h) => n.setForwarding(h, v))
   }
 
   /** TUNGETVNETHDRSZ. */

@@ -30,6 +30,12 @@ export interface Limits {
   readonly maxNetnsNameBytes: number
   /** The longest tag (openTap's `tag`, stored in the interface alias as `vmtap:tag=<tag>`), in bytes. */
   readonly maxTagBytes: number
+  /** The most addresses one call puts on a device (openTap's `addresses`). */
+  readonly maxAddresses: number
+  /** The most routes one call adds through a device (openTap's `routes`). */
+  readonly maxRoutes: number
+  /** The longest transmit queue (what SIOCSIFTXQLEN carries: 2**31 - 1). */
+  readonly maxTxQueueLen: number
 }
 
 /** See {@link Limits}. */
@@ -47,4 +53,7 @@ export const limits: Limits = Object.freeze({
   maxCloseThreads: 1024,
   maxNetnsNameBytes: 255,
   maxTagBytes: 64,
+  maxAddresses: 256,
+  maxRoutes: 256,
+  maxTxQueueLen: 2 ** 31 - 1,
 })

@@ -66,8 +66,24 @@ export interface NativeOpenConfig {
   mac: string | null
   bridge: string | null
   up: boolean
-  /** Present only when given (the addon reads an absent one as null). */
+  /** Present only when given (the addon reads an absent one as null), as are the ones below. */
   tag?: string
+  /** CIDR strings, validated (lib/net.ts). */
+  addresses?: string[]
+  routes?: string[]
+  proxyArp?: boolean
+  proxyNdp?: boolean
+  forwarding?: boolean
+  bridgePort?: NativeBridgePort
+  txQueueLen?: number
+}
+
+/** Bridge port flags as the addon takes them: null leaves a flag alone. */
+export interface NativeBridgePort {
+  isolated: boolean | null
+  learning: boolean | null
+  unicastFlood: boolean | null
+  hairpin: boolean | null
 }
 
 /** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
@@ -93,6 +109,10 @@ export interface LinkInfo {
   mtu: number
   mac: string
   ifindex: number
+  /** Whether the link has a carrier: on while a queue is attached, unless `setCarrier(false)`. */
+  carrier: boolean
+  /** The transmit queue length (`txqlen` in `ip link`). */
+  txQueueLen: number
 }
 
 /**
@@ -149,6 +169,16 @@ export interface NativeBinding {
   deleteTap(name: string, tunPath: string, netns: NetnsSpec | null): void
   setTag(handle: NativeHandle, tag: string | null): void
   getStats(handle: NativeHandle): TapStats
+  addAddress(handle: NativeHandle, cidr: string): void
+  removeAddress(handle: NativeHandle, cidr: string): void
+  addRoute(handle: NativeHandle, dest: string): void
+  removeRoute(handle: NativeHandle, dest: string): void
+  setProxyArp(handle: NativeHandle, on: boolean): void
+  setProxyNdp(handle: NativeHandle, on: boolean): void
+  setForwarding(handle: NativeHandle, on: boolean): void
+  setBridgePort(handle: NativeHandle, flags: NativeBridgePort): void
+  setTxQueueLen(handle: NativeHandle, len: number): void
+  setCarrier(handle: NativeHandle, on: boolean): void
   listTaps(netns: NetnsSpec | null): NativeTapRow[]
   tapHolders(name: string): TapHolder[]
   gcTaps(tag: string | null, dryRun: boolean, tunPath: string, netns: NetnsSpec | null): Promise<NativeGcReport>

@@ -3,7 +3,14 @@
 
 import { constants } from './constants'
 import { invalidType, invalidValue } from './errors'
-import type { NativeMacvtapArgs, NativeMacvtapConfig, NativeOpenConfig, NativeOpenOptions } from './native'
+import type {
+  NativeBridgePort,
+  NativeMacvtapArgs,
+  NativeMacvtapConfig,
+  NativeOpenConfig,
+  NativeOpenOptions,
+} from './native'
+import { validateAddresses, validateRoutes } from './net'
 import {
   type NetnsSpec,
   snapshotOptions,
@@ -80,6 +87,61 @@ export function bitsToOffloads(bits: number): Required<Offloads> {
   return out
 }
 
+/** A bridge port's flags (`IFLA_BRPORT_*`, as `bridge link set` sets them). Missing keys are left alone. */
+export interface BridgePortFlags {
+  /** Isolated ports only talk to non-isolated ones: guests on the bridge cannot reach each other, the uplink can. */
+  isolated?: boolean
+  /** Learn source MACs on this port. */
+  learning?: boolean
+  /** Flood unknown unicast to this port (`flood` in `bridge link`). */
+  unicastFlood?: boolean
+  /** Send frames back out of the port they came in on. */
+  hairpin?: boolean
+}
+
+const BRIDGE_PORT_KEYS = ['isolated', 'learning', 'unicastFlood', 'hairpin'] as const
+
+/** @internal Bridge port flags → the addon's form (null: leave alone). */
+export function bridgePortOf(value: unknown, name: string): NativeBridgePort {
+  const o = snapshotOptions(value, name, BRIDGE_PORT_KEYS)
+  const flag = (k: (typeof BRIDGE_PORT_KEYS)[number]) =>
+    o[k] === undefined ? null : validateBoolean(o[k], `${name}.${k}`)
+  return {
+    isolated: flag('isolated'),
+    learning: flag('learning'),
+    unicastFlood: flag('unicastFlood'),
+    hairpin: flag('hairpin'),
+  }
+}
+
+/**
+ * The host side of the NIC, applied after the link is up (routes need it),
+ * in this order: addresses, routes, proxy ARP, proxy NDP, forwarding. All in
+ * the device's network namespace.
+ */
+export interface HostOptions {
+  /**
+   * Addresses on the device (RTM_NEWADDR), in CIDR form: `'192.0.2.1/32'`,
+   * `'2001:db8::1/64'`; a bare address is /32 or /128. Host bits are kept
+   * (`'192.0.2.1/24'` is 192.0.2.1 on 192.0.2.0/24). At most
+   * limits.maxAddresses (256), none twice.
+   */
+  addresses?: string[]
+  /**
+   * Destinations routed through the device (RTM_NEWROUTE, main table, scope
+   * link, as `ip route add DEST dev TAP`): `'192.0.2.2/32'`, `'2001:db8:2::/64'`.
+   * Host bits must be zero, as `ip route` insists. Need `up: true`. At most
+   * limits.maxRoutes (256), none twice.
+   */
+  routes?: string[]
+  /** `/proc/sys/net/ipv4/conf/<if>/proxy_arp`: answer ARP for addresses routed elsewhere (routed mode). */
+  proxyArp?: boolean
+  /** `/proc/sys/net/ipv6/conf/<if>/proxy_ndp` (an error where the device has no IPv6). */
+  proxyNdp?: boolean
+  /** `/proc/sys/net/ipv4/conf/<if>/forwarding`, and the IPv6 one where the device has IPv6. */
+  forwarding?: boolean
+}
+
 /** Link settings, applied in libvirt's order: MTU, MAC, bridge, then up. */
 export interface LinkOptions {
   /** limits.minMtu-limits.maxMtu (68-65535; a TAP device takes at most limits.tapMaxMtu, 65521). */
@@ -93,7 +155,7 @@ export interface LinkOptions {
 }
 
 /** Options of {@link openTap}. All are optional; unknown keys are refused. */
-export interface OpenTapOptions extends LinkOptions {
+export interface OpenTapOptions extends LinkOptions, HostOptions {
   /**
    * `''` or omitted: the kernel picks `tap%d`. A template with one `%d`
    * (`vm%d`): the kernel fills the lowest free number (or vmtap does, see
@@ -157,6 +219,13 @@ export interface OpenTapOptions extends LinkOptions {
    * the alias of an existing device.
    */
   tag?: string
+  /**
+   * Flags of the device's port on `bridge` (RTM_SETLINK, IFLA_BRPORT_*), set
+   * right after it is enslaved. Needs `bridge`.
+   */
+  bridgePort?: BridgePortFlags
+  /** The transmit queue length (IFLA_TXQLEN): 0 to limits.maxTxQueueLen. */
+  txQueueLen?: number
 }
 
 /** The options that configure the device once it is open (the addon's `config`). */
@@ -173,6 +242,13 @@ const CONFIG_KEYS = [
   'bridge',
   'up',
   'tag',
+  'bridgePort',
+  'txQueueLen',
+  'addresses',
+  'routes',
+  'proxyArp',
+  'proxyNdp',
+  'forwarding',
 ] as const
 
 const OPEN_KEYS = ['name', 'queues', 'vnetHdr', 'vhost', 'tunPath', 'vhostPath', 'netns', ...CONFIG_KEYS] as const
@@ -208,6 +284,24 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     up: bool(o.up, 'options.up'),
   }
   if (o.tag !== undefined) c.tag = validateTag(o.tag, 'options.tag')
+  if (o.bridgePort !== undefined) c.bridgePort = bridgePortOf(o.bridgePort, 'options.bridgePort')
+  if (o.txQueueLen !== undefined)
+    c.txQueueLen = validateInteger(o.txQueueLen, 'options.txQueueLen', 0, limits.maxTxQueueLen)
+  if (o.addresses !== undefined) c.addresses = validateAddresses(o.addresses, 'options.addresses')
+  if (o.routes !== undefined) c.routes = validateRoutes(o.routes, 'options.routes')
+  for (const k of ['proxyArp', 'proxyNdp', 'forwarding'] as const) {
+    if (o[k] !== undefined) c[k] = validateBoolean(o[k], `options.${k}`)
+  }
+  if (c.bridgePort !== undefined && c.bridge === null) {
+    throw invalidValue('options.bridgePort', 'needs bridge (the flags are those of the port on it)', o.bridgePort)
+  }
+  if ((c.routes?.length ?? 0) > 0 && !c.up) {
+    throw invalidValue(
+      'options.routes',
+      'needs up: true (the kernel refuses a route through a link that is down)',
+      o.routes,
+    )
+  }
   if (c.uniqueName && n.name !== '' && !n.name.includes('%d')) {
     throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
   }

@@ -9,6 +9,13 @@
 #   vmtap.rxport=5001       TCP port the host sends a payload on (0: skip)
 #   vmtap.txport=5002       TCP port the guest sends to (0: skip)
 #   vmtap.txbytes=8388608   how much the guest sends (from /dev/urandom)
+#   vmtap.gw=192.0.2.1      routed mode: the gateway, reached on eth0 whatever
+#                           vmtap.ip's prefix (an on-link host route), and the
+#                           default route through it (vmtap.host may then be
+#                           anywhere the host routes to)
+#   vmtap.onlink=ADDR       also ping ADDR as if it were on eth0's link (a host
+#                           route without gateway): only a host that answers
+#                           ARP for it (proxy ARP) makes it reachable
 # hotplug mode only:
 #   vmtap.ip1=10.77.3.2/24  the hot-plugged eth1's address
 #   vmtap.host1=10.77.3.1   the host side of eth1's tap
@@ -72,6 +79,15 @@ say "QUEUES rx=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l) tx=$(ls -d /sys/
 ip link set lo up
 ip addr add "$IP" dev eth0 || fail "ip addr add $IP"
 ip link set eth0 up || fail "ip link set eth0 up"
+GW=$(param gw "")
+if [ -n "$GW" ]; then
+	ip route add "$GW" dev eth0 || fail "ip route add $GW dev eth0"
+	ip route add default via "$GW" || fail "ip route add default via $GW"
+fi
+ONLINK=$(param onlink "")
+if [ -n "$ONLINK" ]; then
+	ip route add "$ONLINK" dev eth0 || fail "ip route add $ONLINK dev eth0"
+fi
 say READY
 
 if [ "$MODE" = hotplug ]; then
@@ -111,6 +127,7 @@ fi
 
 # guest -> host
 say "GUEST_PING $(ping_host "$HOST" "$PINGS")"
+[ -n "$ONLINK" ] && say "ONLINK_PING $(ping_host "$ONLINK" "$PINGS")"
 
 # host -> guest: the host sends a payload on RXPORT once its own pings to us
 # are done; nc exits when the host closes the connection.

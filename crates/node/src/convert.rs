@@ -6,7 +6,9 @@ use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use vmtap_core::netns::NetNsSpec;
-use vmtap_core::{link, rules, MacvtapOptions, OpenOptions, RealSys, Tristate};
+use vmtap_core::{
+    link, rules, BridgePortFlags, IpCidr, MacvtapOptions, OpenOptions, RealSys, Tristate,
+};
 
 use crate::error::{JsError, JsResult};
 use crate::napi::{Env, Value, ValueType};
@@ -91,11 +93,42 @@ pub fn netns_of(env: Env, v: Value) -> JsResult<Option<NetNsSpec>> {
     })
 }
 
+/// An array of CIDR strings, each parsed by the core's rule (`parse`):
+/// `addresses` / `routes`. Its length is checked before any is read.
+pub fn cidr_list(
+    env: Env,
+    v: Value,
+    what: &'static str,
+    max: usize,
+    parse: fn(&'static str, &str) -> vmtap_core::Result<IpCidr>,
+) -> JsResult<Vec<IpCidr>> {
+    let len = env.array_len(v, what)?;
+    rules::check_list_len(what, len as usize, max)?;
+    (0..len)
+        .map(|i| Ok(parse(what, &env.string_of(env.element(v, i)?, what)?)?))
+        .collect()
+}
+
+/// `{ isolated, learning, unicastFlood, hairpin }`, each a boolean or
+/// null/undefined (left alone).
+pub fn bridge_port_of(env: Env, v: Value) -> JsResult<BridgePortFlags> {
+    env.expect(v, ValueType::Object, "bridgePort")?;
+    let flag = |k: &CStr, what: &str| optional(env, env.get(v, k)?, |x| env.bool_of(x, what));
+    Ok(BridgePortFlags {
+        isolated: flag(c"isolated", "bridgePort.isolated")?,
+        learning: flag(c"learning", "bridgePort.learning")?,
+        unicast_flood: flag(c"unicastFlood", "bridgePort.unicastFlood")?,
+        hairpin: flag(c"hairpin", "bridgePort.hairpin")?,
+    })
+}
+
 /// The arguments of `open(name, queues, vnetHdr, vhost, tunPath | null,
 /// vhostPath | null, config | null, netns | null)`; `config` is `{ exclusive,
 /// uniqueName, persist, owner, group, ownerless, vnetHdrSize, offloads, mtu,
-/// mac, bridge, up, tag }` (optional members null; `tag` may be absent too) or
-/// null for none. Positional, so the usual open reads no property at all.
+/// mac, bridge, up, tag, addresses, routes, proxyArp, proxyNdp, forwarding,
+/// bridgePort, txQueueLen }` (optional members null; `tag` and the ones
+/// after it may be absent too) or null for none. Positional, so the usual
+/// open reads no property at all.
 pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     let mut opts = OpenOptions {
         name: env.string_of(arg(env, args, 0)?, "name")?,
@@ -130,6 +163,23 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     opts.bridge = optional(env, get(c"bridge")?, |v| env.string_of(v, "bridge"))?;
     opts.up = env.bool_of(get(c"up")?, "up")?;
     opts.tag = optional(env, get(c"tag")?, |v| env.string_of(v, "tag"))?;
+    let bool_opt = |k: &CStr, what: &str| optional(env, get(k)?, |v| env.bool_of(v, what));
+    let cidrs = |k: &CStr, what, max, parse| {
+        optional(env, get(k)?, |v| cidr_list(env, v, what, max, parse))
+            .map(Option::unwrap_or_default)
+    };
+    opts.addresses = cidrs(
+        c"addresses",
+        "addresses",
+        rules::MAX_ADDRESSES,
+        rules::parse_address,
+    )?;
+    opts.routes = cidrs(c"routes", "routes", rules::MAX_ROUTES, rules::parse_route)?;
+    opts.proxy_arp = bool_opt(c"proxyArp", "proxyArp")?;
+    opts.proxy_ndp = bool_opt(c"proxyNdp", "proxyNdp")?;
+    opts.forwarding = bool_opt(c"forwarding", "forwarding")?;
+    opts.bridge_port = optional(env, get(c"bridgePort")?, |v| bridge_port_of(env, v))?;
+    opts.tx_queue_len = u32_opt(c"txQueueLen", "txQueueLen")?;
     Ok(opts)
 }
 

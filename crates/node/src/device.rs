@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use vmtap_core::{link, rules, Error, RealSys, Tap};
 
-use crate::convert::{arg, mac_of, macvtap_options, open_options, optional};
+use crate::convert::{arg, bridge_port_of, mac_of, macvtap_options, open_options, optional};
 use crate::error::{JsError, JsResult};
 use crate::napi::{napi_type_tag, AsyncTask, Env, Value};
 
@@ -235,7 +235,8 @@ pub fn set_link_up(env: Env, args: &[Value]) -> JsResult<Value> {
     do_tap(env, args, |t| t.set_link_up(&RealSys, up))
 }
 
-/// `getLinkInfo(handle)` → `{ ifname, up, mtu, mac, ifindex }`.
+/// `getLinkInfo(handle)` → `{ ifname, up, mtu, mac, ifindex, carrier,
+/// txQueueLen }`.
 pub fn get_link_info(env: Env, args: &[Value]) -> JsResult<Value> {
     let info = with_tap(env, args, |t| t.get_link_info(&RealSys))?;
     let o = env.object()?;
@@ -244,6 +245,8 @@ pub fn get_link_info(env: Env, args: &[Value]) -> JsResult<Value> {
     env.set(o, c"mtu", env.uint32(info.mtu)?)?;
     env.set(o, c"mac", env.string(&link::format_mac(&info.mac))?)?;
     env.set(o, c"ifindex", env.int32(info.ifindex)?)?;
+    env.set(o, c"carrier", env.boolean(info.carrier)?)?;
+    env.set(o, c"txQueueLen", env.uint32(info.tx_queue_len)?)?;
     Ok(o)
 }
 
@@ -291,4 +294,59 @@ pub fn get_stats(env: Env, args: &[Value]) -> JsResult<Value> {
         env.set(o, k, env.double(v as f64)?)?;
     }
     Ok(o)
+}
+
+/// `addAddress(handle, cidr)`.
+pub fn add_address(env: Env, args: &[Value]) -> JsResult<Value> {
+    let c = rules::parse_address("cidr", &env.string_of(arg(env, args, 1)?, "cidr")?)?;
+    do_tap(env, args, |t| t.add_address(&RealSys, &c))
+}
+
+/// `removeAddress(handle, cidr)`.
+pub fn remove_address(env: Env, args: &[Value]) -> JsResult<Value> {
+    let c = rules::parse_address("cidr", &env.string_of(arg(env, args, 1)?, "cidr")?)?;
+    do_tap(env, args, |t| t.remove_address(&RealSys, &c))
+}
+
+/// `addRoute(handle, dest)`.
+pub fn add_route(env: Env, args: &[Value]) -> JsResult<Value> {
+    let d = rules::parse_route("dest", &env.string_of(arg(env, args, 1)?, "dest")?)?;
+    do_tap(env, args, |t| t.add_route(&RealSys, &d))
+}
+
+/// `removeRoute(handle, dest)`.
+pub fn remove_route(env: Env, args: &[Value]) -> JsResult<Value> {
+    let d = rules::parse_route("dest", &env.string_of(arg(env, args, 1)?, "dest")?)?;
+    do_tap(env, args, |t| t.remove_route(&RealSys, &d))
+}
+
+pub fn set_proxy_arp(env: Env, args: &[Value]) -> JsResult<Value> {
+    let on = env.bool_of(arg(env, args, 1)?, "on")?;
+    do_tap(env, args, |t| t.set_proxy_arp(&RealSys, on))
+}
+
+pub fn set_proxy_ndp(env: Env, args: &[Value]) -> JsResult<Value> {
+    let on = env.bool_of(arg(env, args, 1)?, "on")?;
+    do_tap(env, args, |t| t.set_proxy_ndp(&RealSys, on))
+}
+
+pub fn set_forwarding(env: Env, args: &[Value]) -> JsResult<Value> {
+    let on = env.bool_of(arg(env, args, 1)?, "on")?;
+    do_tap(env, args, |t| t.set_forwarding(&RealSys, on))
+}
+
+/// `setBridgePort(handle, { isolated, learning, unicastFlood, hairpin })`.
+pub fn set_bridge_port(env: Env, args: &[Value]) -> JsResult<Value> {
+    let flags = bridge_port_of(env, arg(env, args, 1)?)?;
+    do_tap(env, args, |t| t.set_bridge_port(&RealSys, &flags))
+}
+
+pub fn set_tx_queue_len(env: Env, args: &[Value]) -> JsResult<Value> {
+    let n = env.u32_of(arg(env, args, 1)?, "txQueueLen")?;
+    do_tap(env, args, |t| t.set_tx_queue_len(&RealSys, n))
+}
+
+pub fn set_carrier(env: Env, args: &[Value]) -> JsResult<Value> {
+    let on = env.bool_of(arg(env, args, 1)?, "on")?;
+    do_tap(env, args, |t| t.set_carrier(&RealSys, on))
 }

@@ -124,6 +124,9 @@ pub fn limits(env: Env) -> JsResult<Value> {
         env.uint32(rules::MAX_CLOSE_THREADS as u32),
     )?;
     set(c"maxTagBytes", env.uint32(rules::MAX_TAG_BYTES as u32))?;
+    set(c"maxAddresses", env.uint32(rules::MAX_ADDRESSES as u32))?;
+    set(c"maxRoutes", env.uint32(rules::MAX_ROUTES as u32))?;
+    set(c"maxTxQueueLen", env.uint32(rules::MAX_TX_QUEUE_LEN))?;
     env.freeze(o)?;
     Ok(o)
 }

@@ -49,6 +49,16 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"detachFromBridge", device::detach_from_bridge)?;
     env.export(exports, c"setTag", device::set_tag)?;
     env.export(exports, c"getStats", device::get_stats)?;
+    env.export(exports, c"addAddress", device::add_address)?;
+    env.export(exports, c"removeAddress", device::remove_address)?;
+    env.export(exports, c"addRoute", device::add_route)?;
+    env.export(exports, c"removeRoute", device::remove_route)?;
+    env.export(exports, c"setProxyArp", device::set_proxy_arp)?;
+    env.export(exports, c"setProxyNdp", device::set_proxy_ndp)?;
+    env.export(exports, c"setForwarding", device::set_forwarding)?;
+    env.export(exports, c"setBridgePort", device::set_bridge_port)?;
+    env.export(exports, c"setTxQueueLen", device::set_tx_queue_len)?;
+    env.export(exports, c"setCarrier", device::set_carrier)?;
     env.export(exports, c"probeFeatures", host::probe_features)?;
     env.export(exports, c"getTunFeatures", host::get_tun_features)?;
     env.export(exports, c"probeOffloads", host::probe_offloads)?;

@@ -65,7 +65,7 @@ impl Tap {
 
     /// Run `f` with the device's current name, in the device's namespace:
     /// every link operation goes through here.
-    fn on_link<R: Send>(
+    pub(crate) fn on_link<R: Send>(
         &self,
         sys: &dyn Sys,
         f: impl FnOnce(&str) -> Result<R> + Send,
@@ -281,7 +281,16 @@ impl Tap {
         self.on_link(sys, |name| link::set_link_up(sys, name, up))
     }
 
-    /// Name, flags, MTU, MAC and ifindex of the link, as they are now.
+    /// TUNSETCARRIER: turn the link's carrier on or off (the kernel turns it
+    /// on when a queue attaches and off when the last one detaches). With
+    /// the carrier off the link is up but not running (`NO-CARRIER`): the
+    /// host stops sending to it, as when a cable is pulled.
+    pub fn set_carrier(&self, sys: &dyn Sys, on: bool) -> Result<()> {
+        self.tun_ioctl(sys, Ioctl::TunSetCarrier(i32::from(on)))
+    }
+
+    /// Name, flags, MTU, MAC, ifindex, carrier and transmit queue length of
+    /// the link, as they are now (one `RTM_GETLINK`).
     pub fn get_link_info(&self, sys: &dyn Sys) -> Result<LinkInfo> {
         self.on_link(sys, |name| link::get_link_info(sys, name))
     }

@@ -163,6 +163,11 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::Rmdir(path.to_string_lossy().into_owned()))?;
         self.inner.rmdir(path)
     }
+
+    fn write_file(&self, path: &CStr, data: &[u8]) -> Result<(), Errno> {
+        self.enter(Call::WriteFile(path.to_string_lossy().into_owned()))?;
+        self.inner.write_file(path, data)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -229,5 +234,9 @@ impl Sys for NoSys {
 
     fn rmdir(&self, path: &CStr) -> Result<(), Errno> {
         panic!("unexpected syscall: rmdir({path:?})")
+    }
+
+    fn write_file(&self, path: &CStr, _: &[u8]) -> Result<(), Errno> {
+        panic!("unexpected syscall: write({path:?})")
     }
 }

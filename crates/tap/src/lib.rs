@@ -20,6 +20,7 @@ pub mod fdpass;
 pub mod gc;
 pub mod holders;
 pub mod host;
+pub mod hostside;
 pub mod inventory;
 pub mod link;
 pub mod macvtap;
@@ -37,10 +38,14 @@ pub use error::{Error, OsError, Result};
 pub use gc::{gc_taps, GcOptions, GcReport};
 pub use holders::{tap_holders, Holder};
 pub use host::delete_tap;
+pub use hostside::{BridgePortFlags, Sysctl};
 pub use inventory::{list_taps, TapInfo};
 pub use macvtap::{open_macvtap, MacvtapLink, MacvtapOptions};
 pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
-pub use rules::{parse_name, IfName, ALL_OFFLOADS, MAX_QUEUES, VNET_HDR_SIZES};
+pub use rules::{
+    parse_address, parse_name, parse_route, IfName, IpCidr, ALL_OFFLOADS, MAX_QUEUES,
+    VNET_HDR_SIZES,
+};
 pub use sys::{RealSys, Sys};
 pub use tun::{TUN_PATH, VHOST_NET_PATH};

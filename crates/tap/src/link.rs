@@ -2,6 +2,8 @@
 //! socket, by interface name, in the caller's network namespace: link
 //! up/down, MTU, MAC, bridge ports. What Ganeti's `kvm-nic-setup` and
 //! libvirt's `virNetDevTapCreateInBridgePort` do, without `ip` or `brctl`.
+//! [`get_link_info`] reads the link with one `RTM_GETLINK` instead (the
+//! carrier does not fit SIOCGIFFLAGS).
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -9,6 +11,7 @@ use nix::errno::Errno;
 
 use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
+use crate::netlink::{LinkRef, Netlink};
 use crate::rules;
 use crate::sys::{IfReq, Ioctl, Sys};
 
@@ -38,36 +41,47 @@ pub fn flags(sys: &dyn Sys, name: &str) -> Result<u16> {
     Ok(req.flags())
 }
 
-/// What the kernel reports about a link, read on one control socket.
+/// What the kernel reports about a link, from one `RTM_GETLINK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     /// The interface's name now.
     pub ifname: String,
+    /// The low 16 bits of the link's flags (`IFF_UP`...), as SIOCGIFFLAGS has them.
     pub flags: u16,
     pub mtu: u32,
     pub mac: [u8; 6],
     pub ifindex: i32,
+    /// `IFLA_CARRIER`: whether the link has a carrier (a TAP device has one
+    /// while a queue is attached, unless TUNSETCARRIER turned it off).
+    pub carrier: bool,
+    /// `IFLA_TXQLEN`: the transmit queue length.
+    pub tx_queue_len: u32,
 }
 
-/// Flags, MTU, MAC and ifindex of `name` (SIOCGIFFLAGS, SIOCGIFMTU,
-/// SIOCGIFHWADDR, SIOCGIFINDEX on one socket).
+/// Flags, MTU, MAC, ifindex, carrier and transmit queue length of `name`,
+/// in one `RTM_GETLINK` (SIOCGIFFLAGS cannot show the carrier:
+/// `IFF_LOWER_UP` does not fit its 16 bits).
 pub fn get_link_info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
-    let sock = socket(sys, name)?;
-    let mut f = IfReq::with_name(name);
-    run(sys, &sock, &mut Ioctl::GetIfFlags(&mut f), name)?;
-    let mut m = IfReq::with_name(name);
-    run(sys, &sock, &mut Ioctl::GetIfMtu(&mut m), name)?;
-    let mut h = IfReq::with_name(name);
-    run(sys, &sock, &mut Ioctl::GetIfHwAddr(&mut h), name)?;
-    let mut i = IfReq::with_name(name);
-    run(sys, &sock, &mut Ioctl::GetIfIndex(&mut i), name)?;
-    let (flags, mtu, mac, ifindex) = (f.flags(), m.ivalue() as u32, hwaddr(&h), i.ivalue());
+    let link = Netlink::open(sys)?
+        .link(LinkRef::Name(name))
+        .map_err(|e| e.with_ifname(name))?
+        .ok_or_else(|| {
+            Error::os(Errno::ENODEV, "netlink(RTM_GETLINK)")
+                .with_ifname(name)
+                .with_hint(format!(
+                    "there is no interface {name} in this network namespace"
+                ))
+        })?;
     Ok(LinkInfo {
-        ifname: name.to_owned(),
-        flags,
-        mtu,
-        mac,
-        ifindex,
+        flags: link.flags as u16,
+        mtu: link.mtu.unwrap_or(0),
+        mac: link.mac.unwrap_or([0; 6]),
+        ifindex: link.ifindex as i32,
+        carrier: link
+            .carrier
+            .unwrap_or(link.flags & crate::netlink::IFF_LOWER_UP != 0),
+        tx_queue_len: link.txqlen.unwrap_or(0),
+        ifname: link.ifname,
     })
 }
 

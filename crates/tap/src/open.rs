@@ -15,9 +15,11 @@ use nix::errno::Errno;
 use crate::device::Tap;
 use crate::diagnose::{self, ioctl_error};
 use crate::error::{Error, Result};
+use crate::hostside::{self, BridgePortFlags, HostSide, Journal, Undo};
 use crate::link;
+use crate::netlink::{Link, LinkChange, LinkRef, Netlink};
 use crate::netns::{self, NetNs, NetNsSpec};
-use crate::rules::{self, IfName};
+use crate::rules::{self, IfName, IpCidr};
 use crate::sys::consts::*;
 use crate::sys::Sys;
 use crate::tun::{self, TUN_PATH, VHOST_NET_PATH};
@@ -70,11 +72,26 @@ pub struct OpenOptions {
     pub vnet_hdr_size: Option<i32>,
     /// TUNSETOFFLOAD bits, with QEMU's fallback (without USO, then without UFO).
     pub offloads: Option<u32>,
-    /// Link configuration, applied in libvirt's order: MTU, MAC, bridge, up.
+    /// Link configuration, applied in libvirt's order: MTU, MAC, bridge,
+    /// bridge port flags, transmit queue length, up. Without `mtu`, a device
+    /// given a `bridge` takes the bridge's MTU before it is enslaved (as
+    /// QEMU's bridge helper and libvirt do), so it never lowers the bridge's.
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
     pub bridge: Option<String>,
+    /// Flags of the bridge port (needs `bridge`).
+    pub bridge_port: Option<BridgePortFlags>,
+    /// `IFLA_TXQLEN`.
+    pub tx_queue_len: Option<u32>,
     pub up: bool,
+    /// The host side, after `up` (see [`crate::hostside`]): addresses on the
+    /// device, then device routes through it (they need `up`), then the
+    /// interface's proxy ARP, proxy NDP and forwarding sysctls.
+    pub addresses: Vec<IpCidr>,
+    pub routes: Vec<IpCidr>,
+    pub proxy_arp: Option<bool>,
+    pub proxy_ndp: Option<bool>,
+    pub forwarding: Option<bool>,
     /// A vmtap tag, stored in the interface alias as the last step (see
     /// [`crate::inventory`]); it replaces the alias of an existing device.
     pub tag: Option<String>,
@@ -101,7 +118,14 @@ impl Default for OpenOptions {
             mtu: None,
             mac: None,
             bridge: None,
+            bridge_port: None,
+            tx_queue_len: None,
             up: false,
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            proxy_arp: None,
+            proxy_ndp: None,
+            forwarding: None,
             tag: None,
         }
     }
@@ -339,7 +363,9 @@ fn open_here(
 
 /// Apply the open-time configuration: ownership, then persistence, then the
 /// virtio plumbing, then the link in libvirt's order (MTU before enslaving,
-/// then up). Runs in the device's namespace.
+/// then up), then the host side, then the tag. Runs in the device's
+/// namespace. On a device that existed before, the link and host-side
+/// changes made so far are undone when a later step fails.
 fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, created: bool) -> Result<()> {
     // The kernel lets anyone who can open /dev/net/tun attach a queue to a
     // device that has neither an owner nor a group. A device this call
@@ -370,25 +396,198 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, created: bool) -> Res
     if let Some(bits) = opts.offloads {
         tap.set_offloads(sys, bits)?;
     }
-    // The link: already in the device's namespace, by the device's name as
-    // the kernel has it now.
+    // A device this call created vanishes with its fds on failure, and
+    // everything on it with it; an existing one gets its changes undone.
+    let mut journal = Journal::new(!created);
+    let r = configure_link(sys, tap, opts, created, &mut journal);
+    if r.is_err() {
+        journal.undo(sys);
+    }
+    r
+}
+
+fn host_side(opts: &OpenOptions) -> HostSide<'_> {
+    HostSide {
+        addresses: &opts.addresses,
+        routes: &opts.routes,
+        proxy_arp: opts.proxy_arp,
+        proxy_ndp: opts.proxy_ndp,
+        forwarding: opts.forwarding,
+    }
+}
+
+/// The bridge's MTU, for a device enslaved without `mtu`.
+fn bridge_mtu(sys: &dyn Sys, bridge: &str) -> Result<u32> {
+    link::mtu(sys, bridge).map_err(|e| match e.errno() {
+        Some(Errno::ENODEV) => e.with_hint(format!(
+            "there is no bridge {bridge} in this network namespace"
+        )),
+        _ => e,
+    })
+}
+
+/// The link and host-side steps of [`configure`], each change recorded in
+/// `journal`. The link by the device's name as the kernel has it now (the
+/// open just returned it), in the device's namespace.
+fn configure_link(
+    sys: &dyn Sys,
+    tap: &Tap,
+    opts: &OpenOptions,
+    created: bool,
+    journal: &mut Journal,
+) -> Result<()> {
     let name = tap.ifname.as_str();
-    if let Some(mtu) = opts.mtu {
-        link::set_mtu(sys, name, mtu)?;
+    let host = host_side(opts);
+    let port = opts.bridge_port.filter(|p| !p.is_empty());
+    let link_steps = opts.mtu.is_some()
+        || opts.mac.is_some()
+        || opts.bridge.is_some()
+        || port.is_some()
+        || opts.tx_queue_len.is_some()
+        || opts.up;
+    if !link_steps && host.is_empty() && opts.tag.is_none() {
+        return Ok(());
+    }
+    let mut nl: Option<Netlink<'_>> = None;
+    // What a device that existed has now: what to compare with, and what to
+    // restore. A fresh device has the kernel's defaults.
+    let before: Option<Link> = if created {
+        None
+    } else {
+        hostside::socket(&mut nl, sys)?.link(LinkRef::Name(name))?
+    };
+    let mut ifindex = before.as_ref().map(|l| l.ifindex);
+    let mut ifindex_of = |sys: &dyn Sys| -> Result<u32> {
+        if let Some(i) = ifindex {
+            return Ok(i);
+        }
+        let i = link::ifindex(sys, name)? as u32;
+        ifindex = Some(i);
+        Ok(i)
+    };
+
+    let mtu = match (opts.mtu, &opts.bridge) {
+        (Some(m), _) => Some(m),
+        (None, Some(br)) => Some(bridge_mtu(sys, br)?),
+        (None, None) => None,
+    };
+    if let Some(mtu) = mtu {
+        let old = before.as_ref().and_then(|l| l.mtu);
+        if old != Some(mtu) {
+            link::set_mtu(sys, name, mtu).map_err(|e| match (opts.mtu, &opts.bridge) {
+                (None, Some(br)) => e.with_hint(format!(
+                    "{name} cannot take the MTU of bridge {br} ({mtu}): a TAP device takes at                      most {}; give mtu",
+                    rules::TAP_MAX_MTU
+                )),
+                _ => e,
+            })?;
+            if let Some(old) = old {
+                journal.push(Undo::Mtu {
+                    name: name.to_owned(),
+                    old,
+                });
+            }
+        }
     }
     if let Some(mac) = &opts.mac {
-        link::set_mac(sys, name, mac)?;
+        let old = before.as_ref().and_then(|l| l.mac);
+        if old.as_ref() != Some(mac) {
+            link::set_mac(sys, name, mac)?;
+            if let Some(old) = old {
+                journal.push(Undo::Mac {
+                    name: name.to_owned(),
+                    old,
+                });
+            }
+        }
     }
+    // Whether the device was a port of `bridge` before this call.
+    let mut was_port = false;
     if let Some(br) = &opts.bridge {
-        link::attach_to_bridge(sys, br, name)?;
+        match link::attach_to_bridge(sys, br, name) {
+            Ok(()) => journal.push(Undo::Detach {
+                name: name.to_owned(),
+                bridge: br.clone(),
+            }),
+            // Already a port of that very bridge: nothing to do.
+            Err(e) if e.errno() == Some(Errno::EBUSY) => {
+                let master = before.as_ref().and_then(|l| l.master);
+                if master.is_none() || master != link::lookup(sys, br)?.map(|i| i as u32) {
+                    return Err(e);
+                }
+                was_port = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(flags) = port {
+        let i = ifindex_of(sys)?;
+        let want = flags.to_port();
+        if let Some(old) = before
+            .as_ref()
+            .and_then(|l| l.bridge_port)
+            .filter(|_| was_port)
+        {
+            journal.push(Undo::BridgePort {
+                ifindex: i,
+                old: crate::netlink::BridgePort {
+                    isolated: want.isolated.and(old.isolated),
+                    learning: want.learning.and(old.learning),
+                    unicast_flood: want.unicast_flood.and(old.unicast_flood),
+                    hairpin: want.hairpin.and(old.hairpin),
+                    ..Default::default()
+                },
+            });
+        }
+        hostside::socket(&mut nl, sys)?
+            .set_bridge_port(i, &want)
+            .map_err(|e| e.with_ifname(name))?;
+    }
+    if let Some(len) = opts.tx_queue_len {
+        let old = before.as_ref().and_then(|l| l.txqlen);
+        if old != Some(len) {
+            let i = ifindex_of(sys)?;
+            if let Some(old) = old {
+                journal.push(Undo::TxQueueLen { ifindex: i, old });
+            }
+            let change = LinkChange {
+                txqlen: Some(len),
+                ..LinkChange::default()
+            };
+            hostside::socket(&mut nl, sys)?
+                .set_link(i, &change)
+                .map_err(|e| e.with_ifname(name))?;
+        }
     }
     if opts.up {
-        link::set_link_up(sys, name, true)?;
+        let was_up = before.as_ref().map(Link::is_up);
+        if was_up != Some(true) {
+            link::set_link_up(sys, name, true)?;
+            if was_up == Some(false) {
+                journal.push(Undo::Down {
+                    name: name.to_owned(),
+                });
+            }
+        }
+    }
+    if !host.is_empty() {
+        let i = ifindex_of(sys)?;
+        host.apply(sys, &mut nl, name, i, !created, journal)?;
     }
     if let Some(tag) = &opts.tag {
         // Already in the device's namespace, and the name is the fresh one.
-        let ifindex = link::ifindex(sys, name)? as u32;
-        tap.set_alias_here(sys, ifindex, crate::inventory::encode_tag(tag)?)?;
+        let i = ifindex_of(sys)?;
+        if let Some(l) = &before {
+            journal.push(Undo::Alias {
+                ifindex: i,
+                old: l.alias.clone().unwrap_or_default(),
+            });
+        }
+        tap.set_alias_here(sys, i, crate::inventory::encode_tag(tag)?)?;
+    }
+    if let Some(i) = ifindex {
+        // Known now: Tap::ifindex need not look it up again.
+        let _ = tap.ifindex.set(i);
     }
     Ok(())
 }

@@ -8,6 +8,8 @@
 //! fd passing call these; the Node binding checks only JS types and integer
 //! width and leaves every rule to this module (and exports its limits).
 
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -47,6 +49,14 @@ pub const MAX_CLOSE_THREADS: usize = 1024;
 /// prefix `vmtap:tag=` (see [`crate::inventory`]); 64 leaves room for more
 /// fields later.
 pub const MAX_TAG_BYTES: usize = 64;
+
+/// The most addresses one call puts on a device (openTap's `addresses`).
+pub const MAX_ADDRESSES: usize = 256;
+/// The most routes one call adds through a device (openTap's `routes`).
+pub const MAX_ROUTES: usize = 256;
+/// The longest transmit queue: what `SIOCSIFTXQLEN` can carry (a
+/// non-negative `int`); `IFLA_TXQLEN` takes the same.
+pub const MAX_TX_QUEUE_LEN: u32 = i32::MAX as u32;
 
 /// `queues`: 1 to [`MAX_QUEUES`].
 pub fn check_queues(queues: u32) -> Result<()> {
@@ -358,6 +368,24 @@ pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
     if let Some(tag) = &opts.tag {
         check_tag(tag)?;
     }
+    if opts.bridge_port.is_some() && opts.bridge.is_none() {
+        return Err(Error::invalid(
+            "bridgePort",
+            "bridgePort needs bridge (the flags are those of the device's port on it)",
+        ));
+    }
+    if let Some(n) = opts.tx_queue_len {
+        check_tx_queue_len(n)?;
+    }
+    check_addresses(&opts.addresses)?;
+    check_routes(&opts.routes)?;
+    if !opts.routes.is_empty() && !opts.up {
+        return Err(Error::invalid(
+            "routes",
+            "routes need the link up (up: true): the kernel refuses a route through a link that \
+             is down",
+        ));
+    }
     Ok(name)
 }
 
@@ -548,6 +576,221 @@ pub fn check_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// An IPv4 or IPv6 address with a prefix length: an interface address
+/// (`192.0.2.1/32`, host bits kept) or a route's destination
+/// (`192.0.2.0/24`, host bits zero). Parsed by [`parse_address`] and
+/// [`parse_route`]; shown as `addr/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpCidr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl IpCidr {
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Self {
+        IpCidr { addr, prefix_len }
+    }
+
+    /// 32 for IPv4, 128 for IPv6.
+    pub fn max_prefix_len(&self) -> u8 {
+        match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+
+    /// The address with its host bits cleared.
+    pub fn network(&self) -> IpAddr {
+        let len = u32::from(self.prefix_len.min(self.max_prefix_len()));
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+        }
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// `ADDR[/LEN]`: a dotted-quad IPv4 address (no leading zeros) or an IPv6
+/// address in RFC 4291 text form (no zone, no brackets), and a decimal
+/// prefix length without leading zeros. A bare address is a host: /32 or
+/// /128, as `ip addr add` and `ip route add` read it. `what` names the
+/// argument in errors.
+pub fn parse_cidr(what: &'static str, s: &str) -> Result<IpCidr> {
+    let syntax = || {
+        Error::invalid(
+            what,
+            format!(
+                "{s:?} is not an IPv4 or IPv6 address in CIDR form (like 192.0.2.1/32 or \
+                 2001:db8::1/64)"
+            ),
+        )
+    };
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
+    let max = match addr {
+        IpAddr::V4(_) => 32u8,
+        IpAddr::V6(_) => 128,
+    };
+    let prefix_len = match len {
+        None => max,
+        Some(l) => {
+            let digits = !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit());
+            if !digits || (l.len() > 1 && l.starts_with('0')) {
+                return Err(syntax());
+            }
+            let n: u16 = l.parse().map_err(|_| syntax())?;
+            if n > u16::from(max) {
+                return Err(Error::range(
+                    what,
+                    format!("the prefix length of {addr} must be 0 to {max}, got {n}"),
+                ));
+            }
+            n as u8
+        }
+    };
+    Ok(IpCidr { addr, prefix_len })
+}
+
+fn check_prefix_len(what: &'static str, c: &IpCidr) -> Result<()> {
+    let max = c.max_prefix_len();
+    if c.prefix_len > max {
+        return Err(Error::range(
+            what,
+            format!(
+                "the prefix length of {} must be 0 to {max}, got {}",
+                c.addr, c.prefix_len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An address for an interface: any prefix length of its family, host bits
+/// kept (`192.0.2.1/24` is the address 192.0.2.1 on 192.0.2.0/24); not the
+/// unspecified address, a multicast one, 255.255.255.255 or ::1 (the kernel
+/// refuses or misreads those).
+pub fn check_address(what: &'static str, c: &IpCidr) -> Result<()> {
+    check_prefix_len(what, c)?;
+    let bad = match c.addr {
+        IpAddr::V4(a) if a.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(a) if a.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(a) if a.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V6(a) if a.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(a) if a.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(a) if a.is_loopback() => Some("the loopback address"),
+        _ => None,
+    };
+    match bad {
+        Some(why) => Err(Error::invalid(
+            what,
+            format!("{} is {why}, not an address for an interface", c.addr),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A route's destination: any prefix length of its family (`/0` is the
+/// default route), with the host bits zero, as `ip route` insists
+/// ("Invalid prefix for given prefix length"): `192.0.2.5/24` is refused,
+/// `192.0.2.0/24` is meant.
+pub fn check_route(what: &'static str, c: &IpCidr) -> Result<()> {
+    check_prefix_len(what, c)?;
+    let net = c.network();
+    if net != c.addr {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "the route destination {c} has host bits set; the network is {net}/{}",
+                c.prefix_len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// [`parse_cidr`] and [`check_address`].
+pub fn parse_address(what: &'static str, s: &str) -> Result<IpCidr> {
+    let c = parse_cidr(what, s)?;
+    check_address(what, &c)?;
+    Ok(c)
+}
+
+/// [`parse_cidr`] and [`check_route`].
+pub fn parse_route(what: &'static str, s: &str) -> Result<IpCidr> {
+    let c = parse_cidr(what, s)?;
+    check_route(what, &c)?;
+    Ok(c)
+}
+
+/// How many `what` (`addresses`, `routes`) one call may take: at most `max`.
+/// Checked before the list is read.
+pub fn check_list_len(what: &'static str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::range(
+            what,
+            format!("at most {max} {what} per call, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// openTap's `addresses`: at most [`MAX_ADDRESSES`], each an address
+/// ([`check_address`]), none twice (whatever its prefix length).
+pub fn check_addresses(list: &[IpCidr]) -> Result<()> {
+    check_list_len("addresses", list.len(), MAX_ADDRESSES)?;
+    for (i, c) in list.iter().enumerate() {
+        check_address("addresses", c)?;
+        if let Some(j) = list[..i].iter().position(|o| o.addr == c.addr) {
+            return Err(Error::invalid(
+                "addresses",
+                format!("addresses[{i}] ({c}) repeats addresses[{j}] ({})", list[j]),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// openTap's `routes`: at most [`MAX_ROUTES`], each a destination
+/// ([`check_route`]), none twice.
+pub fn check_routes(list: &[IpCidr]) -> Result<()> {
+    check_list_len("routes", list.len(), MAX_ROUTES)?;
+    for (i, c) in list.iter().enumerate() {
+        check_route("routes", c)?;
+        if let Some(j) = list[..i].iter().position(|o| o == c) {
+            return Err(Error::invalid(
+                "routes",
+                format!("routes[{i}] ({c}) repeats routes[{j}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A transmit queue length: 0 to [`MAX_TX_QUEUE_LEN`].
+pub fn check_tx_queue_len(n: u32) -> Result<()> {
+    if n > MAX_TX_QUEUE_LEN {
+        return Err(Error::range(
+            "txQueueLen",
+            format!("txQueueLen must be 0 to {MAX_TX_QUEUE_LEN}, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,6 +937,208 @@ mod tests {
         assert_eq!(timeout_from_ms(5).unwrap(), Duration::from_millis(5));
     }
 
+    /// The code of a parse: "ok addr/len" or the error code.
+    fn cidr(f: fn(&'static str, &str) -> Result<IpCidr>, s: &str) -> String {
+        match f("x", s) {
+            Ok(c) => format!("ok {c}"),
+            Err(e) => e.code().to_owned(),
+        }
+    }
+
+    /// The table limits.spec.ts has too: TypeScript's lib/net.ts must agree.
+    pub(crate) const CIDR_CASES: &[(&str, &str, &str)] = &[
+        // input, as an address, as a route
+        ("192.0.2.1/32", "ok 192.0.2.1/32", "ok 192.0.2.1/32"),
+        ("192.0.2.1", "ok 192.0.2.1/32", "ok 192.0.2.1/32"),
+        ("192.0.2.1/24", "ok 192.0.2.1/24", "ERR_INVALID_ARG_VALUE"),
+        ("192.0.2.0/24", "ok 192.0.2.0/24", "ok 192.0.2.0/24"),
+        ("0.0.0.0/0", "ERR_INVALID_ARG_VALUE", "ok 0.0.0.0/0"),
+        ("10.0.0.1/0", "ok 10.0.0.1/0", "ERR_INVALID_ARG_VALUE"),
+        ("192.0.2.1/33", "ERR_OUT_OF_RANGE", "ERR_OUT_OF_RANGE"),
+        ("192.0.2.1/999", "ERR_OUT_OF_RANGE", "ERR_OUT_OF_RANGE"),
+        (
+            "192.0.2.1/1000",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.2.1/032",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.2.1/",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.2.1/+3",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.2.1/ 3",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.2.1/3/4",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.02.1/32",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "192.0.2/24",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "256.0.2.1",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            " 192.0.2.1",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        ("", "ERR_INVALID_ARG_VALUE", "ERR_INVALID_ARG_VALUE"),
+        ("/32", "ERR_INVALID_ARG_VALUE", "ERR_INVALID_ARG_VALUE"),
+        ("224.0.0.1/32", "ERR_INVALID_ARG_VALUE", "ok 224.0.0.1/32"),
+        (
+            "255.255.255.255",
+            "ERR_INVALID_ARG_VALUE",
+            "ok 255.255.255.255/32",
+        ),
+        ("127.0.0.2/8", "ok 127.0.0.2/8", "ERR_INVALID_ARG_VALUE"),
+        (
+            "2001:db8::1/64",
+            "ok 2001:db8::1/64",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        ("2001:db8::/64", "ok 2001:db8::/64", "ok 2001:db8::/64"),
+        ("2001:DB8::2", "ok 2001:db8::2/128", "ok 2001:db8::2/128"),
+        (
+            "2001:db8::1/128",
+            "ok 2001:db8::1/128",
+            "ok 2001:db8::1/128",
+        ),
+        ("2001:db8::1/129", "ERR_OUT_OF_RANGE", "ERR_OUT_OF_RANGE"),
+        ("::/0", "ERR_INVALID_ARG_VALUE", "ok ::/0"),
+        ("::1", "ERR_INVALID_ARG_VALUE", "ok ::1/128"),
+        ("ff02::1", "ERR_INVALID_ARG_VALUE", "ok ff02::1/128"),
+        ("fe80::1/64", "ok fe80::1/64", "ERR_INVALID_ARG_VALUE"),
+        (
+            "fe80::1%eth0",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "[2001:db8::1]",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "::ffff:192.0.2.1",
+            "ok ::ffff:192.0.2.1/128",
+            "ok ::ffff:192.0.2.1/128",
+        ),
+        (
+            "::ffff:192.0.02.1",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        (
+            "1:2:3:4:5:6:7::",
+            "ok 1:2:3:4:5:6:7:0/128",
+            "ok 1:2:3:4:5:6:7:0/128",
+        ),
+        (
+            "1:2:3:4:5:6:7:8:9",
+            "ERR_INVALID_ARG_VALUE",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        ("1::2::3", "ERR_INVALID_ARG_VALUE", "ERR_INVALID_ARG_VALUE"),
+        ("12345::", "ERR_INVALID_ARG_VALUE", "ERR_INVALID_ARG_VALUE"),
+        (
+            "2001:db8:0:0:1:0:0:1/64",
+            "ok 2001:db8::1:0:0:1/64",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+        ("2001:db8::/32", "ok 2001:db8::/32", "ok 2001:db8::/32"),
+        (
+            "2001:db8:8000::/33",
+            "ok 2001:db8:8000::/33",
+            "ok 2001:db8:8000::/33",
+        ),
+        (
+            "2001:db8:8000::/32",
+            "ok 2001:db8:8000::/32",
+            "ERR_INVALID_ARG_VALUE",
+        ),
+    ];
+
+    #[test]
+    fn cidr_addresses_and_routes() {
+        for (input, address, route) in CIDR_CASES {
+            assert_eq!(cidr(parse_address, input), *address, "address {input:?}");
+            assert_eq!(cidr(parse_route, input), *route, "route {input:?}");
+        }
+        let e = parse_route("routes", "192.0.2.5/24").unwrap_err();
+        assert!(e.to_string().contains("the network is 192.0.2.0/24"), "{e}");
+        let e = parse_address("addresses", "192.0.2.1/33").unwrap_err();
+        assert!(e.to_string().contains("must be 0 to 32, got 33"), "{e}");
+        let c = IpCidr::new("2001:db8::1".parse().unwrap(), 200);
+        assert_eq!(
+            check_address("cidr", &c).unwrap_err().code(),
+            "ERR_OUT_OF_RANGE"
+        );
+        assert_eq!(c.network(), "2001:db8::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn address_and_route_lists() {
+        let a = |s: &str| parse_address("x", s).unwrap();
+        assert_eq!(
+            code(check_addresses(&[a("192.0.2.1/32"), a("2001:db8::1")])),
+            "ok"
+        );
+        let e = check_addresses(&[a("192.0.2.1/32"), a("192.0.2.1/24")]).unwrap_err();
+        assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+        assert!(
+            e.to_string()
+                .contains("addresses[1] (192.0.2.1/24) repeats addresses[0]"),
+            "{e}"
+        );
+        let many: Vec<IpCidr> = (0..=MAX_ADDRESSES as u32)
+            .map(|i| IpCidr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0001 + i)), 32))
+            .collect();
+        assert_eq!(code(check_addresses(&many[..MAX_ADDRESSES])), "ok");
+        assert_eq!(code(check_addresses(&many)), "ERR_OUT_OF_RANGE");
+        assert_eq!(code(check_routes(&many[..MAX_ROUTES])), "ok");
+        assert_eq!(code(check_routes(&many)), "ERR_OUT_OF_RANGE");
+        let r = |s: &str| parse_route("x", s).unwrap();
+        assert_eq!(
+            code(check_routes(&[r("192.0.2.0/24"), r("192.0.2.0/25")])),
+            "ok"
+        );
+        assert_eq!(
+            code(check_routes(&[r("192.0.2.0/24"), r("192.0.2.0/24")])),
+            "ERR_INVALID_ARG_VALUE"
+        );
+        let host_bits = IpCidr::new("192.0.2.1".parse().unwrap(), 24);
+        assert_eq!(code(check_routes(&[host_bits])), "ERR_INVALID_ARG_VALUE");
+        assert_eq!(code(check_tx_queue_len(MAX_TX_QUEUE_LEN)), "ok");
+        assert_eq!(
+            code(check_tx_queue_len(MAX_TX_QUEUE_LEN + 1)),
+            "ERR_OUT_OF_RANGE"
+        );
+    }
+
     /// What check_open says about the default options changed by `f`.
     fn open_with(f: impl FnOnce(&mut OpenOptions)) -> &'static str {
         let mut o = OpenOptions::default();
@@ -781,5 +1226,30 @@ mod tests {
         assert_eq!(open_with(|o| o.group = Some(u32::MAX)), RANGE);
         assert_eq!(open_with(|o| o.queues = 0), RANGE);
         assert_eq!(open_with(|o| o.bridge = Some("br%d".into())), VAL);
+        let route = || vec![parse_route("r", "192.0.2.2/32").unwrap()];
+        assert_eq!(open_with(|o| o.routes = route()), VAL, "routes without up");
+        assert_eq!(
+            open_with(|o| {
+                o.routes = route();
+                o.up = true;
+            }),
+            "ok"
+        );
+        let flags = Some(crate::BridgePortFlags::default());
+        assert_eq!(
+            open_with(|o| o.bridge_port = flags),
+            VAL,
+            "bridgePort without bridge"
+        );
+        assert_eq!(
+            open_with(|o| {
+                o.bridge_port = flags;
+                o.bridge = Some("br0".into());
+            }),
+            "ok"
+        );
+        assert_eq!(open_with(|o| o.tx_queue_len = Some(u32::MAX)), RANGE);
+        let twice = vec![parse_address("a", "192.0.2.1").unwrap(); 2];
+        assert_eq!(open_with(|o| o.addresses = twice), VAL);
     }
 }

@@ -53,6 +53,7 @@ pub mod consts {
     pub const TUNGETVNETHDRSZ: c_ulong = 0x8004_54d7;
     pub const TUNSETVNETHDRSZ: c_ulong = 0x4004_54d8;
     pub const TUNSETQUEUE: c_ulong = 0x4004_54d9;
+    pub const TUNSETCARRIER: c_ulong = 0x4004_54e2;
 
     pub const SIOCGIFFLAGS: c_ulong = 0x8913;
     pub const SIOCSIFFLAGS: c_ulong = 0x8914;
@@ -152,6 +153,8 @@ pub enum Ioctl<'a> {
     TunGetVnetHdrSz(&'a mut c_int),
     TunSetVnetHdrSz(c_int),
     TunSetQueue(&'a mut IfReq),
+    /// The carrier: 1 on, 0 off (`int`, by pointer).
+    TunSetCarrier(c_int),
     GetIfFlags(&'a mut IfReq),
     SetIfFlags(&'a mut IfReq),
     GetIfMtu(&'a mut IfReq),
@@ -177,6 +180,7 @@ impl Ioctl<'_> {
             Ioctl::TunGetVnetHdrSz(_) => "ioctl(TUNGETVNETHDRSZ)",
             Ioctl::TunSetVnetHdrSz(_) => "ioctl(TUNSETVNETHDRSZ)",
             Ioctl::TunSetQueue(_) => "ioctl(TUNSETQUEUE)",
+            Ioctl::TunSetCarrier(_) => "ioctl(TUNSETCARRIER)",
             Ioctl::GetIfFlags(_) => "ioctl(SIOCGIFFLAGS)",
             Ioctl::SetIfFlags(_) => "ioctl(SIOCSIFFLAGS)",
             Ioctl::GetIfMtu(_) => "ioctl(SIOCGIFMTU)",
@@ -230,6 +234,8 @@ pub enum Call {
     Unlink(String),
     /// `rmdir(path)`.
     Rmdir(String),
+    /// Writing a small file whole (a sysctl under `/proc/sys/net`).
+    WriteFile(String),
 }
 
 impl Call {
@@ -253,6 +259,7 @@ impl Call {
             Call::Mknod(_) => "mknod",
             Call::Unlink(_) => "unlink",
             Call::Rmdir(_) => "rmdir",
+            Call::WriteFile(_) => "write",
         }
     }
 }
@@ -367,6 +374,14 @@ pub trait Sys: Send + Sync {
         let _ = path;
         Err(Errno::ENOSYS)
     }
+    /// Write `data` to the existing file `path` (opened write-only and
+    /// close-on-exec, written whole, retried on EINTR): a sysctl under
+    /// `/proc/sys/net`, which shows the network namespace of the thread that
+    /// opens it.
+    fn write_file(&self, path: &CStr, data: &[u8]) -> Result<(), Errno> {
+        let _ = (path, data);
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// A character or block device number, as major and minor.
@@ -440,6 +455,7 @@ mod raw {
         nix::request_code_write!(b'T', 217, std::mem::size_of::<c_int>()),
         IfReq
     );
+    nix::ioctl_write_ptr!(tun_set_carrier, b'T', 226, c_int);
     nix::ioctl_read_bad!(get_if_flags, super::consts::SIOCGIFFLAGS, IfReq);
     nix::ioctl_write_ptr_bad!(set_if_flags, super::consts::SIOCSIFFLAGS, IfReq);
     nix::ioctl_read_bad!(get_if_mtu, super::consts::SIOCGIFMTU, IfReq);
@@ -498,6 +514,7 @@ impl Sys for RealSys {
                 Ioctl::TunGetVnetHdrSz(v) => raw::tun_get_vnet_hdr_sz(fd, &mut **v),
                 Ioctl::TunSetVnetHdrSz(v) => raw::tun_set_vnet_hdr_sz(fd, &*v),
                 Ioctl::TunSetQueue(r) => raw::tun_set_queue(fd, &**r),
+                Ioctl::TunSetCarrier(v) => raw::tun_set_carrier(fd, &*v),
                 Ioctl::GetIfFlags(r) => raw::get_if_flags(fd, &mut **r),
                 Ioctl::SetIfFlags(r) => raw::set_if_flags(fd, &**r),
                 Ioctl::GetIfMtu(r) => raw::get_if_mtu(fd, &mut **r),
@@ -763,6 +780,16 @@ impl Sys for RealSys {
         }
         Ok(())
     }
+
+    fn write_file(&self, path: &CStr, data: &[u8]) -> Result<(), Errno> {
+        use std::io::Write;
+        // Close-on-exec, never created, EINTR retried, written whole.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path_of(path))
+            .map_err(errno_of)?;
+        f.write_all(data).map_err(errno_of)
+    }
 }
 
 fn file_stat(st: &libc::stat) -> FileStat {
@@ -839,6 +866,7 @@ mod tests {
         assert_eq!(r(215), TUNGETVNETHDRSZ);
         assert_eq!(w(216), TUNSETVNETHDRSZ);
         assert_eq!(w(217), TUNSETQUEUE);
+        assert_eq!(w(226), TUNSETCARRIER);
         assert_eq!(SIOCGIFFLAGS, libc::SIOCGIFFLAGS as c_ulong);
         assert_eq!(SIOCSIFFLAGS, libc::SIOCSIFFLAGS as c_ulong);
         assert_eq!(SIOCGIFMTU, libc::SIOCGIFMTU as c_ulong);
