@@ -416,14 +416,19 @@ fn host_side(opts: &OpenOptions) -> HostSide<'_> {
     }
 }
 
-/// The bridge's MTU, for a device enslaved without `mtu`.
-fn bridge_mtu(sys: &dyn Sys, bridge: &str) -> Result<u32> {
-    link::mtu(sys, bridge).map_err(|e| match e.errno() {
-        Some(Errno::ENODEV) => e.with_hint(format!(
-            "there is no bridge {bridge} in this network namespace"
-        )),
-        _ => e,
-    })
+/// The bridge's MTU, for a device enslaved without `mtu`; `None` when there
+/// is no bridge of that name (enslaving then fails and says so).
+fn bridge_mtu<'s>(
+    sys: &'s dyn Sys,
+    nl: &mut Option<Netlink<'s>>,
+    bridge: &str,
+) -> Result<Option<u32>> {
+    let link = hostside::socket(nl, sys)?.link(LinkRef::Name(bridge))?;
+    match link {
+        None => Ok(None),
+        Some(l) if l.kind.as_deref() == Some("bridge") => Ok(l.mtu),
+        Some(_) => Ok(None),
+    }
 }
 
 /// The link and host-side steps of [`configure`], each change recorded in
@@ -468,7 +473,7 @@ fn configure_link(
 
     let mtu = match (opts.mtu, &opts.bridge) {
         (Some(m), _) => Some(m),
-        (None, Some(br)) => Some(bridge_mtu(sys, br)?),
+        (None, Some(br)) => bridge_mtu(sys, &mut nl, br)?,
         (None, None) => None,
     };
     if let Some(mtu) = mtu {
@@ -476,7 +481,8 @@ fn configure_link(
         if old != Some(mtu) {
             link::set_mtu(sys, name, mtu).map_err(|e| match (opts.mtu, &opts.bridge) {
                 (None, Some(br)) => e.with_hint(format!(
-                    "{name} cannot take the MTU of bridge {br} ({mtu}): a TAP device takes at                      most {}; give mtu",
+                    "{name} cannot take the MTU of bridge {br} ({mtu}): a TAP device takes at \
+                     most {}; give mtu",
                     rules::TAP_MAX_MTU
                 )),
                 _ => e,
