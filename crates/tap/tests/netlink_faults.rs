@@ -95,6 +95,7 @@ fn label(call: &Call) -> &'static str {
     match call {
         Call::NetlinkSocket | Call::Socket => "socket",
         Call::NetlinkSend(l) | Call::NetlinkRecv(l) | Call::Ioctl(l) => l,
+        Call::Getsockopt(l) | Call::Fcntl(l) => l,
         Call::Open(_) => "open",
     }
 }
