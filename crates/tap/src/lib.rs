@@ -9,6 +9,7 @@
 //! Every syscall goes through [`sys::Sys`], so tests can inject failures
 //! ([`fault::FaultSys`]).
 
+pub mod adopt;
 pub mod device;
 pub mod diagnose;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod rules;
 pub mod sys;
 pub mod tun;
 
+pub use adopt::adopt_tap;
 pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
 pub use host::delete_tap;
