@@ -10,12 +10,13 @@
  * This file is the public entry: it documents and re-exports what is public,
  * and nothing else. Each part lives in its own module under lib/:
  *
- * - lib/device.ts   TapDevice, openTap, openTapAsync, closeAll
+ * - lib/device.ts   TapDevice, openTap, openTapAsync, adoptTap, closeAll
  * - lib/options.ts  openTap's options and their validation
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
+ * - lib/peer.ts     peerCredentials (SO_PEERCRED, SO_PEERGROUPS)
  * - lib/errors.ts   TapError and the one table of error codes
  * - lib/limits.ts, lib/constants.ts   the numbers
  * - lib/native.ts, lib/validate.ts    internals: the addon's loader, argument checks
@@ -25,7 +26,15 @@
  */
 
 export { constants, type TunConstants } from './lib/constants'
-export { closeAll, type CloseAllOptions, type LinkInfo, openTap, openTapAsync, TapDevice } from './lib/device'
+export {
+  adoptTap,
+  closeAll,
+  type CloseAllOptions,
+  type LinkInfo,
+  openTap,
+  openTapAsync,
+  TapDevice,
+} from './lib/device'
 export { TapError, type TapErrorFields } from './lib/errors'
 export {
   type FdSocket,
@@ -60,6 +69,7 @@ export {
   type TunPathOptions,
 } from './lib/host'
 export { type Limits, limits } from './lib/limits'
+export { type PeerCredentials, peerCredentials } from './lib/peer'
 export { checkOpenTapOptions, type LinkOptions, type Offloads, type OpenTapOptions } from './lib/options'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'

@@ -5,9 +5,10 @@
 //!
 //! * [`error`] — `init(makeError)` and the one error path;
 //! * [`convert`] — arguments into Rust (Tristate, paths, `open`'s options);
-//! * [`device`] — open, close, closeAll and the per-device functions;
+//! * [`device`] — open, adoptTap, close, closeAll and the per-device functions;
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
 //! * [`fdpass`] — sendFds / recvFds;
+//! * [`peer`] — peerCredentials;
 //! * [`napi`] — the hand-written Node-API layer and the module entry point
 //!   (all of the Node-API unsafe code).
 
@@ -17,6 +18,7 @@ mod error;
 mod fdpass;
 mod host;
 mod napi;
+mod peer;
 
 use error::JsResult;
 use napi::{Env, Value};
@@ -26,6 +28,7 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"init", error::init)?;
     env.export(exports, c"open", device::open)?;
     env.export(exports, c"openAsync", device::open_async)?;
+    env.export(exports, c"adoptTap", device::adopt_tap)?;
     env.export(exports, c"close", device::close)?;
     env.export(exports, c"closeAsync", device::close_async)?;
     env.export(exports, c"closeAll", device::close_all)?;
@@ -48,6 +51,7 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"deleteTap", host::delete_tap)?;
     env.export(exports, c"sendFds", fdpass::send_fds)?;
     env.export(exports, c"recvFds", fdpass::recv_fds)?;
+    env.export(exports, c"peerCredentials", peer::peer_credentials)?;
     env.set(exports, c"constants", host::constants(env)?)?;
     env.set(exports, c"limits", host::limits(env)?)?;
     Ok(())
