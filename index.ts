@@ -17,6 +17,7 @@
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
  * - lib/peer.ts     peerCredentials (SO_PEERCRED, SO_PEERGROUPS)
+ * - lib/broker/     the privileged broker: policy, protocol, server, client (loaded on first use, lib/broker-lazy.ts)
  * - lib/errors.ts   TapError and the one table of error codes
  * - lib/limits.ts, lib/constants.ts   the numbers
  * - lib/native.ts, lib/validate.ts    internals: the addon's loader, argument checks
@@ -26,6 +27,11 @@
  */
 
 export { constants, type TunConstants } from './lib/constants'
+export type { BrokerLogEntry, BrokerOptions } from './lib/broker/server'
+export type { Policy, PolicyInput, PolicyLoadOptions, PolicyRule, PolicyRuleInput } from './lib/broker/policy'
+export type { RemoteTapOptions } from './lib/broker/protocol'
+export type { RequestTapOptions } from './lib/broker/client'
+export { Broker, createBroker, loadPolicy, PolicyError, parsePolicy, requestTap } from './lib/broker-lazy'
 export {
   adoptTap,
   closeAll,
