@@ -4,6 +4,8 @@
 //   vmtap exec [options] -- CMD ARGS...  open TAP device(s), run CMD with the fds
 //   vmtap create --persist --name N ...  a persistent device (like ip tuntap add)
 //   vmtap delete N                       remove a persistent device
+//   vmtap serve --socket P --policy F    the broker: devices for unprivileged VMMs
+//   vmtap bridge-helper --socket P ...   QEMU's -netdev bridge helper, via the broker
 //
 // Built only on the library's public API (../index); commander parses. One
 // file per command; errors.ts says how failures are reported.
@@ -13,11 +15,13 @@ import { join } from 'node:path'
 
 import { Command, CommanderError } from 'commander'
 
+import { addBridgeHelperCommand } from './bridge-helper'
 import { addCreateCommand } from './create'
 import { addDeleteCommand } from './delete'
 import { describeError, UsageError } from './errors'
 import { addExecCommand } from './exec'
 import { addProbeCommand } from './probe'
+import { addServeCommand } from './serve'
 
 function packageVersion(): string {
   for (const p of [join(__dirname, '..', 'package.json'), join(__dirname, '..', '..', 'package.json')]) {
@@ -40,9 +44,11 @@ Examples:
   vmtap exec --queues 4 -- qemu-system-x86_64 ... -netdev {netdev} -device virtio-net-pci,netdev=net0,mq=on,vectors=10
   vmtap create --persist --name vm0 --queues 4 --owner 1000
   vmtap delete vm0
+  vmtap serve --socket /run/vmtap/broker.sock --policy /etc/vmtap/policy.json
+  qemu-system-x86_64 ... -netdev bridge,id=n0,br=br0,helper="vmtap bridge-helper --socket /run/vmtap/broker.sock"
 `
 
-const COMMANDS = 'probe, exec, create and delete'
+const COMMANDS = 'probe, exec, create, delete, serve and bridge-helper'
 
 /** The commander program; `onStatus` receives the exit status of the command that ran. */
 export function buildProgram(onStatus: (status: number) => void): Command {
@@ -62,6 +68,8 @@ export function buildProgram(onStatus: (status: number) => void): Command {
   addExecCommand(program, onStatus)
   addCreateCommand(program, onStatus)
   addDeleteCommand(program, onStatus)
+  addServeCommand(program, onStatus)
+  addBridgeHelperCommand(program, onStatus)
   return program
 }
 
