@@ -57,8 +57,10 @@ export async function runServe(o: ServeFlags): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/options\.(\w+)/, '--$1'), (e as { code?: string }).code)
   }
-  await broker.listen()
-  say(`listening on ${o.socket} (mode ${o.socketMode.toString(8)}), ${policy.rules.length} rule(s) from ${o.policy}`)
+  // The signal handlers go in before the socket exists (and before the line
+  // that says so): a signal right after it must find them.
+  let stopped!: () => void
+  const done = new Promise<void>((resolve) => (stopped = resolve))
   const reload = () => {
     try {
       const next = loadPolicy(o.policy)
@@ -68,18 +70,30 @@ export async function runServe(o: ServeFlags): Promise<void> {
       say(`policy NOT reloaded, the previous one stays in force: ${(e as Error).message}`)
     }
   }
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      say(`${signal}: stopping`)
-      process.off('SIGTERM', stop)
-      process.off('SIGINT', stop)
-      process.off('SIGHUP', reload)
-      broker.close().then(resolve, resolve)
-    }
-    process.on('SIGTERM', stop)
-    process.on('SIGINT', stop)
-    process.on('SIGHUP', reload)
-  })
+  let stopping = false
+  const stop = (signal: NodeJS.Signals) => {
+    stopping = true
+    say(`${signal}: stopping`)
+    process.off('SIGTERM', stop)
+    process.off('SIGINT', stop)
+    process.off('SIGHUP', reload)
+    broker.close().then(stopped, stopped)
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('SIGHUP', reload)
+  try {
+    await broker.listen()
+  } catch (e) {
+    process.off('SIGTERM', stop)
+    process.off('SIGINT', stop)
+    process.off('SIGHUP', reload)
+    throw e
+  }
+  if (!stopping) {
+    say(`listening on ${o.socket} (mode ${o.socketMode.toString(8)}), ${policy.rules.length} rule(s) from ${o.policy}`)
+  }
+  await done
   say('stopped; socket removed')
 }
 

@@ -192,10 +192,14 @@ export class Broker {
     return this.#conns.size
   }
 
-  /** Listen on the socket (created with mode `socketMode`, replacing a stale one). */
+  /**
+   * Listen on the socket (created with mode `socketMode`, replacing a stale
+   * one). After close() it does nothing.
+   */
   async listen(): Promise<void> {
     if (this.#server) throw new Error('the broker is already listening')
     await claimSocketPath(this.socketPath)
+    if (this.#closing) return // close() came first: stay closed
     // allowHalfOpen: a client that shuts its side down after the request
     // (write + end) still gets the answer; the broker ends every connection itself.
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (sock) => this.#accept(sock))
