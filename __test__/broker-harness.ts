@@ -133,7 +133,7 @@ export class BrokerProcess {
     )
   }
 
-  /** `ip netns exec NS node cli.js serve --socket ... --policy ... FLAGS`, once it says it listens. */
+  /** `ip netns exec NS node NODEFLAGS cli.js serve --socket ... --policy ... FLAGS`, once it says it listens. */
   static async start(stage: Stage, ns: string, policy: unknown, flags: string[] = []): Promise<BrokerProcess> {
     writeFileSync(stage.policy, JSON.stringify(policy))
     const child = spawn(
