@@ -309,7 +309,8 @@ function fdList(value: unknown, name: string): number[] {
  * multi-queue when there are several; vhost fds answer VHOST_GET_FEATURES);
  * then the device takes the fds (the same numbers, made close-on-exec) and
  * closing it closes them. On failure nothing is taken or closed: the fds stay
- * yours. A disabled queue (TUNSETQUEUE detach) cannot be adopted (EBADFD).
+ * yours. A disabled queue (TUNSETQUEUE detach) is still the device's and is
+ * adopted as it is.
  */
 export function adoptTap(tapFds: readonly number[], vhostFds: readonly number[] = []): TapDevice {
   const taps = fdList(tapFds, 'tapFds')
