@@ -9,7 +9,7 @@
 // VMTAP_BROKER_FUZZ_RUNS (default 1500) connections after a warm-up of 2000;
 // VMTAP_BROKER_FUZZ_SEED replays a run (the seed is logged).
 import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
+import { connect, Socket } from 'node:net'
 
 import { requestTap, sendFds } from '../index'
 import { BrokerProcess, ipIn, killClients, NOBODY, nsLinks, runClient, stageVmtap } from './broker-harness'
@@ -85,6 +85,8 @@ rootTest(
         ])
         try {
           let connections = 0
+          /** Connections of grantedNeverRead: closed only after the broker was seen to hold none. */
+          const held: Socket[] = []
           const outcomes: Record<string, number> = {}
           const failures: string[] = []
 
@@ -170,6 +172,16 @@ rootTest(
                   )
                 }
               }),
+            // Asks, is granted, then neither reads nor closes: the broker must not keep the connection.
+            grantedNeverRead: () =>
+              new Promise<void>((resolve) => {
+                connections++
+                const s = new Socket()
+                s.pause()
+                s.on('error', () => {})
+                s.connect(stage.sock, () => s.write(frame(JSON.stringify(VALID)), () => resolve()))
+                held.push(s)
+              }),
             granted: async () => {
               connections++
               try {
@@ -205,8 +217,11 @@ rootTest(
               }),
             )
             await broker.waitForLines(connections, 60_000)
-            await settled()
+            await settled() // with the never-reading clients still connected
+            heldWhileSettled = sockets() - idleSockets
+            for (const s of held.splice(0)) s.destroy()
           }
+          let heldWhileSettled = 0
 
           // The broker is idle when it holds no connection socket: only the listening one.
           const sockets = () =>
@@ -243,6 +258,7 @@ rootTest(
           t.deepEqual(failures, [], 'every valid request was served, every connection ended')
           t.is(broker.child.exitCode, null, 'the broker is still running')
           t.is(broker.lines.length, connections, 'one log line per connection')
+          t.is(heldWhileSettled, 0, 'clients that never read nor close hold no connection of the broker')
           t.is(fdsAfter, fdsBefore, 'the broker holds exactly as many fds as before (the fds sent to it never arrived)')
           t.true(rssAfter - rssBefore <= RSS_TOLERANCE_KIB, `VmRSS grew by ${rssAfter - rssBefore} KiB`)
           const main = broker.lines.slice(linesBefore)

@@ -345,11 +345,10 @@ export class Broker {
     } catch {
       frame = encodeFrame({ v: PROTOCOL_VERSION, ok: false, code: err.code, message: err.message.slice(0, 1024) })
     }
-    // end() flushes, then shuts down; destroy after a grace in case the client never reads.
+    // Written, then closed: the answer waits in the client's receive queue, and
+    // a client that never reads or closes holds no fd of the broker's.
     c.sock.end(frame)
-    const t = setTimeout(() => c.sock.destroy(), 1000)
-    t.unref()
-    c.sock.once('close', () => clearTimeout(t))
+    c.sock.destroySoon()
   }
 
   async #serve(c: Conn, payload: Buffer): Promise<void> {
@@ -417,7 +416,7 @@ export class Broker {
     clearTimeout(c.timer)
     await tap.closeAsync().catch(() => undefined)
     this.#log(c, 'grant', d.rule.label, tap.ifname)
-    c.sock.end()
+    c.sock.destroySoon() // the fds wait in the client's receive queue; see #respondError
   }
 }
 
