@@ -223,31 +223,70 @@ rootTest(
 rootTest('32 clients at once all get their taps', async (t) => {
   t.timeout(180_000)
   const policy = { allow: [{ uid: NOBODY, bridges: ['br0'], maxQueues: 2 }] }
-  await withBroker(
-    t,
-    policy,
-    async ({ ns, stage, broker }) => {
-      const fdsBefore = broker.fdCount()
-      // 4 processes of 8 connections each, all started together.
-      const clients: Client[] = await Promise.all(
-        [0, 1, 2, 3].map(() => runClient(stage, ns, Array(8).fill({ queues: 2, bridge: 'br0', up: true }))),
-      )
-      const results = clients.flatMap((c) => c.results)
-      const failed = results.filter((r) => !r.ok)
-      t.deepEqual(failed, [], 'every request was granted')
-      const names = results.map((r) => (r.ok ? r.ifname : ''))
-      t.is(new Set(names).size, 32, '32 distinct devices')
-      const ports = taps(ns).filter((l) => l.master === 'br0' && l.tun?.numqueues === 2)
-      t.is(ports.length, 32, 'all 32 on br0 at the same time, 2 queues each')
-      await broker.waitForLines(32)
-      t.is(broker.lines.filter((l) => l.event === 'grant').length, 32)
-      for (const c of clients) t.is(await c.release(), 0)
-      t.is(taps(ns).length, 0, 'all gone with their clients')
-      t.is(broker.fdCount(), fdsBefore)
-    },
-    ['--max-connections-per-uid', '32'],
-  )
+  await withBroker(t, policy, async ({ ns, stage, broker }) => {
+    const fdsBefore = broker.fdCount()
+    // 4 processes of 8 connections each, all started together.
+    const clients: Client[] = await Promise.all(
+      [0, 1, 2, 3].map(() => runClient(stage, ns, Array(8).fill({ queues: 2, bridge: 'br0', up: true }))),
+    )
+    const results = clients.flatMap((c) => c.results)
+    const failed = results.filter((r) => !r.ok)
+    t.deepEqual(failed, [], 'every request was granted')
+    const names = results.map((r) => (r.ok ? r.ifname : ''))
+    t.is(new Set(names).size, 32, '32 distinct devices')
+    const ports = taps(ns).filter((l) => l.master === 'br0' && l.tun?.numqueues === 2)
+    t.is(ports.length, 32, 'all 32 on br0 at the same time, 2 queues each')
+    await broker.waitForLines(32)
+    t.is(broker.lines.filter((l) => l.event === 'grant').length, 32)
+    for (const c of clients) t.is(await c.release(), 0)
+    t.is(taps(ns).length, 0, 'all gone with their clients')
+    t.is(broker.fdCount(), fdsBefore)
+  })
 })
+
+rootTest(
+  'connection caps and the deadline: EAGAIN beyond maxConnectionsPerUid, ETIMEDOUT for a silent client',
+  async (t) => {
+    t.timeout(120_000)
+    await withBroker(
+      t,
+      { allow: [{ uid: 0, bridges: ['br0'] }] },
+      async ({ stage, broker }) => {
+        // Two silent connections from root hold its quota.
+        const silent = [new Socket(), new Socket()]
+        for (const s of silent) {
+          s.on('error', () => {})
+          await new Promise<void>((r) => s.connect(stage.sock, r))
+        }
+        await t.throwsAsync(requestTap(stage.sock, { bridge: 'br0' }), {
+          code: 'EAGAIN',
+          message: /too many connections from uid 0 at once \(maxConnectionsPerUid 2\)/,
+        })
+        // Their deadline ends them (the broker answers ETIMEDOUT and closes).
+        const answers = await Promise.all(
+          silent.map(
+            (s) =>
+              new Promise<string>((r) => {
+                let got = ''
+                s.setEncoding('latin1').on('data', (d: string) => (got += d))
+                s.once('close', () => r(got))
+              }),
+          ),
+        )
+        for (const a of answers) t.regex(a, /"code":"ETIMEDOUT","message":"no complete request within 300 ms"/)
+        const tap = await requestTap(stage.sock, { bridge: 'br0' })
+        t.is(tap.tapFds.length, 1, 'served again once they are gone')
+        await tap.closeAsync()
+        await broker.waitForLines(4)
+        t.deepEqual(
+          broker.lines.map((l) => l.result.split(':')[0]).sort(),
+          ['EAGAIN', 'ETIMEDOUT', 'ETIMEDOUT', 'tap0'].sort(),
+        )
+      },
+      ['--max-connections-per-uid', '2', '--request-timeout', '300'],
+    )
+  },
+)
 
 rootTest(
   'vmtap serve: the socket is 0666 (or --socket-mode); SIGHUP reloads the policy, keeps the old one when the new one is invalid; SIGTERM stops it and removes the socket',

@@ -131,8 +131,8 @@ export function addServeCommand(program: Command, onStatus: (status: number) => 
     .requiredOption('--socket <path>', 'the Unix socket to listen on')
     .requiredOption('--policy <file>', 'the policy (JSON)')
     .option('--socket-mode <mode>', "the socket's mode (octal)", parseMode, 0o666)
-    .option('--max-connections <n>', 'connections at once (default 64)', parseInteger)
-    .option('--max-connections-per-uid <n>', 'connections at once from one uid (default 8)', parseInteger)
+    .option('--max-connections <n>', 'connections at once (default 128)', parseInteger)
+    .option('--max-connections-per-uid <n>', 'connections at once from one uid (default 32)', parseInteger)
     .option('--request-timeout <ms>', "a connection's deadline (default 5000)", parseInteger)
     .addHelpText('after', SERVE_HELP)
     .action(async (opts: ServeFlags) => {

@@ -63,9 +63,9 @@ export interface BrokerOptions {
   policy: Policy
   /** The socket's mode. Default 0o666: the policy is the access control. */
   socketMode?: number
-  /** Connections at once; more are refused with EAGAIN. Default 64. */
+  /** Connections at once; more are refused with EAGAIN. Default 128. */
   maxConnections?: number
-  /** Connections at once from one uid; more are refused with EAGAIN. Default 8. */
+  /** Connections at once from one uid (a host starting many VMs as one user at once); more are refused with EAGAIN. Default 32. */
   maxConnectionsPerUid?: number
   /** A connection's deadline: request, open and send. Default 5000 ms. */
   requestTimeoutMs?: number
@@ -73,7 +73,7 @@ export interface BrokerOptions {
   log?: (entry: BrokerLogEntry) => void
 }
 
-const DEFAULTS = { socketMode: 0o666, maxConnections: 64, maxConnectionsPerUid: 8, requestTimeoutMs: 5000 }
+const DEFAULTS = { socketMode: 0o666, maxConnections: 128, maxConnectionsPerUid: 32, requestTimeoutMs: 5000 }
 /** The longest Unix socket path (sun_path less the NUL). */
 const MAX_SOCKET_PATH = 107
 
