@@ -157,9 +157,9 @@ pub fn adopt_tap(sys: &dyn Sys, tap_fds: &[RawFd], vhost_fds: &[RawFd]) -> Resul
 fn attached(sys: &dyn Sys, fd: BorrowedFd<'_>, what: &str) -> Result<Attached> {
     let (name, flags) = tun::get_iff(sys, fd).map_err(|e| {
         let hint = match e {
-            Errno::EBADFD => format!(
-                "{what} is a /dev/net/tun fd that is not attached to a device"
-            ),
+            Errno::EBADFD => {
+                format!("{what} is a /dev/net/tun fd that is not attached to a device")
+            }
             Errno::ENOTTY | Errno::EINVAL => format!("{what} is not a TUN/TAP fd"),
             _ => format!("{what} could not be checked"),
         };
