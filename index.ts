@@ -12,7 +12,7 @@
  * This file is the public entry: it documents and re-exports what is public,
  * and nothing else. Each part lives in its own module under lib/:
  *
- * - lib/device.ts   TapDevice, openTap, openTapAsync, openMacvtap, openMacvtapAsync, closeAll
+ * - lib/device.ts   TapDevice, openTap, openTapAsync, openMacvtap, openMacvtapAsync, adoptTap, closeAll
  * - lib/options.ts  openTap's and openMacvtap's options and their validation
  * - lib/net.ts      addresses and routes in CIDR form: the core's rules
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
@@ -20,6 +20,8 @@
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
+ * - lib/peer.ts     peerCredentials (SO_PEERCRED, SO_PEERGROUPS)
+ * - lib/broker/     the privileged broker: policy, protocol, server, client (loaded on first use, lib/broker-lazy.ts)
  * - lib/errors.ts   TapError and the one table of error codes
  * - lib/limits.ts, lib/constants.ts   the numbers
  * - lib/native.ts, lib/validate.ts    internals: the addon's loader, argument checks
@@ -29,7 +31,13 @@
  */
 
 export { constants, type TunConstants } from './lib/constants'
+export type { BrokerLogEntry, BrokerOptions } from './lib/broker/server'
+export type { Policy, PolicyInput, PolicyLoadOptions, PolicyRule, PolicyRuleInput } from './lib/broker/policy'
+export type { RemoteTapOptions } from './lib/broker/protocol'
+export type { RequestTapOptions } from './lib/broker/client'
+export { Broker, createBroker, loadPolicy, PolicyError, parsePolicy, requestTap } from './lib/broker-lazy'
 export {
+  adoptTap,
   closeAll,
   type CloseAllOptions,
   type LinkInfo,
@@ -99,6 +107,7 @@ export {
   type OpenMacvtapOptions,
   type OpenTapOptions,
 } from './lib/options'
+export { type PeerCredentials, peerCredentials } from './lib/peer'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'
 export type { NetnsSpec, Tristate } from './lib/validate'

@@ -19,7 +19,11 @@ export const repoRoot = join(__dirname, '..')
 export function ensureDistBuilt(): string {
   const cli = join(repoRoot, 'dist', 'cli.js')
   const sources = ['cli.ts', 'index.ts']
-  for (const dir of ['lib', 'cli']) sources.push(...readdirSync(join(repoRoot, dir)).map((f) => join(dir, f)))
+  const walk = (dir: string): string[] =>
+    readdirSync(join(repoRoot, dir), { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)],
+    )
+  for (const dir of ['lib', 'cli']) sources.push(...walk(dir))
   const built = existsSync(cli) ? statSync(cli).mtimeMs : 0
   if (sources.some((f) => statSync(join(repoRoot, f)).mtimeMs > built)) {
     const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {

@@ -7,6 +7,8 @@
 //   vmtap list [--json]                  the TUN/TAP devices of this namespace
 //   vmtap holders N [--json]             the processes holding a device
 //   vmtap gc [--tag T] [--dry-run]       remove unheld tagged persistent devices
+//   vmtap serve --socket P --policy F    the broker: devices for unprivileged VMMs
+//   vmtap bridge-helper --socket P ...   QEMU's -netdev bridge helper, via the broker
 //
 // Built only on the library's public API (../index); commander parses. One
 // file per command; errors.ts says how failures are reported.
@@ -16,6 +18,7 @@ import { join } from 'node:path'
 
 import { Command, CommanderError } from 'commander'
 
+import { addBridgeHelperCommand } from './bridge-helper'
 import { addCreateCommand } from './create'
 import { addDeleteCommand } from './delete'
 import { describeError, UsageError } from './errors'
@@ -24,6 +27,7 @@ import { addGcCommand } from './gc'
 import { addHoldersCommand } from './holders'
 import { addListCommand } from './list'
 import { addProbeCommand } from './probe'
+import { addServeCommand } from './serve'
 
 function packageVersion(): string {
   for (const p of [join(__dirname, '..', 'package.json'), join(__dirname, '..', '..', 'package.json')]) {
@@ -49,9 +53,11 @@ Examples:
   vmtap list
   vmtap holders vm0
   vmtap gc --tag ci --dry-run
+  vmtap serve --socket /run/vmtap/broker.sock --policy /etc/vmtap/policy.json
+  qemu-system-x86_64 ... -netdev bridge,id=n0,br=br0,helper="vmtap bridge-helper --socket /run/vmtap/broker.sock"
 `
 
-const COMMANDS = 'probe, exec, create, delete, list, holders and gc'
+const COMMANDS = 'probe, exec, create, delete, list, holders, gc, serve and bridge-helper'
 
 /** The commander program; `onStatus` receives the exit status of the command that ran. */
 export function buildProgram(onStatus: (status: number) => void): Command {
@@ -74,6 +80,8 @@ export function buildProgram(onStatus: (status: number) => void): Command {
   addListCommand(program, onStatus)
   addHoldersCommand(program, onStatus)
   addGcCommand(program, onStatus)
+  addServeCommand(program, onStatus)
+  addBridgeHelperCommand(program, onStatus)
   return program
 }
 

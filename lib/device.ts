@@ -1,7 +1,7 @@
 // TapDevice and the calls that open and close devices.
 
 import { constants } from './constants'
-import { closedError, invalidType, invalidValue } from './errors'
+import { closedError, invalidType, invalidValue, outOfRange } from './errors'
 import type { TapStats } from './inventory'
 import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './native'
 import { limits } from './limits'
@@ -19,10 +19,13 @@ import {
 } from './options'
 import type { OpenMacvtapOptions, OpenTapOptions } from './options'
 import {
+  copyArray,
+  isArray,
   type NetnsSpec,
   readProperty,
   snapshotOptions,
   validateBoolean,
+  validateFd,
   validateId,
   validateIfName,
   validateInteger,
@@ -480,6 +483,43 @@ export function openMacvtap(options: OpenMacvtapOptions): TapDevice {
 export async function openMacvtapAsync(options: OpenMacvtapOptions): Promise<TapDevice> {
   const o = normalizeMacvtapOptions(options)
   return new TapDevice(kToken, await native().openMacvtapAsync(...o.args), o.netns)
+}
+
+/** A list of fd numbers, each read once and checked. */
+function fdList(value: unknown, name: string): number[] {
+  if (value === null || typeof value !== 'object' || !isArray(value, name)) {
+    throw invalidType(name, 'an array of fd numbers', value)
+  }
+  return copyArray(value as unknown[], name).map((fd, i) => validateFd(fd, `${name}[${i}]`))
+}
+
+/**
+ * A TapDevice from fds someone else opened, e.g. received with
+ * {@link recvFds} from a privileged broker ({@link requestTap} does this):
+ * `tapFds` one per queue, all attached to one TAP device; `vhostFds` none
+ * or one per tap fd. The kernel is asked first (each fd open, attached to a
+ * TAP device with TUNGETIFF, all to the same one — same name, flags and MAC —,
+ * multi-queue when there are several; vhost fds answer VHOST_GET_FEATURES);
+ * then the device takes the fds (the same numbers, made close-on-exec) and
+ * closing it closes them. On failure nothing is taken or closed: the fds stay
+ * yours. A disabled queue (TUNSETQUEUE detach) is still the device's and is
+ * adopted as it is.
+ */
+export function adoptTap(tapFds: readonly number[], vhostFds: readonly number[] = []): TapDevice {
+  const taps = fdList(tapFds, 'tapFds')
+  const vhosts = fdList(vhostFds, 'vhostFds')
+  if (taps.length < 1 || taps.length > limits.maxQueues) {
+    throw outOfRange('tapFds.length', `>= 1 && <= ${limits.maxQueues}`, taps.length)
+  }
+  if (vhosts.length !== 0 && vhosts.length !== taps.length) {
+    throw invalidValue('vhostFds', `must be empty or hold one fd per tap fd (${taps.length})`, vhostFds)
+  }
+  const seen = new Set<number>()
+  for (const fd of [...taps, ...vhosts]) {
+    if (seen.has(fd)) throw invalidValue('tapFds', `must not give fd ${fd} twice`, tapFds)
+    seen.add(fd)
+  }
+  return new TapDevice(kToken, native().adoptTap(taps, vhosts))
 }
 
 /** Options of {@link closeAll}. */

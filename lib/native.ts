@@ -141,9 +141,18 @@ export interface NativeGcReport {
   failed: (GcEntry & { error: Error })[]
 }
 
+/** What `peerCredentials` returns: the kernel's record of a Unix socket's peer. */
+export interface NativePeerCredentials {
+  pid: number
+  uid: number
+  gid: number
+  groups: number[] | null
+}
+
 /** The functions the addon exports (crates/node). */
 export interface NativeBinding {
   open(...args: NativeOpenArgs): NativeOpenResult
+  adoptTap(tapFds: number[], vhostFds: number[]): NativeOpenResult
   close(handle: NativeHandle): boolean
   openAsync(...args: NativeOpenArgs): Promise<NativeOpenResult>
   openMacvtap(...args: NativeMacvtapArgs): NativeOpenResult
@@ -189,6 +198,7 @@ export interface NativeBinding {
     maxFds: number,
     timeoutMs: number | null,
   ): Promise<{ data: Buffer; fds: number[]; truncated: boolean }>
+  peerCredentials(fd: number): NativePeerCredentials
   constants: Readonly<Record<string, number>>
   limits: Limits
   init(makeError: (ctx: ErrorDetail) => Error): void

@@ -1,4 +1,4 @@
-//! Devices: open (sync and on the libuv pool), close (one, one on the pool,
+//! Devices: open (sync and on the libuv pool), adopt received fds, close (one, one on the pool,
 //! many at once), and the per-device functions taking the handle first.
 
 use std::sync::Mutex;
@@ -90,6 +90,15 @@ pub fn open_macvtap_async(env: Env, args: &[Value]) -> JsResult<Value> {
         move || vmtap_core::open_macvtap(&RealSys, &opts),
         |env, r| tap_result(env, r?),
     )
+}
+
+/// `adoptTap(tapFds, vhostFds)` → what `open` returns: the core checks the
+/// fds with the kernel and takes them (on failure they stay the caller's).
+pub fn adopt_tap(env: Env, args: &[Value]) -> JsResult<Value> {
+    let tap_fds = env.i32_array_of(arg(env, args, 0)?, "tapFds")?;
+    let vhost_fds = env.i32_array_of(arg(env, args, 1)?, "vhostFds")?;
+    let tap = vmtap_core::adopt_tap(&RealSys, &tap_fds, &vhost_fds)?;
+    tap_result(env, tap)
 }
 
 fn handle_at<'e>(env: &'e Env, args: &[Value], i: usize, what: &str) -> JsResult<&'e Handle> {

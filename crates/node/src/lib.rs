@@ -5,11 +5,12 @@
 //!
 //! * [`error`] — `init(makeError)` and the one error path;
 //! * [`convert`] — arguments into Rust (Tristate, paths, `open`'s options);
-//! * [`device`] — open, openMacvtap, close, closeAll and the per-device
+//! * [`device`] — open, openMacvtap, adoptTap, close, closeAll and the per-device
 //!   functions;
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
 //! * [`inventory`] — listTaps, tapHolders, gcTaps;
 //! * [`fdpass`] — sendFds / recvFds;
+//! * [`peer`] — peerCredentials;
 //! * [`napi`] — the hand-written Node-API layer and the module entry point
 //!   (all of the Node-API unsafe code).
 
@@ -20,6 +21,7 @@ mod fdpass;
 mod host;
 mod inventory;
 mod napi;
+mod peer;
 
 use error::JsResult;
 use napi::{Env, Value};
@@ -31,6 +33,7 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"openAsync", device::open_async)?;
     env.export(exports, c"openMacvtap", device::open_macvtap)?;
     env.export(exports, c"openMacvtapAsync", device::open_macvtap_async)?;
+    env.export(exports, c"adoptTap", device::adopt_tap)?;
     env.export(exports, c"close", device::close)?;
     env.export(exports, c"closeAsync", device::close_async)?;
     env.export(exports, c"closeAll", device::close_all)?;
@@ -68,6 +71,7 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"gcTaps", inventory::gc_taps)?;
     env.export(exports, c"sendFds", fdpass::send_fds)?;
     env.export(exports, c"recvFds", fdpass::recv_fds)?;
+    env.export(exports, c"peerCredentials", peer::peer_credentials)?;
     env.set(exports, c"constants", host::constants(env)?)?;
     env.set(exports, c"limits", host::limits(env)?)?;
     Ok(())

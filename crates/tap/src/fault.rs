@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use libc::c_int;
 use nix::errno::Errno;
 
-use crate::sys::{Call, DevT, FileStat, Ioctl, Sys};
+use crate::sys::{Call, DevT, Fcntl, FileStat, Ioctl, SockOpt, Sys};
 
 /// A [`Sys`] that fails call number `fail_at` (1-based; 0 = never).
 pub struct FaultSys<S: Sys> {
@@ -168,6 +168,16 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::WriteFile(path.to_string_lossy().into_owned()))?;
         self.inner.write_file(path, data)
     }
+
+    fn getsockopt(&self, fd: BorrowedFd<'_>, opt: SockOpt, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.enter(Call::Getsockopt(opt.name()))?;
+        self.inner.getsockopt(fd, opt, buf)
+    }
+
+    fn fcntl(&self, fd: RawFd, op: Fcntl) -> Result<c_int, Errno> {
+        self.enter(Call::Fcntl(op.name()))?;
+        self.inner.fcntl(fd, op)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -238,5 +248,13 @@ impl Sys for NoSys {
 
     fn write_file(&self, path: &CStr, _: &[u8]) -> Result<(), Errno> {
         panic!("unexpected syscall: write({path:?})")
+    }
+
+    fn getsockopt(&self, _: BorrowedFd<'_>, opt: SockOpt, _: &mut [u8]) -> Result<usize, Errno> {
+        panic!("unexpected syscall: {}", opt.name())
+    }
+
+    fn fcntl(&self, _: RawFd, op: Fcntl) -> Result<c_int, Errno> {
+        panic!("unexpected syscall: {}", op.name())
     }
 }

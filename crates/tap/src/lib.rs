@@ -12,6 +12,7 @@
 //! Every syscall goes through [`sys::Sys`], so tests can inject failures
 //! ([`fault::FaultSys`]).
 
+pub mod adopt;
 pub mod device;
 pub mod diagnose;
 pub mod error;
@@ -27,12 +28,14 @@ pub mod macvtap;
 pub mod netlink;
 pub mod netns;
 pub mod open;
+pub mod peer;
 pub mod probe;
 pub mod rules;
 pub mod sys;
 pub mod tun;
 pub mod uevent;
 
+pub use adopt::adopt_tap;
 pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
 pub use gc::{gc_taps, GcOptions, GcReport};
@@ -42,6 +45,7 @@ pub use hostside::{BridgePortFlags, Sysctl};
 pub use inventory::{list_taps, TapInfo};
 pub use macvtap::{open_macvtap, MacvtapLink, MacvtapOptions};
 pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
+pub use peer::{peer_credentials, PeerCredentials};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
 pub use rules::{
     parse_address, parse_name, parse_route, IfName, IpCidr, ALL_OFFLOADS, MAX_QUEUES,

@@ -542,6 +542,45 @@ pub fn check_recv(max_bytes: usize, max_fds: usize) -> Result<()> {
     Ok(())
 }
 
+/// The fds [`crate::adopt_tap`] takes: 1 to [`MAX_QUEUES`] tap fds, no vhost
+/// fd or one per tap fd, every number not negative and given once.
+pub fn check_adopt(tap_fds: &[i32], vhost_fds: &[i32]) -> Result<()> {
+    if tap_fds.is_empty() || tap_fds.len() > MAX_QUEUES as usize {
+        return Err(Error::range(
+            "tapFds",
+            format!(
+                "tapFds must hold 1 to {MAX_QUEUES} fds (one per queue), got {}",
+                tap_fds.len()
+            ),
+        ));
+    }
+    if !vhost_fds.is_empty() && vhost_fds.len() != tap_fds.len() {
+        return Err(Error::invalid(
+            "vhostFds",
+            format!(
+                "vhostFds must be empty or hold one fd per tap fd ({}), got {}",
+                tap_fds.len(),
+                vhost_fds.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (what, &fd) in tap_fds
+        .iter()
+        .map(|f| ("tapFds", f))
+        .chain(vhost_fds.iter().map(|f| ("vhostFds", f)))
+    {
+        check_fd(what, fd)?;
+        if !seen.insert(fd) {
+            return Err(Error::invalid(
+                what,
+                format!("fd {fd} is given twice; each queue needs an fd of its own"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `close_all`'s thread count: 1 to [`MAX_CLOSE_THREADS`].
 pub fn check_close_threads(n: usize) -> Result<()> {
     if !(1..=MAX_CLOSE_THREADS).contains(&n) {

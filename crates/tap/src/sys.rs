@@ -8,7 +8,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use libc::{c_int, c_short, c_uint, c_ulong};
 use nix::errno::Errno;
@@ -164,6 +164,8 @@ pub enum Ioctl<'a> {
     GetIfIndex(&'a mut IfReq),
     BridgeAddIf(&'a mut IfReq),
     BridgeDelIf(&'a mut IfReq),
+    /// `VHOST_GET_FEATURES` on a `/dev/vhost-net` fd (anything else: ENOTTY).
+    VhostGetFeatures(&'a mut u64),
 }
 
 impl Ioctl<'_> {
@@ -190,6 +192,7 @@ impl Ioctl<'_> {
             Ioctl::GetIfIndex(_) => "ioctl(SIOCGIFINDEX)",
             Ioctl::BridgeAddIf(_) => "ioctl(SIOCBRADDIF)",
             Ioctl::BridgeDelIf(_) => "ioctl(SIOCBRDELIF)",
+            Ioctl::VhostGetFeatures(_) => "ioctl(VHOST_GET_FEATURES)",
         }
     }
 }
@@ -236,6 +239,10 @@ pub enum Call {
     Rmdir(String),
     /// Writing a small file whole (a sysctl under `/proc/sys/net`).
     WriteFile(String),
+    /// `getsockopt(SO_...)`, labelled as [`SockOpt::name`] has it.
+    Getsockopt(&'static str),
+    /// `fcntl(F_...)`, labelled as [`Fcntl::name`] has it.
+    Fcntl(&'static str),
 }
 
 impl Call {
@@ -260,6 +267,58 @@ impl Call {
             Call::Unlink(_) => "unlink",
             Call::Rmdir(_) => "rmdir",
             Call::WriteFile(_) => "write",
+            Call::Getsockopt(l) | Call::Fcntl(l) => l,
+        }
+    }
+}
+
+/// The socket options vmtap reads (`getsockopt(SOL_SOCKET, ...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockOpt {
+    /// `SO_DOMAIN`: the address family, an `int`.
+    Domain,
+    /// `SO_PEERCRED`: a `struct ucred` (the peer's pid, euid and egid when it
+    /// connected, translated into the caller's namespaces).
+    PeerCred,
+    /// `SO_PEERGROUPS` (Linux 4.13): the peer's supplementary groups when it
+    /// connected, an array of `gid_t`; ERANGE when the buffer is too small.
+    PeerGroups,
+}
+
+impl SockOpt {
+    /// `getsockopt(SO_PEERCRED)`...
+    pub fn name(self) -> &'static str {
+        match self {
+            SockOpt::Domain => "getsockopt(SO_DOMAIN)",
+            SockOpt::PeerCred => "getsockopt(SO_PEERCRED)",
+            SockOpt::PeerGroups => "getsockopt(SO_PEERGROUPS)",
+        }
+    }
+
+    fn raw(self) -> c_int {
+        match self {
+            SockOpt::Domain => libc::SO_DOMAIN,
+            SockOpt::PeerCred => libc::SO_PEERCRED,
+            SockOpt::PeerGroups => libc::SO_PEERGROUPS,
+        }
+    }
+}
+
+/// The fcntl(2) requests vmtap makes on fd numbers a caller hands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fcntl {
+    /// `F_GETFD`: the fd flags (EBADF when the number is not open).
+    GetFd,
+    /// `F_SETFD`: set the fd flags.
+    SetFd(c_int),
+}
+
+impl Fcntl {
+    /// `fcntl(F_GETFD)`...
+    pub fn name(self) -> &'static str {
+        match self {
+            Fcntl::GetFd => "fcntl(F_GETFD)",
+            Fcntl::SetFd(_) => "fcntl(F_SETFD)",
         }
     }
 }
@@ -382,6 +441,21 @@ pub trait Sys: Send + Sync {
         let _ = (path, data);
         Err(Errno::ENOSYS)
     }
+
+    /// `getsockopt(fd, SOL_SOCKET, opt)` into `buf`; returns the length the
+    /// kernel wrote. A `Sys` without it (test doubles) fails with ENOSYS.
+    fn getsockopt(&self, fd: BorrowedFd<'_>, opt: SockOpt, buf: &mut [u8]) -> Result<usize, Errno> {
+        let _ = (fd, opt, buf);
+        Err(Errno::ENOSYS)
+    }
+
+    /// `fcntl(fd, op)` on a number a caller handed over (which may not be
+    /// open: EBADF). Returns fcntl's result. A `Sys` without it fails with
+    /// ENOSYS.
+    fn fcntl(&self, fd: RawFd, op: Fcntl) -> Result<c_int, Errno> {
+        let _ = (fd, op);
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// A character or block device number, as major and minor.
@@ -465,6 +539,7 @@ mod raw {
     nix::ioctl_read_bad!(get_if_index, super::consts::SIOCGIFINDEX, IfReq);
     nix::ioctl_write_ptr_bad!(bridge_add_if, super::consts::SIOCBRADDIF, IfReq);
     nix::ioctl_write_ptr_bad!(bridge_del_if, super::consts::SIOCBRDELIF, IfReq);
+    nix::ioctl_read!(vhost_get_features, 0xAF, 0x00, u64);
 }
 
 /// The kernel.
@@ -524,6 +599,7 @@ impl Sys for RealSys {
                 Ioctl::GetIfIndex(r) => raw::get_if_index(fd, &mut **r),
                 Ioctl::BridgeAddIf(r) => raw::bridge_add_if(fd, &**r),
                 Ioctl::BridgeDelIf(r) => raw::bridge_del_if(fd, &**r),
+                Ioctl::VhostGetFeatures(v) => raw::vhost_get_features(fd, &mut **v),
             }
         };
         res.map(|_| ())
@@ -789,6 +865,40 @@ impl Sys for RealSys {
             .open(path_of(path))
             .map_err(errno_of)?;
         f.write_all(data).map_err(errno_of)
+    }
+
+    fn getsockopt(&self, fd: BorrowedFd<'_>, opt: SockOpt, buf: &mut [u8]) -> Result<usize, Errno> {
+        let mut len = libc::socklen_t::try_from(buf.len()).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: getsockopt writes at most `len` bytes into a live mutable
+        // slice of that length and updates `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt.raw(),
+                buf.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(Errno::last());
+        }
+        Ok(len as usize)
+    }
+
+    fn fcntl(&self, fd: RawFd, op: Fcntl) -> Result<c_int, Errno> {
+        // SAFETY: F_GETFD / F_SETFD only read or set the close-on-exec flag of
+        // a descriptor number; a number that is not open is EBADF.
+        let r = unsafe {
+            match op {
+                Fcntl::GetFd => libc::fcntl(fd, libc::F_GETFD),
+                Fcntl::SetFd(flags) => libc::fcntl(fd, libc::F_SETFD, flags),
+            }
+        };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+        Ok(r)
     }
 }
 

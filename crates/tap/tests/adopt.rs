@@ -1,0 +1,224 @@
+//! adopt_tap against the real kernel, each test in a network namespace of
+//! its own: fds received over a socket (SCM_RIGHTS, as from a broker)
+//! become a Tap; fds of different devices, of a TUN device, of nothing,
+//! and a failure at every syscall are refused with the fds left open and
+//! untouched. Needs root (CAP_NET_ADMIN).
+
+mod support;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::errno::Errno;
+use support::Netns;
+use vmtap_core::fault::FaultSys;
+use vmtap_core::fdpass::{recv_fds, send_fds, StreamSocket};
+use vmtap_core::sys::consts::*;
+use vmtap_core::sys::{IfReq, Ioctl};
+use vmtap_core::{adopt_tap, open_tap, OpenOptions, RealSys, Sys, Tap, Tristate};
+
+fn open(name: &str, queues: u32) -> Tap {
+    let opts = OpenOptions {
+        name: name.into(),
+        queues,
+        vnet_hdr: Tristate::On,
+        ..OpenOptions::default()
+    };
+    open_tap(&RealSys, &opts).unwrap()
+}
+
+/// The tap's fds as another process would receive them: over a socketpair
+/// with SCM_RIGHTS (new numbers, close-on-exec), the sender's copies closed.
+fn received(tap: Tap) -> Vec<RawFd> {
+    let (a, b) = UnixStream::pair().unwrap();
+    let sa = StreamSocket::dup(a.as_raw_fd()).unwrap();
+    let sb = StreamSocket::dup(b.as_raw_fd()).unwrap();
+    send_fds(&sa, b"t", &tap.raw_tap_fds(), None).unwrap();
+    drop(tap);
+    let got = recv_fds(&sb, 8, 253, None).unwrap();
+    got.fds
+        .into_iter()
+        .map(std::os::fd::IntoRawFd::into_raw_fd)
+        .collect()
+}
+
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on a number; EBADF when it is not open.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+fn cloexec(fd: RawFd) -> bool {
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0 }
+}
+
+fn close(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: the test owns these numbers and closes each once.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn exists(ns: &Netns, name: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["-n", &ns.name, "link", "show", "dev", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+#[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
+fn received_fds_become_a_tap_that_owns_them() {
+    let ns = Netns::new("adopt");
+    let (name, features, fds) = ns.enter(|| {
+        let tap = open("vmtad%d", 4);
+        let (name, features) = (tap.ifname().to_owned(), tap.features());
+        (name, features, received(tap))
+    });
+    assert!(exists(&ns, &name), "the received fds keep the device");
+    let tap = adopt_tap(&RealSys, &fds, &[]).unwrap();
+    assert_eq!(tap.ifname(), name);
+    assert_eq!(
+        tap.raw_tap_fds(),
+        fds,
+        "the Tap owns exactly the numbers given"
+    );
+    assert!(tap.multi_queue() && tap.vnet_hdr());
+    assert_eq!(
+        tap.flags(),
+        IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE
+    );
+    assert_eq!(tap.features(), features);
+    assert_eq!(tap.close().unwrap(), 4);
+    assert!(fds.iter().all(|&fd| !is_open(fd)), "close() closed them");
+    assert!(!exists(&ns, &name), "and the device went with them");
+}
+
+#[test]
+#[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
+fn fds_without_close_on_exec_get_it() {
+    let ns = Netns::new("adoptcx");
+    let tap = ns.enter(|| open("vmtadcx", 1));
+    // SAFETY: dup of an fd we hold; the copy has no FD_CLOEXEC.
+    let fd = unsafe { libc::dup(tap.raw_tap_fds()[0]) };
+    drop(tap);
+    assert!(!cloexec(fd));
+    let tap = adopt_tap(&RealSys, &[fd], &[]).unwrap();
+    assert!(cloexec(fd));
+    assert!(!tap.multi_queue());
+    tap.close().unwrap();
+}
+
+#[test]
+#[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
+fn fds_of_other_devices_are_refused_and_left_open() {
+    let ns = Netns::new("adoptdiff");
+    let (a, b) = ns.enter(|| (received(open("vmtada", 2)), received(open("vmtadb", 2))));
+    let mixed = [a[0], b[1]];
+    let e = adopt_tap(&RealSys, &mixed, &[]).unwrap_err();
+    assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE", "{e}");
+    assert!(e.to_string().contains("vmtada and vmtadb"), "{e}");
+    assert!(
+        a.iter().chain(&b).all(|&fd| is_open(fd)),
+        "nothing was closed"
+    );
+
+    // Two devices of one name in two namespaces: told apart by their MACs.
+    let other = Netns::new("adoptdiff2");
+    let c = other.enter(|| received(open("vmtada", 2)));
+    let e = adopt_tap(&RealSys, &[a[0], c[1]], &[]).unwrap_err();
+    assert!(e.to_string().contains("two devices named vmtada"), "{e}");
+
+    // A single-queue device with the same fd twice (as a dup).
+    let single = ns.enter(|| received(open("vmtads", 1)));
+    // SAFETY: dup of an fd we hold.
+    let twice = unsafe { libc::dup(single[0]) };
+    let e = adopt_tap(&RealSys, &[single[0], twice], &[]).unwrap_err();
+    assert!(e.to_string().contains("which has one queue"), "{e}");
+
+    // A vhost fd that is not one.
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let e = adopt_tap(&RealSys, &single, &[null.as_raw_fd()]).unwrap_err();
+    assert_eq!(e.code(), "ENOTTY", "{e}");
+    assert!(e.to_string().contains("vhostFds[0]"), "{e}");
+    if let Ok(vhost) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/vhost-net")
+    {
+        let tap = adopt_tap(&RealSys, &single, &[vhost.as_raw_fd()]).unwrap();
+        assert_eq!(tap.vhost_fds().len(), 1);
+        std::mem::forget(vhost); // the Tap owns it now
+        tap.close().unwrap();
+    } else {
+        close(&single);
+    }
+    close(&a);
+    close(&b);
+    close(&c);
+    close(&[twice]);
+}
+
+#[test]
+#[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
+fn a_tun_device_is_refused() {
+    let ns = Netns::new("adopttun");
+    let fd = ns.enter(|| {
+        let fd = RealSys.open(c"/dev/net/tun", libc::O_RDWR).unwrap();
+        let mut req = IfReq::with_name_flags("vmtadtun", IFF_TUN | IFF_NO_PI);
+        RealSys
+            .ioctl(
+                std::os::fd::AsFd::as_fd(&fd),
+                &mut Ioctl::TunSetIff(&mut req),
+            )
+            .unwrap();
+        fd
+    });
+    let e = adopt_tap(&RealSys, &[fd.as_raw_fd()], &[]).unwrap_err();
+    assert!(e.to_string().contains("TUN device"), "{e}");
+    assert!(is_open(fd.as_raw_fd()));
+}
+
+#[test]
+#[ignore = "needs root (CAP_NET_ADMIN and /dev/net/tun)"]
+fn a_failure_at_any_syscall_takes_nothing() {
+    let ns = Netns::new("adoptflt");
+    let fds = ns.enter(|| {
+        let tap = open("vmtadf", 2);
+        // Copies without FD_CLOEXEC, so that adoption sets it (F_SETFD runs).
+        // SAFETY: dup of fds we hold.
+        let fds: Vec<RawFd> = tap
+            .raw_tap_fds()
+            .iter()
+            .map(|&f| unsafe { libc::dup(f) })
+            .collect();
+        drop(tap);
+        fds
+    });
+    let all = FaultSys::new(RealSys, 0, Errno::EIO);
+    let calls = {
+        // Count the calls on a dry run: adopt copies of the copies, then close.
+        // SAFETY: dup of fds we hold.
+        let probe: Vec<RawFd> = fds.iter().map(|&f| unsafe { libc::dup(f) }).collect();
+        adopt_tap(&all, &probe, &[]).unwrap().close().unwrap();
+        all.calls()
+    };
+    // F_GETFD x2, then per fd TUNGETIFF + SIOCGIFHWADDR, TUNGETFEATURES, F_SETFD x2.
+    assert_eq!(calls.len(), 2 + 2 * 2 + 1 + 2, "{calls:?}");
+    for k in 1..=calls.len() {
+        let sys = FaultSys::new(RealSys, k, Errno::EIO);
+        let e = adopt_tap(&sys, &fds, &[]).unwrap_err();
+        assert_eq!(e.code(), "EIO", "call {k} ({:?}): {e}", sys.failed_call());
+        assert!(
+            fds.iter().all(|&fd| is_open(fd)),
+            "call {k}: nothing closed"
+        );
+    }
+    // Some F_SETFD calls went through before the injected one: harmless.
+    let tap = adopt_tap(&RealSys, &fds, &[]).unwrap();
+    let name = tap.ifname().to_owned();
+    tap.close().unwrap();
+    assert!(!exists(&ns, &name));
+}
