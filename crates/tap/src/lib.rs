@@ -26,6 +26,8 @@ pub mod tun;
 pub use device::{close_all, Tap};
 pub use error::{Error, OsError, Result};
 pub use host::delete_tap;
+/// The errno type of every kernel error (nix's), for the binding.
+pub use nix::errno::Errno;
 pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
 pub use rules::{parse_name, IfName, ALL_OFFLOADS, MAX_QUEUES, VNET_HDR_SIZES};

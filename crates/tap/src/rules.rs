@@ -40,6 +40,20 @@ pub const SCM_MAX_FD: usize = 253;
 pub const MAX_RECV_BYTES: usize = 1 << 30;
 /// The most threads `close_all` may be asked for.
 pub const MAX_CLOSE_THREADS: usize = 1024;
+/// The most fds one `dup_fds` duplicates: a device's tap and vhost fds.
+pub const MAX_DUP_FDS: usize = 2 * MAX_QUEUES as usize;
+/// The most characters of a caller's string an error message quotes.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// `s` as an error message quotes it (Rust's `{:?}` form), cut after
+/// [`MAX_QUOTED_CHARS`] characters with its length in bytes appended: a
+/// message never repeats a huge argument.
+pub fn quoted(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}... ({} bytes)", &s[..end], s.len()),
+    }
+}
 
 /// `queues`: 1 to [`MAX_QUEUES`].
 pub fn check_queues(queues: u32) -> Result<()> {
@@ -213,7 +227,8 @@ pub fn parse_name(name: &str) -> Result<IfName> {
         return Err(Error::invalid(
             "name",
             format!(
-                "interface name {name:?} is {} bytes; the kernel allows at most {MAX_NAME_BYTES}",
+                "interface name {} is {} bytes; the kernel allows at most {MAX_NAME_BYTES}",
+                quoted(name),
                 bytes.len(),
             ),
         ));
@@ -221,7 +236,7 @@ pub fn parse_name(name: &str) -> Result<IfName> {
     if name == "." || name == ".." {
         return Err(Error::invalid(
             "name",
-            format!("interface name {name:?} is reserved"),
+            format!("interface name {} is reserved", quoted(name)),
         ));
     }
     let mut templates = 0;
@@ -237,20 +252,26 @@ pub fn parse_name(name: &str) -> Result<IfName> {
                 }
                 return Err(Error::invalid(
                     "name",
-                    format!("interface name {name:?} has a '%' that is not part of a single %d"),
+                    format!(
+                        "interface name {} has a '%' that is not part of a single %d",
+                        quoted(name)
+                    ),
                 ));
             }
             b'/' | b':' => {
                 return Err(Error::invalid(
                     "name",
-                    format!("interface name {name:?} contains {:?}", b as char),
+                    format!("interface name {} contains {:?}", quoted(name), b as char),
                 ))
             }
             0x21..=0x7e => {}
             _ => {
                 return Err(Error::invalid(
                     "name",
-                    format!("interface name {name:?} must be printable ASCII without whitespace"),
+                    format!(
+                        "interface name {} must be printable ASCII without whitespace",
+                        quoted(name)
+                    ),
                 ))
             }
         }
@@ -261,7 +282,7 @@ pub fn parse_name(name: &str) -> Result<IfName> {
         1 => Ok(IfName::Template(name.to_owned())),
         _ => Err(Error::invalid(
             "name",
-            format!("interface name {name:?} has more than one %d"),
+            format!("interface name {} has more than one %d", quoted(name)),
         )),
     }
 }
@@ -402,6 +423,27 @@ pub fn check_recv(max_bytes: usize, max_fds: usize) -> Result<()> {
     Ok(())
 }
 
+/// A list of `n` fds where at most `max` are allowed, checked before any
+/// element is read.
+pub fn check_fd_count(what: &'static str, n: usize, max: usize) -> Result<()> {
+    if n > max {
+        return Err(Error::range(
+            what,
+            format!("at most {max} fds at once, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What `dup_fds` duplicates: at most [`MAX_DUP_FDS`] fds, none negative.
+pub fn check_dup_fds(fds: &[i32]) -> Result<()> {
+    check_fd_count("fds", fds.len(), MAX_DUP_FDS)?;
+    for &fd in fds {
+        check_fd("fds", fd)?;
+    }
+    Ok(())
+}
+
 /// `close_all`'s thread count: 1 to [`MAX_CLOSE_THREADS`].
 pub fn check_close_threads(n: usize) -> Result<()> {
     if !(1..=MAX_CLOSE_THREADS).contains(&n) {
@@ -445,6 +487,17 @@ mod tests {
         assert_eq!(parse_name("").unwrap().as_request(), "");
         assert!(parse_name("x%d").unwrap().is_pattern());
         assert!(!parse_name("x").unwrap().is_pattern());
+    }
+
+    #[test]
+    fn messages_quote_a_capped_prefix_of_huge_names() {
+        let huge = "\u{1}".repeat(1 << 20);
+        let e = parse_name(&huge).unwrap_err().to_string();
+        assert!(e.len() < 600, "{} bytes", e.len());
+        assert!(e.contains("... (1048576 bytes)"), "{e}");
+        assert_eq!(quoted("vm0"), "\"vm0\"");
+        let e = check_dup_fds(&[0; MAX_DUP_FDS + 1]).unwrap_err();
+        assert_eq!(e.code(), "ERR_OUT_OF_RANGE");
     }
 
     #[test]
