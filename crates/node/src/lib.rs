@@ -7,7 +7,8 @@
 //! * [`convert`] — arguments into Rust (Tristate, paths, `open`'s options);
 //! * [`device`] — open, close, closeAll and the per-device functions;
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
-//! * [`fdpass`] — sendFds / recvFds;
+//! * [`fdpass`] — sendFds / recvFds (waiting on the event loop), cancel,
+//!   dupFds;
 //! * [`napi`] — the hand-written Node-API layer and the module entry point
 //!   (all of the Node-API unsafe code).
 
@@ -48,6 +49,8 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"deleteTap", host::delete_tap)?;
     env.export(exports, c"sendFds", fdpass::send_fds)?;
     env.export(exports, c"recvFds", fdpass::recv_fds)?;
+    env.export(exports, c"cancel", fdpass::cancel)?;
+    env.export(exports, c"dupFds", fdpass::dup_fds)?;
     env.set(exports, c"constants", host::constants(env)?)?;
     env.set(exports, c"limits", host::limits(env)?)?;
     Ok(())
