@@ -81,13 +81,25 @@ export interface NativeBinding {
   detachFromBridge(handle: NativeHandle, bridge: string): void
   probeOffloads(tunPath: string): number
   deleteTap(name: string, tunPath: string): void
-  sendFds(socket: number, data: Buffer, fds: number[], timeoutMs: number | null): Promise<number>
+  /** `onWait(id)` is called when the call starts waiting for the socket: `cancel(id)` aborts it. */
+  sendFds(
+    socket: number,
+    data: Buffer,
+    fds: number[],
+    timeoutMs: number | null,
+    onWait: ((id: number) => void) | null,
+  ): Promise<number>
   recvFds(
     socket: number,
     maxBytes: number,
     maxFds: number,
     timeoutMs: number | null,
+    onWait: ((id: number) => void) | null,
   ): Promise<{ data: Buffer; fds: number[]; truncated: boolean }>
+  /** Abort a waiting sendFds/recvFds (it rejects with ABORT_ERR); false when it already settled. */
+  cancel(id: number): boolean
+  /** Close-on-exec duplicates of `fds`, made now; the caller closes them. */
+  dupFds(fds: number[]): number[]
   constants: Readonly<Record<string, number>>
   limits: Limits
   init(makeError: (ctx: ErrorDetail) => Error): void

@@ -198,3 +198,16 @@ export function validateId(value: unknown, name: string): number {
 export function validateFd(value: unknown, name: string): number {
   return validateInteger(value, name, 0, 2 ** 31 - 1)
 }
+
+/**
+ * An AbortSignal option, as Node checks one (an object with `aborted`);
+ * undefined when absent.
+ * @internal
+ */
+export function validateAbortSignal(value: unknown, name: string): AbortSignal | undefined {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object' || !('aborted' in value)) {
+    throw invalidType(name, 'an instance of AbortSignal', value)
+  }
+  return value as AbortSignal
+}
