@@ -98,6 +98,16 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::NetlinkRecv(label))?;
         self.inner.netlink_recv(fd, buf)
     }
+
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.enter(Call::ReadFrame)?;
+        self.inner.read_frame(fd, buf)
+    }
+
+    fn write_frame(&self, fd: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
+        self.enter(Call::WriteFrame)?;
+        self.inner.write_frame(fd, parts)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -116,5 +126,13 @@ impl Sys for NoSys {
 
     fn ioctl(&self, _: BorrowedFd<'_>, op: &mut Ioctl<'_>) -> Result<(), Errno> {
         panic!("unexpected syscall: {}", op.name())
+    }
+
+    fn read_frame(&self, _: BorrowedFd<'_>, _: &mut [u8]) -> Result<usize, Errno> {
+        panic!("unexpected syscall: read")
+    }
+
+    fn write_frame(&self, _: BorrowedFd<'_>, _: &[&[u8]]) -> Result<usize, Errno> {
+        panic!("unexpected syscall: write")
     }
 }

@@ -1,5 +1,5 @@
 //! Host devices by name, without an open [`crate::Tap`]: deleting a
-//! persistent TAP device.
+//! persistent TAP or TUN device.
 
 use std::ffi::CStr;
 use std::os::fd::AsFd;
@@ -14,7 +14,8 @@ use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
 use crate::tun;
 
-/// Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close.
+/// Delete a persistent TAP (or TUN) device: attach to it, TUNSETPERSIST 0,
+/// close.
 /// A device still held by another process goes away when that one closes
 /// it (a held single-queue device cannot be attached: EBUSY).
 pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
@@ -23,16 +24,24 @@ pub fn delete_tap(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
     link::ifindex(sys, &name)?;
     let fd = tun::open_tun(sys, tun_path)?;
     // Never create: attach exclusively is impossible, so check the type first
-    // and try both multi-queue settings.
-    let mq_first = diagnose::inspect(sys, &name)
-        .and_then(|i| i.tun_flags)
-        .is_some_and(|f| f & IFF_MULTI_QUEUE != 0);
-    let base = IFF_TAP | IFF_NO_PI;
-    let order = if mq_first {
-        [base | IFF_MULTI_QUEUE, base]
-    } else {
-        [base, base | IFF_MULTI_QUEUE]
+    // and try both multi-queue settings (and both kinds, when sysfs cannot
+    // tell: the kernel refuses the wrong one with EINVAL).
+    let known = diagnose::inspect(sys, &name).and_then(|i| i.tun_flags);
+    let mq_first = known.is_some_and(|f| f & IFF_MULTI_QUEUE != 0);
+    let kinds: &[u16] = match known {
+        Some(f) if f & IFF_TUN != 0 => &[IFF_TUN],
+        Some(_) => &[IFF_TAP],
+        None => &[IFF_TAP, IFF_TUN],
     };
+    let mut order = Vec::with_capacity(4);
+    for &kind in kinds {
+        let base = kind | IFF_NO_PI;
+        if mq_first {
+            order.extend([base | IFF_MULTI_QUEUE, base]);
+        } else {
+            order.extend([base, base | IFF_MULTI_QUEUE]);
+        }
+    }
     let mut last = None;
     for flags in order {
         match tun::set_iff(sys, fd.as_fd(), &name, flags) {

@@ -18,6 +18,7 @@ pub mod host;
 pub mod link;
 pub mod netlink;
 pub mod open;
+pub mod packet;
 pub mod probe;
 pub mod rules;
 pub mod sys;
@@ -28,7 +29,7 @@ pub use error::{Error, OsError, Result};
 pub use host::delete_tap;
 /// The errno type of every kernel error (nix's), for the binding.
 pub use nix::errno::Errno;
-pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
+pub use open::{compute_flags, open_tap, Mode, OpenOptions, Tristate};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
 pub use rules::{parse_name, IfName, ALL_OFFLOADS, MAX_QUEUES, VNET_HDR_SIZES};
 pub use sys::{RealSys, Sys};

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::open::{OpenOptions, Tristate};
+use crate::open::{Mode, OpenOptions, Tristate};
 use crate::sys::consts::*;
 use crate::sys::IFNAMSIZ;
 
@@ -40,6 +40,17 @@ pub const SCM_MAX_FD: usize = 253;
 pub const MAX_RECV_BYTES: usize = 1 << 30;
 /// The most threads `close_all` may be asked for.
 pub const MAX_CLOSE_THREADS: usize = 1024;
+/// The shortest frame a TAP queue takes: an Ethernet header.
+pub const MIN_TAP_FRAME_BYTES: usize = 14;
+/// The shortest packet a TUN queue takes: an IPv4 header.
+pub const MIN_TUN_PACKET_BYTES: usize = 20;
+/// What a TAP frame carries beyond the MTU: its Ethernet header and one
+/// 802.1Q tag.
+pub const TAP_FRAME_OVERHEAD: usize = 18;
+/// The longest frame written through a queue, whatever the MTU: a GSO
+/// frame (its virtio-net header says so) of 64 KiB with its link header.
+pub const MAX_FRAME_BYTES: usize = 65535 + TAP_FRAME_OVERHEAD;
+
 /// The most fds one `dup_fds` duplicates: a device's tap and vhost fds.
 pub const MAX_DUP_FDS: usize = 2 * MAX_QUEUES as usize;
 /// The most characters of a caller's string an error message quotes.
@@ -318,10 +329,101 @@ pub fn check_unique_name(unique_name: bool, name: &IfName) -> Result<()> {
     Ok(())
 }
 
+/// What a TUN device (IP packets, no link layer) cannot take: a MAC, a
+/// bridge, a vnet header or its settings, vhost-net.
+pub fn check_tun_options(opts: &OpenOptions) -> Result<()> {
+    let refuse = |what: &'static str, why: &str| {
+        Err(Error::invalid(
+            what,
+            format!("{what} does not apply to a TUN device: {why}"),
+        ))
+    };
+    if opts.vnet_hdr == Tristate::On {
+        return refuse("vnetHdr", "vmtap's TUN devices carry plain IP packets");
+    }
+    if opts.vnet_hdr_size.is_some() {
+        return refuse("vnetHdrSize", "vmtap's TUN devices have no vnet header");
+    }
+    if opts.offloads.is_some_and(|b| b != 0) {
+        return refuse(
+            "offloads",
+            "vmtap's TUN devices have no vnet header to carry them",
+        );
+    }
+    if opts.vhost != Tristate::Off {
+        return refuse("vhost", "vhost-net serves a VM's TAP queues");
+    }
+    if opts.mac.is_some() {
+        return refuse("mac", "it has no link-layer address");
+    }
+    if opts.bridge.is_some() {
+        return refuse("bridge", "a Linux bridge takes Ethernet ports only");
+    }
+    Ok(())
+}
+
+/// A frame (TAP) or packet (TUN) of `len` bytes for a device of `mode`
+/// whose MTU is `mtu`: at least a link (TAP) or IPv4 (TUN) header, at most
+/// the MTU plus the Ethernet header and a VLAN tag (TAP) or the MTU (TUN);
+/// a GSO frame (`gso`: its virtio-net header asks for segmentation) up to
+/// [`MAX_FRAME_BYTES`]. The vnet header itself is not counted.
+pub fn check_frame(mode: Mode, len: usize, mtu: u32, gso: bool) -> Result<()> {
+    let (min, what) = match mode {
+        Mode::Tap => (MIN_TAP_FRAME_BYTES, "its 14-byte Ethernet header"),
+        Mode::Tun => (MIN_TUN_PACKET_BYTES, "a 20-byte IPv4 header"),
+    };
+    if len < min {
+        return Err(Error::range(
+            "frame",
+            format!("the frame is {len} bytes, shorter than {what}"),
+        ));
+    }
+    let overhead = match mode {
+        Mode::Tap => TAP_FRAME_OVERHEAD,
+        Mode::Tun => 0,
+    };
+    let max = if gso {
+        MAX_FRAME_BYTES
+    } else {
+        (mtu as usize + overhead).min(MAX_FRAME_BYTES)
+    };
+    if len > max {
+        let why = match (gso, mode) {
+            (true, _) => "the most a GSO frame may be".to_owned(),
+            (false, Mode::Tap) => {
+                format!("the MTU {mtu} allows (Ethernet header and a VLAN tag included)")
+            }
+            (false, Mode::Tun) => format!("the MTU {mtu} allows"),
+        };
+        return Err(Error::range(
+            "frame",
+            format!("the frame is {len} bytes, more than the {max} bytes {why}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Queue `index` of a device with `queues` queues (any device).
+pub fn check_queue(index: usize, queues: usize) -> Result<()> {
+    if index >= queues {
+        return Err(Error::range(
+            "queue",
+            format!(
+                "queue must be 0 to {}, got {index}",
+                queues.saturating_sub(1)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Every rule of an open request, before any syscall. Returns the parsed
 /// name.
 pub fn check_open(opts: &OpenOptions) -> Result<IfName> {
     let name = parse_name(&opts.name)?;
+    if opts.mode == Mode::Tun {
+        check_tun_options(opts)?;
+    }
     check_queues(opts.queues)?;
     check_unique_name(opts.unique_name, &name)?;
     if let Some(size) = opts.vnet_hdr_size {
@@ -456,172 +558,5 @@ pub fn check_close_threads(n: usize) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bad_name(name: &str) {
-        match parse_name(name) {
-            Err(Error::InvalidArgument {
-                name: "name",
-                range: false,
-                ..
-            }) => {}
-            other => panic!("{name:?} should be refused, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn accepts_kernel_template_and_exact() {
-        assert_eq!(parse_name("").unwrap(), IfName::Kernel);
-        assert_eq!(parse_name("vm%d").unwrap(), IfName::Template("vm%d".into()));
-        assert_eq!(parse_name("%d").unwrap(), IfName::Template("%d".into()));
-        assert_eq!(parse_name("vm0").unwrap(), IfName::Exact("vm0".into()));
-        assert_eq!(
-            parse_name("abcdefghijklmno").unwrap(),
-            IfName::Exact("abcdefghijklmno".into())
-        );
-        assert_eq!(
-            parse_name("a-b_c.d@e").unwrap(),
-            IfName::Exact("a-b_c.d@e".into())
-        );
-        assert_eq!(parse_name("").unwrap().as_request(), "");
-        assert!(parse_name("x%d").unwrap().is_pattern());
-        assert!(!parse_name("x").unwrap().is_pattern());
-    }
-
-    #[test]
-    fn messages_quote_a_capped_prefix_of_huge_names() {
-        let huge = "\u{1}".repeat(1 << 20);
-        let e = parse_name(&huge).unwrap_err().to_string();
-        assert!(e.len() < 600, "{} bytes", e.len());
-        assert!(e.contains("... (1048576 bytes)"), "{e}");
-        assert_eq!(quoted("vm0"), "\"vm0\"");
-        let e = check_dup_fds(&[0; MAX_DUP_FDS + 1]).unwrap_err();
-        assert_eq!(e.code(), "ERR_OUT_OF_RANGE");
-    }
-
-    #[test]
-    fn refuses_what_the_kernel_would_mangle_or_reject() {
-        bad_name("abcdefghijklmnop"); // 16 bytes: the kernel would truncate
-        bad_name("a/b");
-        bad_name("a:b");
-        bad_name("a b");
-        bad_name("a\tb");
-        bad_name("a\nb");
-        bad_name("a\0b");
-        bad_name("é");
-        bad_name("a\u{7f}");
-        bad_name("vm%s");
-        bad_name("vm%");
-        bad_name("%d%d");
-        bad_name("%%d");
-        bad_name(".");
-        bad_name("..");
-    }
-
-    fn code(r: Result<()>) -> &'static str {
-        r.map(|_| "ok").unwrap_or_else(|e| e.code())
-    }
-
-    #[test]
-    fn offload_bits_and_pairings() {
-        const VAL: &str = "ERR_INVALID_ARG_VALUE";
-        assert_eq!(code(check_offloads(0)), "ok");
-        assert_eq!(code(check_offloads(TUN_F_CSUM)), "ok");
-        assert_eq!(code(check_offloads(ALL_OFFLOADS)), "ok");
-        assert_eq!(
-            code(check_offloads(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN)),
-            "ok"
-        );
-        assert_eq!(
-            code(check_offloads(TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN)),
-            "ok"
-        );
-        assert_eq!(code(check_offloads(0x80)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_offloads(TUN_F_TSO4)), VAL, "no csum");
-        assert_eq!(code(check_offloads(TUN_F_CSUM | TUN_F_TSO_ECN)), VAL);
-        assert_eq!(code(check_offloads(TUN_F_CSUM | TUN_F_USO4)), VAL);
-        assert_eq!(code(check_offloads(TUN_F_CSUM | TUN_F_USO6)), VAL);
-        let e = check_offloads(TUN_F_CSUM | TUN_F_TSO_ECN).unwrap_err();
-        assert!(e.to_string().contains("ecn"), "{e}");
-        let e = check_offloads(TUN_F_CSUM | TUN_F_USO4).unwrap_err();
-        assert!(e.to_string().contains("uso4 and uso6"), "{e}");
-    }
-
-    #[test]
-    fn numeric_limits() {
-        assert_eq!(code(check_queues(0)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_queues(1)), "ok");
-        assert_eq!(code(check_queues(MAX_QUEUES)), "ok");
-        assert_eq!(code(check_queues(MAX_QUEUES + 1)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_mtu(MIN_MTU - 1)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_mtu(MAX_MTU)), "ok");
-        assert_eq!(code(check_mtu(MAX_MTU + 1)), "ERR_OUT_OF_RANGE");
-        for s in VNET_HDR_SIZES {
-            assert_eq!(code(check_vnet_hdr_size(s)), "ok");
-        }
-        assert_eq!(code(check_vnet_hdr_size(11)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_id("owner", MAX_ID)), "ok");
-        assert_eq!(code(check_id("owner", u32::MAX)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_queue_index(3, 4, true)), "ok");
-        assert_eq!(code(check_queue_index(4, 4, true)), "ERR_OUT_OF_RANGE");
-        assert_eq!(
-            code(check_queue_index(0, 1, false)),
-            "ERR_INVALID_ARG_VALUE"
-        );
-        assert_eq!(code(check_fd("fd", -1)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_recv(0, 0)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_recv(MAX_RECV_BYTES + 1, 0)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_recv(1, SCM_MAX_FD + 1)), "ERR_OUT_OF_RANGE");
-        assert_eq!(code(check_close_threads(0)), "ERR_OUT_OF_RANGE");
-        assert_eq!(
-            code(check_close_threads(MAX_CLOSE_THREADS + 1)),
-            "ERR_OUT_OF_RANGE"
-        );
-        assert!(timeout_from_ms(-1).is_err());
-        assert_eq!(timeout_from_ms(5).unwrap(), Duration::from_millis(5));
-    }
-
-    /// What check_open says about the default options changed by `f`.
-    fn open_with(f: impl FnOnce(&mut OpenOptions)) -> &'static str {
-        let mut o = OpenOptions::default();
-        f(&mut o);
-        check_open(&o).map(|_| "ok").unwrap_or_else(|e| e.code())
-    }
-
-    #[test]
-    fn open_cross_field_rules() {
-        const VAL: &str = "ERR_INVALID_ARG_VALUE";
-        const RANGE: &str = "ERR_OUT_OF_RANGE";
-        assert_eq!(open_with(|_| {}), "ok");
-        let no_vnet_hdr = |size: Option<i32>, offloads: Option<u32>| {
-            open_with(|o| {
-                o.vnet_hdr = Tristate::Off;
-                o.vnet_hdr_size = size;
-                o.offloads = offloads;
-            })
-        };
-        assert_eq!(no_vnet_hdr(Some(12), None), VAL, "vnetHdrSize, vnetHdr off");
-        assert_eq!(
-            no_vnet_hdr(None, Some(TUN_F_CSUM)),
-            VAL,
-            "offloads, vnetHdr off"
-        );
-        assert_eq!(no_vnet_hdr(None, Some(0)), "ok", "no offloads, vnetHdr off");
-        let ecn = Some(TUN_F_CSUM | TUN_F_TSO_ECN);
-        assert_eq!(open_with(|o| o.offloads = ecn), VAL, "ecn alone");
-        let unique = |name: &str| {
-            open_with(|o| {
-                o.name = name.into();
-                o.unique_name = true;
-            })
-        };
-        assert_eq!(unique("vm0"), VAL, "uniqueName with an exact name");
-        assert_eq!(unique(""), "ok");
-        assert_eq!(unique("vm%d"), "ok");
-        assert_eq!(open_with(|o| o.owner = Some(u32::MAX)), RANGE);
-        assert_eq!(open_with(|o| o.group = Some(u32::MAX)), RANGE);
-        assert_eq!(open_with(|o| o.queues = 0), RANGE);
-        assert_eq!(open_with(|o| o.bridge = Some("br%d".into())), VAL);
-    }
-}
+#[path = "rules_tests.rs"]
+mod tests;

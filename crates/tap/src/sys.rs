@@ -9,6 +9,7 @@ use std::ffi::CStr;
 use std::fmt;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use libc::{c_int, c_short, c_uint, c_ulong};
 use nix::errno::Errno;
@@ -203,6 +204,10 @@ pub enum Call {
     /// Receiving (part of) the reply to the last request sent on that socket,
     /// labelled like the request.
     NetlinkRecv(&'static str),
+    /// Reading one frame from a queue's fd without waiting.
+    ReadFrame,
+    /// Writing one frame to a queue's fd without waiting.
+    WriteFrame,
 }
 
 /// The syscalls vmtap makes. Implementations must be usable from any thread.
@@ -234,6 +239,74 @@ pub trait Sys: Send + Sync {
         let _ = (fd, buf);
         Err(Errno::ENOSYS)
     }
+    /// Read one frame from a TUN/TAP queue's fd into `buf` without waiting
+    /// (EAGAIN when there is none) and without changing the fd's flags,
+    /// retried on EINTR. See [`RealSys`] for how.
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        let _ = (fd, buf);
+        Err(Errno::ENOSYS)
+    }
+    /// Write `parts` as one frame to a TUN/TAP queue's fd without waiting
+    /// (EAGAIN when the queue is full) and without changing the fd's flags,
+    /// retried on EINTR.
+    fn write_frame(&self, fd: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
+        let _ = (fd, parts);
+        Err(Errno::ENOSYS)
+    }
+}
+
+/// Whether the kernel takes `RWF_NOWAIT` on TUN/TAP fds (0 unknown, 1 yes,
+/// 2 no): Linux 6.4 and later do; before, `preadv2`/`pwritev2` answer
+/// EOPNOTSUPP (or ENOSYS before 4.6) and vmtap falls back, once for all.
+static READ_NOWAIT: AtomicU8 = AtomicU8::new(0);
+static WRITE_NOWAIT: AtomicU8 = AtomicU8::new(0);
+
+/// `preadv2`/`pwritev2` with `RWF_NOWAIT` at the current position (offset
+/// -1), through `syscall(2)`: glibc has the wrappers only since 2.26 and
+/// the release build links against 2.17. On 64-bit targets the offset's
+/// low word is the whole offset and the high word is ignored.
+fn rw_nowait(nr: libc::c_long, fd: c_int, iov: &[libc::iovec]) -> isize {
+    const RWF_NOWAIT: c_int = 0x0000_0008;
+    // SAFETY: iov describes live buffers for the duration of the call; the
+    // arguments are those of preadv2/pwritev2 (fd, iov, iovcnt, pos_l,
+    // pos_h, flags).
+    unsafe {
+        libc::syscall(
+            nr,
+            fd,
+            iov.as_ptr(),
+            iov.len() as c_int,
+            -1 as libc::c_long,
+            0 as libc::c_long,
+            RWF_NOWAIT,
+        ) as isize
+    }
+}
+
+/// Run `call` (-1 and errno on failure) again on EINTR.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> Result<usize, Errno> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// Whether `fd` has something to read now (`poll` with a zero timeout);
+/// an error or hang-up counts, so the read reports it.
+fn readable_now(fd: c_int) -> Result<bool, Errno> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, zero timeout.
+    retry_eintr(|| unsafe { libc::poll(&mut p, 1, 0) } as isize).map(|n| n > 0)
 }
 
 mod raw {
@@ -384,6 +457,60 @@ impl Sys for RealSys {
                 e => return Err(e),
             }
         }
+    }
+
+    /// `preadv2(RWF_NOWAIT)`: non-blocking for this call only. The fd's
+    /// O_NONBLOCK flag belongs to its open file description, which a VMM
+    /// handed the same queue shares, so it is never changed. On a kernel
+    /// without RWF_NOWAIT for TUN/TAP: `poll` with a zero timeout, then
+    /// `read` only when a frame is there; that cannot block as long as
+    /// nobody else reads the same queue (vmtap reads a queue from one
+    /// reader only).
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+        let fd = fd.as_raw_fd();
+        if READ_NOWAIT.load(Ordering::Relaxed) != 2 {
+            let iov = [libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            }];
+            match retry_eintr(|| rw_nowait(libc::SYS_preadv2, fd, &iov)) {
+                Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => READ_NOWAIT.store(2, Ordering::Relaxed),
+                other => {
+                    READ_NOWAIT.store(1, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        if !readable_now(fd)? {
+            return Err(Errno::EAGAIN);
+        }
+        // SAFETY: read writes at most buf.len() bytes into a live slice.
+        retry_eintr(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    }
+
+    /// `pwritev2(RWF_NOWAIT)`, or plain `writev` on a kernel without it (a
+    /// TUN/TAP write waits only when its socket's send buffer is full, which
+    /// TUNSETSNDBUF sets; its default has no limit).
+    fn write_frame(&self, fd: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
+        let fd = fd.as_raw_fd();
+        let iov: Vec<libc::iovec> = parts
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        if WRITE_NOWAIT.load(Ordering::Relaxed) != 2 {
+            match retry_eintr(|| rw_nowait(libc::SYS_pwritev2, fd, &iov)) {
+                Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => WRITE_NOWAIT.store(2, Ordering::Relaxed),
+                other => {
+                    WRITE_NOWAIT.store(1, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        // SAFETY: iov describes live buffers for the duration of the call.
+        retry_eintr(|| unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as c_int) })
     }
 
     fn netlink_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {

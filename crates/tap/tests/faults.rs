@@ -104,6 +104,8 @@ fn syscall_label(call: &Call) -> &'static str {
         Call::Open(_) => "open",
         Call::Socket | Call::NetlinkSocket => "socket",
         Call::Ioctl(name) | Call::NetlinkSend(name) | Call::NetlinkRecv(name) => name,
+        Call::ReadFrame => "read",
+        Call::WriteFrame => "write",
     }
 }
 

@@ -96,6 +96,8 @@ fn label(call: &Call) -> &'static str {
         Call::NetlinkSocket | Call::Socket => "socket",
         Call::NetlinkSend(l) | Call::NetlinkRecv(l) | Call::Ioctl(l) => l,
         Call::Open(_) => "open",
+        Call::ReadFrame => "read",
+        Call::WriteFrame => "write",
     }
 }
 
