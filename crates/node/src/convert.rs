@@ -5,7 +5,7 @@
 use std::ffi::{CStr, CString};
 use std::time::Duration;
 
-use vmtap_core::{link, rules, OpenOptions, Tristate};
+use vmtap_core::{link, rules, Mode, OpenOptions, Tristate};
 
 use crate::error::{JsError, JsResult};
 use crate::napi::{Env, Value, ValueType};
@@ -78,8 +78,18 @@ pub fn timeout_of(env: Env, v: Value) -> JsResult<Option<Duration>> {
     })
 }
 
+/// `'tap'` | `'tun'`.
+pub fn mode_of(env: Env, v: Value) -> JsResult<Mode> {
+    match env.string_of(v, "mode")?.as_str() {
+        "tap" => Ok(Mode::Tap),
+        "tun" => Ok(Mode::Tun),
+        _ => Err(JsError::arg_value("mode must be 'tap' or 'tun'")),
+    }
+}
+
 /// The arguments of `open(name, queues, vnetHdr, vhost, tunPath | null,
-/// vhostPath | null, config | null)`; `config` is `{ exclusive, uniqueName,
+/// vhostPath | null, config | null, mode | null)` (`mode`: `'tap'` when
+/// null or absent); `config` is `{ exclusive, uniqueName,
 /// persist, owner, group, vnetHdrSize, offloads, mtu, mac, bridge, up }`
 /// (optional members null) or null for none. Positional, so the usual open
 /// reads no property at all.
@@ -96,6 +106,9 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
     }
     if let Some(p) = optional(env, arg(env, args, 5)?, |v| c_path(env, v, "vhostPath"))? {
         opts.vhost_path = p;
+    }
+    if let Some(m) = optional(env, arg(env, args, 7)?, |v| mode_of(env, v))? {
+        opts.mode = m;
     }
     let c = arg(env, args, 6)?;
     if matches!(env.type_of(c)?, ValueType::Null | ValueType::Undefined) {

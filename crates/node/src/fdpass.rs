@@ -42,6 +42,7 @@ pub fn fd_list(env: Env, v: Value, what: &'static str, max: usize) -> JsResult<V
 pub fn why_error(why: Why) -> JsError {
     match why {
         Why::Aborted => JsError::aborted(),
+        Why::Closed(ifname) => JsError::closed(ifname.as_deref()),
         Why::Failed(e) => e,
     }
 }
@@ -75,9 +76,9 @@ fn run_or_wait<H: Handler + Op>(
     on_wait: Value,
     name: &str,
 ) -> JsResult<Value> {
-    let (deferred, promise) = env.promise()?;
-    op.settle().0 = Some(deferred);
-    if op.attempt(env) == Flow::Done {
+    if let Some(outcome) = op.attempt(env) {
+        let (deferred, promise) = env.promise()?;
+        deferred.settle(env, outcome);
         return Ok(promise);
     }
     let raw = op.fd();
@@ -85,14 +86,25 @@ fn run_or_wait<H: Handler + Op>(
     // below does not close it, and the watch keeps the op (so the fd) for
     // as long as it watches.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-    let id = watch::watch(env, fd, interest, timeout, name, false, Box::new(op));
-    if let Some(id) = id {
-        if env.type_of(on_wait)? == ValueType::Function {
-            if let Err(e) = env.call(on_wait, &[env.double(id as f64)?]) {
-                // The caller never gets this promise: drop the wait quietly.
-                watch::close(env, id);
-                return Err(e);
-            }
+    let mut op = Box::new(op);
+    let slot: *mut Settle = op.settle();
+    let id = watch::watch(env, fd, interest, timeout, name, false, op)?;
+    let (deferred, promise) = match env.promise() {
+        Ok(p) => p,
+        Err(e) => {
+            watch::close(env, id);
+            return Err(e);
+        }
+    };
+    // SAFETY: the op lives in the watch (its box did not move); no handler
+    // method runs before the loop's next iteration, so nothing reads the
+    // slot meanwhile.
+    unsafe { (*slot).0 = Some(deferred) };
+    if env.type_of(on_wait)? == ValueType::Function {
+        if let Err(e) = env.call(on_wait, &[env.double(id as f64)?]) {
+            // The caller never gets this promise: drop the wait quietly.
+            watch::close(env, id);
+            return Err(e);
         }
     }
     Ok(promise)
@@ -103,8 +115,20 @@ trait Op {
     fn settle(&mut self) -> &mut Settle;
     /// The raw fd to watch (owned by the op).
     fn fd(&self) -> i32;
-    /// One non-blocking attempt; settles and says Done, or says Wait.
-    fn attempt(&mut self, env: Env) -> Flow;
+    /// One non-blocking attempt: `None` when it would block, else how the
+    /// call settles.
+    fn attempt(&mut self, env: Env) -> Option<JsResult<Value>>;
+
+    /// [`Handler::ready`] for an op: attempt, settle when done.
+    fn retry(&mut self, env: Env) -> Flow {
+        match self.attempt(env) {
+            None => Flow::Wait,
+            Some(outcome) => {
+                self.settle().with(env, outcome);
+                Flow::Done
+            }
+        }
+    }
 }
 
 struct SendOp {
@@ -122,25 +146,18 @@ impl Op for SendOp {
         self.sock.as_fd().as_raw_fd()
     }
 
-    fn attempt(&mut self, env: Env) -> Flow {
+    fn attempt(&mut self, env: Env) -> Option<JsResult<Value>> {
         match self.send.try_send(&self.sock) {
-            Ok(Step::WouldBlock) => Flow::Wait,
-            Ok(Step::Done(n)) => {
-                let v = env.double(n as f64);
-                self.done.with(env, v);
-                Flow::Done
-            }
-            Err(e) => {
-                self.done.with(env, Err(e.into()));
-                Flow::Done
-            }
+            Ok(Step::WouldBlock) => None,
+            Ok(Step::Done(n)) => Some(env.double(n as f64)),
+            Err(e) => Some(Err(e.into())),
         }
     }
 }
 
 impl Handler for SendOp {
     fn ready(&mut self, env: Env) -> Flow {
-        self.attempt(env)
+        self.retry(env)
     }
 
     fn timeout(&mut self, env: Env) -> Flow {
@@ -178,25 +195,18 @@ impl Op for RecvOp {
         self.sock.as_fd().as_raw_fd()
     }
 
-    fn attempt(&mut self, env: Env) -> Flow {
+    fn attempt(&mut self, env: Env) -> Option<JsResult<Value>> {
         match fdpass::try_recv(&self.sock, self.max_bytes, self.max_fds) {
-            Ok(Step::WouldBlock) => Flow::Wait,
-            Ok(Step::Done(got)) => {
-                let v = received(env, got);
-                self.done.with(env, v);
-                Flow::Done
-            }
-            Err(e) => {
-                self.done.with(env, Err(e.into()));
-                Flow::Done
-            }
+            Ok(Step::WouldBlock) => None,
+            Ok(Step::Done(got)) => Some(received(env, got)),
+            Err(e) => Some(Err(e.into())),
         }
     }
 }
 
 impl Handler for RecvOp {
     fn ready(&mut self, env: Env) -> Flow {
-        self.attempt(env)
+        self.retry(env)
     }
 
     fn timeout(&mut self, env: Env) -> Flow {

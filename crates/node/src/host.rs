@@ -116,6 +116,19 @@ pub fn limits(env: Env) -> JsResult<Value> {
         c"maxCloseThreads",
         env.uint32(rules::MAX_CLOSE_THREADS as u32),
     )?;
+    set(c"maxFrameBytes", env.uint32(rules::MAX_FRAME_BYTES as u32))?;
+    set(
+        c"minTapFrameBytes",
+        env.uint32(rules::MIN_TAP_FRAME_BYTES as u32),
+    )?;
+    set(
+        c"minTunPacketBytes",
+        env.uint32(rules::MIN_TUN_PACKET_BYTES as u32),
+    )?;
+    set(
+        c"tapFrameOverhead",
+        env.uint32(rules::TAP_FRAME_OVERHEAD as u32),
+    )?;
     env.freeze(o)?;
     Ok(o)
 }

@@ -9,6 +9,7 @@
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
 //! * [`fdpass`] — sendFds / recvFds (waiting on the event loop), cancel,
 //!   dupFds;
+//! * [`packet`] — frames: a queue read and written on the event loop;
 //! * [`napi`] — the hand-written Node-API layer and the module entry point
 //!   (all of the Node-API unsafe code).
 
@@ -18,6 +19,7 @@ mod error;
 mod fdpass;
 mod host;
 mod napi;
+mod packet;
 
 use error::JsResult;
 use napi::{Env, Value};
@@ -51,6 +53,11 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"recvFds", fdpass::recv_fds)?;
     env.export(exports, c"cancel", fdpass::cancel)?;
     env.export(exports, c"dupFds", fdpass::dup_fds)?;
+    env.export(exports, c"frameReader", packet::frame_reader)?;
+    env.export(exports, c"readerResume", packet::reader_resume)?;
+    env.export(exports, c"readerPause", packet::reader_pause)?;
+    env.export(exports, c"readerClose", packet::reader_close)?;
+    env.export(exports, c"writeFrame", packet::write_frame)?;
     env.set(exports, c"constants", host::constants(env)?)?;
     env.set(exports, c"limits", host::limits(env)?)?;
     Ok(())

@@ -9,6 +9,7 @@
 //! * [`function`] — Rust functions as JS functions, panics caught;
 //! * [`task`] — [`AsyncTask`], work on the libuv pool settling a promise;
 //! * [`promise`] — [`Deferred`], a promise settled from Rust;
+//! * [`reference`] — [`reference::Ref`], a JS value kept across calls;
 //! * [`uv`] — the libuv functions the watcher uses, declared by hand;
 //! * [`watch`] — waiting for an fd on the event loop (no pool thread);
 //! * [`external`] — type-tagged boxed Rust data;
@@ -27,6 +28,7 @@ pub mod instance;
 pub mod module;
 pub mod promise;
 pub mod read;
+pub mod reference;
 pub mod task;
 pub mod uv;
 pub mod watch;

@@ -133,6 +133,30 @@ impl Env {
         Ok(out)
     }
 
+    /// Run `f` on the bytes of a Buffer (or Uint8Array) in place, without
+    /// copying them: `f` must not run JS (nothing may move or detach the
+    /// buffer meanwhile).
+    pub fn with_bytes<R>(&self, v: Value, what: &str, f: impl FnOnce(&[u8]) -> R) -> JsResult<R> {
+        let mut is = false;
+        // SAFETY: valid env and handle; the out-pointer is a local.
+        self.check(unsafe { ffi::napi_is_buffer(self.raw, v.0, &mut is) })?;
+        if !is {
+            return Err(JsError::arg_type(format!("{what} must be a Buffer")));
+        }
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: v is a buffer; both out-pointers are locals.
+        self.check(unsafe { ffi::napi_get_buffer_info(self.raw, v.0, &mut data, &mut len) })?;
+        if len == 0 || data.is_null() {
+            return Ok(f(&[]));
+        }
+        // SAFETY: Node says `data` points at `len` bytes of the buffer; the
+        // slice lives only while `f` runs, which runs no JS (per the contract).
+        Ok(f(unsafe {
+            std::slice::from_raw_parts(data.cast::<u8>(), len)
+        }))
+    }
+
     /// The length of an array (`ERR_INVALID_ARG_TYPE` when `v` is not one).
     pub fn array_len(&self, v: Value, what: &str) -> JsResult<u32> {
         if !self.is_array(v)? {

@@ -48,6 +48,7 @@ extern "C" {
     pub fn uv_close(handle: *mut uv_handle_t, close_cb: uv_close_cb);
     pub fn uv_poll_init(loop_: *mut uv_loop_t, handle: *mut uv_poll_t, fd: c_int) -> c_int;
     pub fn uv_poll_start(handle: *mut uv_poll_t, events: c_int, cb: uv_poll_cb) -> c_int;
+    pub fn uv_poll_stop(handle: *mut uv_poll_t) -> c_int;
     pub fn uv_update_time(loop_: *mut uv_loop_t);
     pub fn uv_timer_init(loop_: *mut uv_loop_t, handle: *mut uv_timer_t) -> c_int;
     pub fn uv_timer_start(

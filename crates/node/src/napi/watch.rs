@@ -63,6 +63,8 @@ pub enum Flow {
 pub enum Why {
     /// An AbortSignal fired (`cancel`).
     Aborted,
+    /// The device it belongs to was closed.
+    Closed(Option<String>),
     /// Setting the watch up failed, or the handler panicked.
     Failed(JsError),
 }
@@ -216,8 +218,9 @@ fn epoll_for(fd: BorrowedFd<'_>, interest: Interest) -> JsResult<OwnedFd> {
 /// Watch `fd` for `interest` and run `handler` whenever it is ready (after
 /// `timeout`, its `timeout` method). The handler's fd must stay open while
 /// the watch lives (own it in the handler). `paused`: do not wait until
-/// [`resume`]. Returns the watch's id; `None` when it could not be set up,
-/// after `handler.cancel(Why::Failed)` settled what it holds.
+/// [`resume`]. Returns the watch's id. When the watch cannot be set up, the
+/// handler is released and dropped (nothing of it stays) and the error
+/// returned: the caller settles what it promised.
 pub fn watch(
     env: Env,
     fd: BorrowedFd<'_>,
@@ -226,18 +229,17 @@ pub fn watch(
     name: &str,
     paused: bool,
     mut handler: Box<dyn Handler>,
-) -> Option<u64> {
+) -> JsResult<u64> {
     match start(env, fd, interest, timeout, name, paused) {
         Ok(w) => {
             // SAFETY: w is the live watch just made; only this thread uses it.
             unsafe { (*w).handler = Some(handler) };
             // SAFETY: as above.
-            Some(unsafe { (*w).id })
+            Ok(unsafe { (*w).id })
         }
         Err(e) => {
-            handler.cancel(env, Why::Failed(e));
             handler.release(env);
-            None
+            Err(e)
         }
     }
 }
@@ -398,6 +400,30 @@ pub fn close(env: Env, id: u64) -> bool {
         }
     }
     true
+}
+
+/// Stop waiting (back-pressure) until [`resume`]; the watch stays. False
+/// when there is no such watch.
+pub fn pause(env: Env, id: u64) -> bool {
+    let Some(w) = find(env, id) else {
+        return false;
+    };
+    // SAFETY: a live watch's initialised poll handle.
+    unsafe { uv::uv_poll_stop((*w).poll) };
+    true
+}
+
+/// Wait again after [`pause`] (or for a watch made paused).
+pub fn resume(env: Env, id: u64) -> JsResult<bool> {
+    let Some(w) = find(env, id) else {
+        return Ok(false);
+    };
+    // SAFETY: a live watch's initialised poll handle; on_poll matches.
+    let r = unsafe { uv::uv_poll_start((*w).poll, uv::UV_READABLE, Some(on_poll)) };
+    if r != 0 {
+        return Err(uv_error(r, "uv_poll_start"));
+    }
+    Ok(true)
 }
 
 /// Run one handler method on `w` (not busy, not closing) and apply what
