@@ -15,6 +15,7 @@
  * - lib/host.ts     probeFeatures, getTunFeatures, probeOffloads, deleteTap, hostMacFor
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
+ * - lib/packet.ts   frames from Node: TapDevice.frames(), frameStream(), writeFrame(); virtio-net headers
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
  * - lib/errors.ts   TapError and the one table of error codes
  * - lib/limits.ts, lib/constants.ts   the numbers
@@ -60,6 +61,13 @@ export {
   type TunPathOptions,
 } from './lib/host'
 export { type Limits, limits } from './lib/limits'
+export {
+  type FrameIterator,
+  type FramesOptions,
+  type TapFrame,
+  type VirtioNetHeader,
+  virtioNet,
+} from './lib/packet'
 export { checkOpenTapOptions, type LinkOptions, type Offloads, type OpenTapOptions } from './lib/options'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'

@@ -61,7 +61,7 @@ export function probeOffloads(options?: TunPathOptions): Required<Offloads> {
 }
 
 /**
- * Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close. A
+ * Delete a persistent TAP (or TUN) device: attach to it, TUNSETPERSIST 0, close. A
  * device still held by a process disappears when that one closes it.
  */
 export function deleteTap(name: string, options?: TunPathOptions): void {

@@ -26,6 +26,14 @@ export interface Limits {
   readonly maxRecvBytes: number
   /** The most threads closeAll uses. */
   readonly maxCloseThreads: number
+  /** The longest frame `writeFrame` takes whatever the MTU (a GSO frame: 64 KiB and a link header), without its vnet header. */
+  readonly maxFrameBytes: number
+  /** The shortest frame a TAP device takes: its Ethernet header. */
+  readonly minTapFrameBytes: number
+  /** The shortest packet a TUN device takes: an IPv4 header. */
+  readonly minTunPacketBytes: number
+  /** What a TAP frame may carry beyond the MTU: the Ethernet header and one VLAN tag. */
+  readonly tapFrameOverhead: number
 }
 
 /** See {@link Limits}. */
@@ -41,4 +49,8 @@ export const limits: Limits = Object.freeze({
   scmMaxFd: 253,
   maxRecvBytes: 2 ** 30,
   maxCloseThreads: 1024,
+  maxFrameBytes: 65535 + 18,
+  minTapFrameBytes: 14,
+  minTunPacketBytes: 20,
+  tapFrameOverhead: 18,
 })

@@ -36,8 +36,10 @@ export interface NativeOpenConfig {
   up: boolean
 }
 
-/** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+/** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, mode)`. */
 export interface NativeOpenOptions {
+  /** null: 'tap' */
+  mode: 'tap' | 'tun' | null
   name: string
   queues: number
   vnetHdr: Tristate
@@ -100,12 +102,32 @@ export interface NativeBinding {
   cancel(id: number): boolean
   /** Close-on-exec duplicates of `fds`, made now; the caller closes them. */
   dupFds(fds: number[]): number[]
+  /**
+   * A reader of queue `queue` (paused): `onFrames(null, frames, hdrLen)` per batch read,
+   * `onFrames(error)` once after a failed read, `onFrames(null, null)` when the device closed.
+   */
+  frameReader(
+    handle: NativeHandle,
+    queue: number,
+    onFrames: (err: Error | null, frames: Buffer[] | null, hdrLen: number) => void,
+  ): number
+  readerResume(id: number): boolean
+  readerPause(id: number): boolean
+  readerClose(id: number): boolean
+  /** Bytes written at once, or a promise of them when the queue had to be waited for. */
+  writeFrame(
+    handle: NativeHandle,
+    queue: number,
+    frame: Buffer,
+    header: Buffer | null,
+    onWait: ((id: number) => void) | null,
+  ): number | Promise<number>
   constants: Readonly<Record<string, number>>
   limits: Limits
   init(makeError: (ctx: ErrorDetail) => Error): void
 }
 
-/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, mode?)`. */
 export type NativeOpenArgs = [
   name: string,
   queues: number,
@@ -114,6 +136,7 @@ export type NativeOpenArgs = [
   tunPath: string | null,
   vhostPath: string | null,
   config: NativeOpenConfig | null,
+  mode?: 'tap' | 'tun' | null,
 ]
 
 function isMusl(): boolean {
