@@ -1,4 +1,4 @@
-// `vmtap delete`: remove a persistent TAP device.
+// `vmtap delete`: remove a persistent TAP (or TUN) device.
 
 import type { Command } from 'commander'
 
@@ -15,7 +15,7 @@ export function runDelete(name: string): void {
 }
 
 const DELETE_HELP = `
-Removes a persistent TAP device (TUNSETPERSIST 0): it goes now, or when the last
+Removes a persistent TAP or TUN device (TUNSETPERSIST 0): it goes now, or when the last
 process holding it closes it. ENODEV when there is no such device.
 
 Example:
@@ -26,7 +26,7 @@ Example:
 export function addDeleteCommand(program: Command, onStatus: (status: number) => void): void {
   program
     .command('delete')
-    .description('delete a persistent TAP device')
+    .description('delete a persistent TAP or TUN device')
     .argument('<name>', 'the device')
     .addHelpText('after', DELETE_HELP)
     .action((name: string) => {

@@ -20,7 +20,7 @@ export interface ExecFlags extends NicSpec {
 /** The NICs of an `exec`: one from the flags, or one per --net group with the flags as defaults. */
 export function nicsOf(o: ExecFlags): NicSpec[] {
   const defaults: NicSpec = {}
-  for (const k of ['queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up'] as const) {
+  for (const k of ['mode', 'queues', 'vhost', 'vnetHdr', 'bridge', 'mtu', 'up'] as const) {
     if (o[k] !== undefined) (defaults as Record<string, unknown>)[k] = o[k]
   }
   const groups = o.net ?? []
@@ -50,7 +50,8 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
       }
       return { ...nic, vhost: 'off' }
     }
-    return { ...nic, vhost: nic.vhost ?? 'auto' }
+    // A TUN device takes no vhost-net fds: 'auto' means none for it.
+    return { ...nic, vhost: nic.vhost ?? (nic.mode === 'tun' ? 'off' : 'auto') }
   })
 }
 
@@ -214,11 +215,15 @@ Placeholders, replaced in ARGS (also inside a word; other braces are left alone)
   {ifname1} {fds1} {netdev1}...; without a number they mean NIC 0.
 
 Several NICs: one --net group per NIC, in order:
-  --net KEY=VALUE[,KEY=VALUE...]   keys: name, queues, vhost, vnet-hdr, bridge,
-                                   mtu, mac, up (or up=on|off)
-  --queues, --vhost, --vnet-hdr, --bridge, --mtu and --up given outside a group
-  are defaults for every group; --name and --mac (one device each) cannot be
-  combined with --net.
+  --net KEY=VALUE[,KEY=VALUE...]   keys: mode, name, queues, vhost, vnet-hdr,
+                                   bridge, mtu, mac, up (or up=on|off)
+  --mode, --queues, --vhost, --vnet-hdr, --bridge, --mtu and --up given outside
+  a group are defaults for every group; --name and --mac (one device each)
+  cannot be combined with --net.
+
+--mode tun opens a TUN device (IP packets) for programs that take one, such as
+a user-space network stack; {netdev} and {device} need TAP devices (the VMMs'
+NICs are Ethernet).
 
 --vhost defaults to auto (vhost-net fds when the host has them) with QEMU and to
 off with --format cloud-hypervisor, which takes none. --mac is the host-side MAC

@@ -42,8 +42,13 @@ export function tristateOption(flags: string, description: string): Option {
 /** The MTU range, as the help shows it. */
 export const MTU_HELP = `${limits.minMtu}-${limits.maxMtu}; a TAP device takes at most ${limits.tapMaxMtu}`
 
+/** How a device kind is spelled on the command line (openTap's `mode`). */
+export type ModeFlag = 'tap' | 'tun'
+export const MODE_FLAGS: readonly ModeFlag[] = ['tap', 'tun']
+
 /** One NIC, as the flags or one --net group describe it. */
 export interface NicSpec {
+  mode?: ModeFlag
   name?: string
   queues?: number
   vhost?: TristateFlag
@@ -54,7 +59,7 @@ export interface NicSpec {
   up?: boolean
 }
 
-const NET_KEYS = ['name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up'] as const
+const NET_KEYS = ['mode', 'name', 'queues', 'vhost', 'vnet-hdr', 'bridge', 'mtu', 'mac', 'up'] as const
 
 /**
  * A --net group: `key=value,...` with the keys of NET_KEYS; `up` alone
@@ -77,6 +82,10 @@ export function parseNetSpec(spec: string): NicSpec {
     if (value === undefined && key !== 'up') throw new InvalidArgumentError(`Key '${key}' needs a value (${key}=...).`)
     const v = value as string
     switch (key as (typeof NET_KEYS)[number]) {
+      case 'mode':
+        if (!(MODE_FLAGS as readonly string[]).includes(v)) throw new InvalidArgumentError('mode must be tap or tun.')
+        nic.mode = v as ModeFlag
+        break
       case 'name':
         nic.name = v
         break
@@ -109,6 +118,7 @@ export function parseNetSpec(spec: string): NicSpec {
 /** openTap's options for a NIC's flags: the one mapping exec and create share. */
 export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   const o: OpenTapOptions = {}
+  if (nic.mode !== undefined) o.mode = nic.mode
   if (nic.name !== undefined) o.name = nic.name
   if (nic.queues !== undefined) o.queues = nic.queues
   if (nic.vhost !== undefined) o.vhost = tristateOfFlag(nic.vhost)
@@ -123,6 +133,12 @@ export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
 /** The link flags exec and create both take (one definition, one help text). */
 export function addLinkFlags(cmd: Command, macHelp: string): Command {
   return cmd
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'tap: an Ethernet device (default); tun: an IP device (no MAC, bridge or vnet header)',
+      ).choices(MODE_FLAGS as string[]),
+    )
     .addOption(
       tristateOption(
         '--vnet-hdr <mode>',
