@@ -46,8 +46,8 @@ rootTest(
       ordered: boolean
     }>('backPressure')
     t.true(r.first)
-    // At most one batch (64 frames) past the high-water mark, however much was sent.
-    t.true(r.buffered >= r.hwm && r.buffered <= r.hwm + 64, `${r.buffered} frames buffered`)
+    // At most one batch (highWaterMark frames) past the high-water mark, however much was sent.
+    t.true(r.buffered >= r.hwm && r.buffered < 2 * r.hwm, `${r.buffered} frames buffered`)
     t.true(r.dropped > r.sent / 2, `the kernel dropped ${r.dropped} of ${r.sent}`)
     // 20000 frames of 1442 bytes would be 28 MB.
     t.true(r.grown < 4 << 20, `${r.grown} bytes of buffers grew`)

@@ -175,14 +175,14 @@ export class TapDevice implements Disposable, AsyncDisposable {
   }
 
   /** A reader of `queue` feeding `sink`; one per queue at a time. */
-  #reader(queue: number, header: boolean): (sink: Sink) => QueueReader {
+  #reader(queue: number, header: boolean, hwm: number): (sink: Sink) => QueueReader {
     const h = this.#handle
     if (h === null) throw closedError(this.ifname)
     if (this.#readers.has(queue)) {
       throw invalidValue('queue', 'is already being read (by frames() or frameStream()); one reader per queue', queue)
     }
     return (sink) => {
-      const r = new QueueReader(h, queue, header, sink, () => this.#readers.delete(queue))
+      const r = new QueueReader(h, queue, header, Math.min(hwm, 256), sink, () => this.#readers.delete(queue))
       this.#readers.add(queue)
       return r
     }
@@ -206,7 +206,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
     const o = framesOptions(options)
     const aborted = abortedAlready(o.signal)
     if (aborted) throw aborted
-    return new FrameIterator<Buffer>(this.#reader(q, o.header), o.hwm, o.signal)
+    return new FrameIterator<Buffer>(this.#reader(q, o.header, o.hwm), o.hwm, o.signal)
   }
 
   /**
@@ -218,7 +218,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
   frameStream(queue = 0, options?: FramesOptions): import('node:stream').Duplex {
     const q = this.#queue(queue)
     const o = framesOptions(options)
-    return makeFrameStream(this.#reader(q, o.header), (f) => this.writeFrame(f as Buffer, q), o.hwm, o.signal)
+    return makeFrameStream(this.#reader(q, o.header, o.hwm), (f) => this.writeFrame(f as Buffer, q), o.hwm, o.signal)
   }
 
   /**

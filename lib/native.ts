@@ -103,13 +103,15 @@ export interface NativeBinding {
   /** Close-on-exec duplicates of `fds`, made now; the caller closes them. */
   dupFds(fds: number[]): number[]
   /**
-   * A reader of queue `queue` (paused): `onFrames(null, frames, hdrLen)` per batch read,
-   * `onFrames(error)` once after a failed read, `onFrames(null, null)` when the device closed.
+   * A reader of queue `queue` (paused): `onFrames(null, pool, start, lengths, hdrLen)` per batch read (the
+   * frames back to back in `pool` from `start`, their lengths as little-endian u32s), `onFrames(error)` once
+   * after a failed read, `onFrames(null, null)` when the device closed.
    */
   frameReader(
     handle: NativeHandle,
     queue: number,
-    onFrames: (err: Error | null, frames: Buffer[] | null, hdrLen: number) => void,
+    onFrames: (err: Error | null, pool: Buffer | null, start: number, lengths: Buffer, hdrLen: number) => void,
+    batch?: number,
   ): number
   readerResume(id: number): boolean
   readerPause(id: number): boolean

@@ -68,8 +68,9 @@ export interface FramesOptions {
   header?: boolean
   /**
    * How many frames may wait for the consumer; reading stops there until it
-   * catches up (the kernel holds, then drops, what arrives meanwhile).
-   * Default 256.
+   * catches up (the kernel holds, then drops, what arrives meanwhile). One
+   * read goes on until the queue is empty or this many frames (at most 256)
+   * were read, so up to twice this many may wait. Default 256.
    */
   highWaterMark?: number
   /** Ends the iteration (or destroys the stream) when aborted. */
@@ -140,26 +141,36 @@ export class QueueReader {
   #closed = false
   #paused = true
 
-  constructor(handle: NativeHandle, queue: number, header: boolean, sink: Sink, onClose: () => void) {
+  constructor(handle: NativeHandle, queue: number, header: boolean, batch: number, sink: Sink, onClose: () => void) {
     this.#onClose = onClose
-    this.#id = native().frameReader(handle, queue, (err, frames, hdrLen) => {
-      if (err) {
-        this.#finish()
-        sink.error(err)
-      } else if (frames === null) {
-        this.#finish()
-        sink.end()
-      } else if (hdrLen === 0 && !header) {
-        sink.frames(frames)
-      } else {
-        sink.frames(
-          frames.map((b) => {
-            const frame = b.subarray(hdrLen)
-            return header ? { header: hdrLen === 0 ? null : parseHeader(b, hdrLen), frame } : frame
-          }),
-        )
-      }
-    })
+    this.#id = native().frameReader(
+      handle,
+      queue,
+      (err, pool, start, lengths, hdrLen) => {
+        if (err) {
+          this.#finish()
+          sink.error(err)
+        } else if (pool === null) {
+          this.#finish()
+          sink.end()
+        } else {
+          // Frames are read into a pooled Buffer; each is a view of it.
+          const n = lengths.length >>> 2
+          const items: (Buffer | TapFrame)[] = new Array(n)
+          let at = start
+          for (let i = 0; i < n; i++) {
+            const len = lengths.readUInt32LE(i << 2)
+            const frame = pool.subarray(at + hdrLen, at + len)
+            items[i] = header
+              ? { header: hdrLen === 0 ? null : parseHeader(pool.subarray(at, at + hdrLen), hdrLen), frame }
+              : frame
+            at += len
+          }
+          sink.frames(items)
+        }
+      },
+      batch,
+    )
   }
 
   readonly #onClose: () => void

@@ -7,7 +7,13 @@
 //! paused: `readerResume(id)` waits for frames; each time the queue is
 //! readable the reader reads up to [`BATCH`] frames without waiting
 //! (`preadv2(RWF_NOWAIT)`, see `vmtap_core::sys`) and hands them to
-//! `onFrames(null, frames, hdrLen)` in one call; `readerPause(id)` stops
+//! `onFrames(null, pool, start, lengths, hdrLen)` in one call: the frames
+//! were read straight into `pool`, one after the other from `start`, and
+//! their lengths are little-endian u32s in `lengths`. `pool` is a Buffer of
+//! [`POOL_BYTES`] that later batches fill on, as Node's own pooled Buffers
+//! (one Buffer per pool, not one per frame: making a Buffer through
+//! Node-API costs more than reading a frame; JS hands out views of it).
+//! `readerPause(id)` stops
 //! waiting (back-pressure) and the kernel holds (or drops) what comes
 //! meanwhile. `onFrames(error)` reports a failed read, after which the
 //! reader is closed; `onFrames(null, null)` says the device was closed.
@@ -23,6 +29,7 @@
 //! Closing the device ends its readers and rejects its waiting writes
 //! (ERR_VMTAP_CLOSED) before any of its fds is closed.
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,8 +47,13 @@ use crate::napi::watch::{self, Flow, Handler, Interest, Why};
 use crate::napi::{Deferred, Env, Value, ValueType};
 
 /// The most frames one readiness reads before JS gets them (the rest wait
-/// for the next loop iteration: the watch is level-triggered).
-pub const BATCH: usize = 64;
+/// for the next loop iteration: the watch is level-triggered). A reader may
+/// ask for fewer (its high-water mark).
+pub const BATCH: usize = 256;
+
+/// The Buffer frames are read into, batch after batch, until it has no
+/// room left for the longest frame ([`READ_BUFFER_BYTES`]); then a new one.
+pub const POOL_BYTES: usize = 512 << 10;
 
 /// A virtio-net header's GSO type byte: anything but NONE (ECN bit aside)
 /// asks for segmentation.
@@ -129,11 +141,22 @@ impl DeviceIo {
     }
 }
 
+/// The Buffer frames are read into, and where.
+struct Pool {
+    buffer: Ref,
+    data: *mut u8,
+    used: usize,
+}
+
 /// One queue's reader.
 struct Reader {
     io: Arc<DeviceIo>,
     fd: OwnedFd,
-    buf: Vec<u8>,
+    pool: Option<Pool>,
+    /// The most frames of one batch (at most [`BATCH`]).
+    batch: usize,
+    /// The lengths of a batch's frames.
+    lens: Vec<u8>,
     on_frames: Option<Ref>,
     id: u64,
 }
@@ -146,12 +169,74 @@ impl Reader {
         Ok(())
     }
 
-    fn deliver(&self, env: Env, frames: &[Value], hdr_len: usize) -> JsResult<()> {
-        let arr = env.array(frames.len())?;
-        for (i, &f) in frames.iter().enumerate() {
-            env.set_element(arr, i as u32, f)?;
+    /// The pool to read into, with room for a frame of any size: the
+    /// current one, or a new one when it is full or JS detached it (its
+    /// memory is then no longer this Buffer's: never written to again).
+    fn pool(&mut self, env: Env) -> JsResult<(Value, *mut u8, usize)> {
+        if let Some(p) = &self.pool {
+            if let Some(v) = p.buffer.value(env) {
+                if POOL_BYTES - p.used >= READ_BUFFER_BYTES
+                    && env.buffer_span(v)? == (p.data, POOL_BYTES)
+                {
+                    return Ok((v, p.data, p.used));
+                }
+            }
         }
-        self.call(env, &[env.null()?, arr, env.double(hdr_len as f64)?])
+        if let Some(old) = self.pool.take() {
+            old.buffer.delete(env);
+        }
+        let (v, data) = env.new_buffer(POOL_BYTES)?;
+        self.pool = Some(Pool {
+            buffer: env.reference(v)?,
+            data,
+            used: 0,
+        });
+        Ok((v, data, 0))
+    }
+
+    /// Read up to [`BATCH`] frames into the pool; their count and the pool.
+    fn read_batch(&mut self, env: Env) -> (usize, Option<(Value, usize)>, Option<JsError>) {
+        self.lens.clear();
+        let (pool, data, start) = match self.pool(env) {
+            Ok(p) => p,
+            Err(e) => return (0, None, Some(e)),
+        };
+        let mut used = start;
+        let mut count = 0;
+        let mut failed = None;
+        while count < self.batch && POOL_BYTES - used >= READ_BUFFER_BYTES {
+            // SAFETY: data..data+POOL_BYTES is the pool Buffer's memory,
+            // checked to be still its own above; no JS runs while the slice
+            // lives, so nothing can detach or touch it meanwhile.
+            let room = unsafe {
+                std::slice::from_raw_parts_mut(
+                    data.add(used).cast::<MaybeUninit<u8>>(),
+                    READ_BUFFER_BYTES,
+                )
+            };
+            match packet::read_frame(
+                &RealSys,
+                self.fd.as_fd(),
+                room,
+                &self.io.ifname,
+                self.io.mode,
+            ) {
+                Ok(Step::Done(n)) => {
+                    self.lens.extend_from_slice(&(n as u32).to_le_bytes());
+                    used += n;
+                    count += 1;
+                }
+                Ok(Step::WouldBlock) => break,
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if let Some(p) = &mut self.pool {
+            p.used = used;
+        }
+        (count, Some((pool, start)), failed)
     }
 
     fn fail(&self, env: Env, err: JsError) {
@@ -167,27 +252,19 @@ impl Handler for Reader {
             usize::MAX => 0,
             n => n,
         };
-        let mut frames = Vec::new();
-        let mut failed = None;
-        while frames.len() < BATCH {
-            let fd = self.fd.as_fd();
-            match packet::read_frame(&RealSys, fd, &mut self.buf, &self.io.ifname, self.io.mode) {
-                Ok(Step::Done(n)) => match env.buffer(&self.buf[..n]) {
-                    Ok(b) => frames.push(b),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                },
-                Ok(Step::WouldBlock) => break,
-                Err(e) => {
-                    failed = Some(e.into());
-                    break;
-                }
-            }
-        }
-        if !frames.is_empty() {
-            if let Err(e) = self.deliver(env, &frames, hdr_len) {
+        let (count, pool, mut failed) = self.read_batch(env);
+        if let (true, Some((pool, start))) = (count > 0, pool) {
+            let delivered = (|| {
+                let args = [
+                    env.null()?,
+                    pool,
+                    env.double(start as f64)?,
+                    env.buffer(&self.lens)?,
+                    env.double(hdr_len as f64)?,
+                ];
+                self.call(env, &args)
+            })();
+            if let Err(e) = delivered {
                 // The callback threw: it stays pending, reported as uncaught.
                 if !matches!(e, JsError::Pending) {
                     failed = Some(e);
@@ -206,8 +283,8 @@ impl Handler for Reader {
     fn cancel(&mut self, env: Env, why: Why) {
         match why {
             Why::Closed(_) | Why::Aborted => {
-                if let (Ok(n), Ok(u)) = (env.null(), env.undefined()) {
-                    let _ = self.call(env, &[n, n, u]);
+                if let Ok(n) = env.null() {
+                    let _ = self.call(env, &[n, n]);
                 }
             }
             Why::Failed(e) => self.fail(env, e),
@@ -218,6 +295,9 @@ impl Handler for Reader {
         self.io.drop_watch(self.id);
         if let Some(r) = self.on_frames.take() {
             r.delete(env);
+        }
+        if let Some(p) = self.pool.take() {
+            p.buffer.delete(env);
         }
     }
 }
@@ -240,21 +320,26 @@ fn with_device<R>(
     }
 }
 
-/// `frameReader(handle, queue, onFrames)` → the reader's id (paused).
+/// `frameReader(handle, queue, onFrames, batch?)` → the reader's id
+/// (paused); `batch`: the most frames per call (1 to [`BATCH`], default
+/// [`BATCH`]).
 pub fn frame_reader(env: Env, args: &[Value]) -> JsResult<Value> {
     let queue = queue_of(env, args)?;
     let on_frames = arg(env, args, 2)?;
+    let batch = crate::convert::optional(env, arg(env, args, 3)?, |v| env.u32_of(v, "batch"))?
+        .map_or(BATCH, |b| (b as usize).clamp(1, BATCH));
     env.expect(on_frames, ValueType::Function, "onFrames")?;
     let (fd, io) = with_device(env, args, |tap, io| {
         let fd = tap.queue_fd(queue)?;
         io.hdr_len(tap)?;
         Ok((dup_fd(fd.as_raw_fd(), "the queue's fd")?, io.clone()))
     })?;
-    let buf = vmtap_core::error::try_zeroed(READ_BUFFER_BYTES, "the frame buffer")?;
     let reader = Reader {
         io: io.clone(),
         fd,
-        buf,
+        pool: None,
+        batch,
+        lens: Vec::new(),
         on_frames: Some(env.reference(on_frames)?),
         id: 0,
     };

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -99,7 +100,7 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.inner.netlink_recv(fd, buf)
     }
 
-    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
         self.enter(Call::ReadFrame)?;
         self.inner.read_frame(fd, buf)
     }
@@ -128,7 +129,7 @@ impl Sys for NoSys {
         panic!("unexpected syscall: {}", op.name())
     }
 
-    fn read_frame(&self, _: BorrowedFd<'_>, _: &mut [u8]) -> Result<usize, Errno> {
+    fn read_frame(&self, _: BorrowedFd<'_>, _: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
         panic!("unexpected syscall: read")
     }
 

@@ -7,6 +7,7 @@
 //! device's vnet header size (10, 12 or 20 bytes): a read returns header and
 //! frame together, a write takes the header as its first part.
 
+use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
@@ -39,19 +40,42 @@ fn frame_error(errno: Errno, syscall: &'static str, ifname: &str, mode: Mode) ->
 }
 
 /// Read one frame (with its vnet header, if the device has one) into `buf`
-/// without waiting: `WouldBlock` when the queue is empty.
+/// (which may be uninitialised; give it [`READ_BUFFER_BYTES`] so no frame is
+/// cut short) without waiting: `Done(length)`, the first `length` bytes of
+/// `buf` then initialised, or `WouldBlock` when the queue is empty.
 pub fn read_frame(
     sys: &dyn Sys,
     fd: BorrowedFd<'_>,
-    buf: &mut [u8],
+    buf: &mut [MaybeUninit<u8>],
     ifname: &str,
     mode: Mode,
 ) -> Result<Step<usize>> {
     match sys.read_frame(fd, buf) {
-        Ok(n) => Ok(Step::Done(n)),
+        Ok(n) => Ok(Step::Done(n.min(buf.len()))),
         Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
         Err(e) => Err(frame_error(e, "read", ifname, mode)),
     }
+}
+
+/// [`read_frame`], appending the frame to `buf`: room for the longest frame
+/// is reserved first (fallibly: [`Error::NoMemory`]).
+pub fn read_frame_into(
+    sys: &dyn Sys,
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    ifname: &str,
+    mode: Mode,
+) -> Result<Step<usize>> {
+    buf.try_reserve(READ_BUFFER_BYTES)
+        .map_err(|_| Error::no_memory("a frame", buf.len() + READ_BUFFER_BYTES))?;
+    let spare = &mut buf.spare_capacity_mut()[..READ_BUFFER_BYTES];
+    let step = read_frame(sys, fd, spare, ifname, mode)?;
+    if let Step::Done(n) = step {
+        // SAFETY: the kernel wrote n bytes into the spare capacity right
+        // after the initialised part (Sys::read_frame's contract).
+        unsafe { buf.set_len(buf.len() + n) };
+    }
+    Ok(step)
 }
 
 /// Write `header` (empty without vnet header) and `frame` as one frame
@@ -118,16 +142,22 @@ mod tests {
     #[test]
     fn reads_and_writes_do_not_wait_and_leave_the_fd_blocking() {
         let (a, b) = UnixDatagram::pair().unwrap();
-        let mut buf = vec![0u8; 64];
-        let empty = read_frame(&RealSys, b.as_fd(), &mut buf, "q0", Mode::Tap).unwrap();
+        let mut buf = Vec::new();
+        let empty = read_frame_into(&RealSys, b.as_fd(), &mut buf, "q0", Mode::Tap).unwrap();
         assert_eq!(empty, Step::WouldBlock);
+        assert!(buf.is_empty());
         let n = write_frame(&RealSys, a.as_fd(), b"hd", b"frame", "q0", Mode::Tap).unwrap();
         assert_eq!(n, Step::Done(7));
+        write_frame(&RealSys, a.as_fd(), &[], b"second", "q0", Mode::Tap).unwrap();
         assert_eq!(
-            read_frame(&RealSys, b.as_fd(), &mut buf, "q0", Mode::Tap).unwrap(),
+            read_frame_into(&RealSys, b.as_fd(), &mut buf, "q0", Mode::Tap).unwrap(),
             Step::Done(7)
         );
-        assert_eq!(&buf[..7], b"hdframe");
+        assert_eq!(
+            read_frame_into(&RealSys, b.as_fd(), &mut buf, "q0", Mode::Tap).unwrap(),
+            Step::Done(6)
+        );
+        assert_eq!(buf, b"hdframesecond", "appended one after the other");
         for fd in [a.as_fd(), b.as_fd()] {
             use std::os::fd::AsRawFd;
             // SAFETY: F_GETFL on a live fd.
@@ -140,8 +170,8 @@ mod tests {
     fn injected_failures_name_the_call_and_the_device() {
         let (a, _b) = UnixDatagram::pair().unwrap();
         let sys = FaultSys::new(RealSys, 1, Errno::EBADFD);
-        let mut buf = vec![0u8; 16];
-        let e = read_frame(&sys, a.as_fd(), &mut buf, "q0", Mode::Tap).unwrap_err();
+        let mut buf = Vec::new();
+        let e = read_frame_into(&sys, a.as_fd(), &mut buf, "q0", Mode::Tap).unwrap_err();
         assert_eq!(e.code(), "EBADFD");
         assert!(e.to_string().contains("read 'q0'"), "{e}");
         assert!(e.to_string().contains("setQueueEnabled"), "{e}");

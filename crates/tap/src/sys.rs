@@ -7,7 +7,7 @@
 
 use std::ffi::CStr;
 use std::fmt;
-use std::mem::size_of;
+use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -241,8 +241,9 @@ pub trait Sys: Send + Sync {
     }
     /// Read one frame from a TUN/TAP queue's fd into `buf` without waiting
     /// (EAGAIN when there is none) and without changing the fd's flags,
-    /// retried on EINTR. See [`RealSys`] for how.
-    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    /// retried on EINTR. The first `n` bytes of `buf` (`n` returned) are
+    /// then initialised. See [`RealSys`] for how.
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
         let _ = (fd, buf);
         Err(Errno::ENOSYS)
     }
@@ -466,7 +467,7 @@ impl Sys for RealSys {
     /// `read` only when a frame is there; that cannot block as long as
     /// nobody else reads the same queue (vmtap reads a queue from one
     /// reader only).
-    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
         let fd = fd.as_raw_fd();
         if READ_NOWAIT.load(Ordering::Relaxed) != 2 {
             let iov = [libc::iovec {
@@ -484,7 +485,8 @@ impl Sys for RealSys {
         if !readable_now(fd)? {
             return Err(Errno::EAGAIN);
         }
-        // SAFETY: read writes at most buf.len() bytes into a live slice.
+        // SAFETY: read writes at most buf.len() bytes into a live slice
+        // (uninitialised memory may be written to).
         retry_eintr(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
     }
 
@@ -493,15 +495,27 @@ impl Sys for RealSys {
     /// TUNSETSNDBUF sets; its default has no limit).
     fn write_frame(&self, fd: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
         let fd = fd.as_raw_fd();
-        let iov: Vec<libc::iovec> = parts
-            .iter()
-            .map(|p| libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            })
-            .collect();
+        // A header and a frame: no allocation for the usual case.
+        let mut small = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 2];
+        let big: Vec<libc::iovec>;
+        let to_iov = |p: &&[u8]| libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
+        let iov: &[libc::iovec] = if parts.len() <= small.len() {
+            for (slot, p) in small.iter_mut().zip(parts) {
+                *slot = to_iov(p);
+            }
+            &small[..parts.len()]
+        } else {
+            big = parts.iter().map(to_iov).collect();
+            &big
+        };
         if WRITE_NOWAIT.load(Ordering::Relaxed) != 2 {
-            match retry_eintr(|| rw_nowait(libc::SYS_pwritev2, fd, &iov)) {
+            match retry_eintr(|| rw_nowait(libc::SYS_pwritev2, fd, iov)) {
                 Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => WRITE_NOWAIT.store(2, Ordering::Relaxed),
                 other => {
                     WRITE_NOWAIT.store(1, Ordering::Relaxed);
@@ -606,6 +620,29 @@ mod tests {
         assert_eq!(IFF_VNET_HDR as libc::c_int, libc::IFF_VNET_HDR);
         assert_eq!(IFF_MULTI_QUEUE as libc::c_int, libc::IFF_MULTI_QUEUE);
         assert_eq!(IFF_ONE_QUEUE as libc::c_int, libc::IFF_ONE_QUEUE);
+    }
+
+    /// The path for kernels without RWF_NOWAIT on TUN/TAP (poll, then read;
+    /// writev) behaves like the other: EAGAIN when empty, one frame per
+    /// read, the fd left blocking. Forced here; the flag is process-wide, so
+    /// the other tests may take this path meanwhile, which is as correct.
+    #[test]
+    fn the_fallback_without_rwf_nowait_never_waits() {
+        use std::os::fd::AsFd;
+        use std::os::unix::net::UnixDatagram;
+        let (a, b) = UnixDatagram::pair().unwrap();
+        READ_NOWAIT.store(2, Ordering::Relaxed);
+        WRITE_NOWAIT.store(2, Ordering::Relaxed);
+        let mut buf = [MaybeUninit::<u8>::uninit(); 16];
+        assert_eq!(RealSys.read_frame(b.as_fd(), &mut buf), Err(Errno::EAGAIN));
+        assert_eq!(RealSys.write_frame(a.as_fd(), &[b"ab", b"cd"]), Ok(4));
+        assert_eq!(RealSys.read_frame(b.as_fd(), &mut buf), Ok(4));
+        assert_eq!(RealSys.read_frame(b.as_fd(), &mut buf), Err(Errno::EAGAIN));
+        READ_NOWAIT.store(0, Ordering::Relaxed);
+        WRITE_NOWAIT.store(0, Ordering::Relaxed);
+        // SAFETY: F_GETFL on a live fd.
+        let fl = unsafe { libc::fcntl(b.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(fl & libc::O_NONBLOCK, 0);
     }
 
     #[test]
