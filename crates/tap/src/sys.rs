@@ -257,8 +257,8 @@ pub trait Sys: Send + Sync {
 }
 
 /// Whether the kernel takes `RWF_NOWAIT` on TUN/TAP fds (0 unknown, 1 yes,
-/// 2 no): Linux 6.4 and later do; before, `preadv2`/`pwritev2` answer
-/// EOPNOTSUPP (or ENOSYS before 4.6) and vmtap falls back, once for all.
+/// 2 no): recent kernels do (6.18 here); on older ones `preadv2`/`pwritev2`
+/// answer EOPNOTSUPP (ENOSYS before 4.6) and vmtap falls back, once for all.
 static READ_NOWAIT: AtomicU8 = AtomicU8::new(0);
 static WRITE_NOWAIT: AtomicU8 = AtomicU8::new(0);
 
