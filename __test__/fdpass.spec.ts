@@ -287,6 +287,24 @@ test.serial('a Worker waiting in recvFds terminates, and the wait leaves no fd b
   }
 })
 
+test('process.exit() with a recvFds waiting exits at once', async (t) => {
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'scenarios', 'fdpass-exit.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  let timer: NodeJS.Timeout | undefined
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  const stuck = new Promise<'stuck'>((r) => {
+    timer = setTimeout(() => r('stuck'), 15000)
+  })
+  const outcome = await Promise.race([exited, stuck])
+  clearTimeout(timer)
+  if (outcome === 'stuck') child.kill('SIGKILL')
+  t.is(outcome, 0, out)
+  t.regex(out, /^waiting\nexiting\n$/)
+})
+
 rootTest(
   'the pool is not used while waiting: eight idle recvFds, then fs, dns and openTapAsync in a namespace',
   async (t) => {
