@@ -182,7 +182,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
       throw invalidValue('queue', 'is already being read (by frames() or frameStream()); one reader per queue', queue)
     }
     return (sink) => {
-      const r = new QueueReader(h, queue, header, Math.min(hwm, 256), sink, () => this.#readers.delete(queue))
+      const r = new QueueReader(h, queue, header, Math.min(hwm, 128), sink, () => this.#readers.delete(queue))
       this.#readers.add(queue)
       return r
     }

@@ -69,7 +69,7 @@ export interface FramesOptions {
   /**
    * How many frames may wait for the consumer; reading stops there until it
    * catches up (the kernel holds, then drops, what arrives meanwhile). One
-   * read goes on until the queue is empty or this many frames (at most 256)
+   * read goes on until the queue is empty or this many frames (at most 128)
    * were read, so up to twice this many may wait. Default 256.
    */
   highWaterMark?: number
@@ -215,8 +215,11 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, 
  */
 export class FrameIterator<T extends Buffer | TapFrame = Buffer> implements AsyncIterableIterator<T> {
   #reader: QueueReader
-  #items: T[] = []
-  #head = 0
+  /** The batch being taken from, and where; later batches wait in #more. */
+  #batch: T[] = []
+  #at = 0
+  #more: T[][] = []
+  #count = 0
   #waiting: { resolve: (r: IteratorResult<T>) => void; reject: (e: Error) => void } | null = null
   #error: Error | null = null
   #ended = false
@@ -241,21 +244,27 @@ export class FrameIterator<T extends Buffer | TapFrame = Buffer> implements Asyn
     }
   }
 
-  /** Frames read from the queue that the consumer has not taken yet (at most about `highWaterMark`). */
+  /** Frames read from the queue that the consumer has not taken yet (under twice `highWaterMark`). */
   get buffered(): number {
-    return this.#items.length - this.#head
+    return this.#count
   }
 
   #push(items: T[]): void {
-    let i = 0
-    if (this.#waiting && items.length) {
+    if (items.length === 0) return
+    let from = 0
+    if (this.#waiting) {
       const w = this.#waiting
       this.#waiting = null
       w.resolve({ value: items[0], done: false })
-      i = 1
+      from = 1
+      if (items.length === 1) return
     }
-    for (; i < items.length; i++) this.#items.push(items[i])
-    if (this.buffered >= this.#hwm) this.#reader.pause()
+    if (this.#at >= this.#batch.length) {
+      this.#batch = items
+      this.#at = from
+    } else this.#more.push(from === 0 ? items : items.slice(from))
+    this.#count += items.length - from
+    if (this.#count >= this.#hwm) this.#reader.pause()
   }
 
   #end(error: Error | null, stop = false): void {
@@ -267,7 +276,7 @@ export class FrameIterator<T extends Buffer | TapFrame = Buffer> implements Asyn
     const w = this.#waiting
     this.#waiting = null
     if (w) {
-      if (error && this.buffered === 0) {
+      if (error && this.#count === 0) {
         this.#error = null
         w.reject(error)
       } else w.resolve(DONE)
@@ -275,17 +284,13 @@ export class FrameIterator<T extends Buffer | TapFrame = Buffer> implements Asyn
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.#head < this.#items.length) {
-      const value = this.#items[this.#head]
-      this.#items[this.#head++] = undefined as unknown as T
-      if (this.#head === this.#items.length) {
-        this.#items = []
-        this.#head = 0
-      } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-        this.#items = this.#items.slice(this.#head)
-        this.#head = 0
+    if (this.#count > 0) {
+      if (this.#at >= this.#batch.length) {
+        this.#batch = this.#more.shift() as T[]
+        this.#at = 0
       }
-      if (!this.#ended && this.buffered <= this.#low) this.#reader.resume()
+      const value = this.#batch[this.#at++]
+      if (--this.#count <= this.#low && !this.#ended) this.#reader.resume()
       return Promise.resolve({ value, done: false })
     }
     if (this.#ended) {
@@ -302,8 +307,10 @@ export class FrameIterator<T extends Buffer | TapFrame = Buffer> implements Asyn
 
   /** Stop reading (what `break` in `for await` calls). */
   return(): Promise<IteratorResult<T>> {
-    this.#items = []
-    this.#head = 0
+    this.#batch = []
+    this.#at = 0
+    this.#more = []
+    this.#count = 0
     this.#end(null, true)
     return Promise.resolve(DONE)
   }

@@ -49,7 +49,7 @@ use crate::napi::{Deferred, Env, Value, ValueType};
 /// The most frames one readiness reads before JS gets them (the rest wait
 /// for the next loop iteration: the watch is level-triggered). A reader may
 /// ask for fewer (its high-water mark).
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 128;
 
 /// The Buffer frames are read into, batch after batch, until it has no
 /// room left for the longest frame ([`READ_BUFFER_BYTES`]); then a new one.
