@@ -16,6 +16,7 @@
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
  * - lib/packet.ts   frames from Node: TapDevice.frames(), frameStream(), writeFrame(); virtio-net headers
+ *                   (loaded on first use by lib/device.ts)
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
  * - lib/errors.ts   TapError and the one table of error codes
  * - lib/limits.ts, lib/constants.ts   the numbers
@@ -25,7 +26,7 @@
  * over the Rust core in crates/tap) does the kernel work.
  */
 
-export { constants, type TunConstants } from './lib/constants'
+export { constants, type TunConstants, virtioNet } from './lib/constants'
 export { closeAll, type CloseAllOptions, type LinkInfo, openTap, openTapAsync, TapDevice } from './lib/device'
 export { TapError, type TapErrorFields } from './lib/errors'
 export {
@@ -61,13 +62,7 @@ export {
   type TunPathOptions,
 } from './lib/host'
 export { type Limits, limits } from './lib/limits'
-export {
-  type FrameIterator,
-  type FramesOptions,
-  type TapFrame,
-  type VirtioNetHeader,
-  virtioNet,
-} from './lib/packet'
+export type { FrameIterator, FramesOptions, TapFrame, VirtioNetHeader } from './lib/packet'
 export { checkOpenTapOptions, type LinkOptions, type Offloads, type OpenTapOptions } from './lib/options'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'

@@ -6,17 +6,12 @@ import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './
 import { limits } from './limits'
 import { native } from './native'
 import { bitsToOffloads, type LinkOptions, normalizeOpenOptions, type Offloads, offloadsToBits } from './options'
-import {
-  abortedAlready,
-  FrameIterator,
-  type FramesOptions,
-  frameArgument,
-  framesOptions,
-  makeFrameStream,
-  QueueReader,
-  type Sink,
-  type TapFrame,
-} from './packet'
+import type * as Packet from './packet'
+import type { FrameIterator, FramesOptions, QueueReader, Sink, TapFrame } from './packet'
+
+// Packet I/O (./packet) loads on first use, so `require('vmtap')` stays cheap.
+let packetModule: typeof Packet | undefined
+const packet = (): typeof Packet => (packetModule ??= require('./packet') as typeof Packet)
 import type { OpenTapOptions } from './options'
 import {
   readProperty,
@@ -182,7 +177,9 @@ export class TapDevice implements Disposable, AsyncDisposable {
       throw invalidValue('queue', 'is already being read (by frames() or frameStream()); one reader per queue', queue)
     }
     return (sink) => {
-      const r = new QueueReader(h, queue, header, Math.min(hwm, 128), sink, () => this.#readers.delete(queue))
+      const r = new (packet().QueueReader)(h, queue, header, Math.min(hwm, 128), sink, () =>
+        this.#readers.delete(queue),
+      )
       this.#readers.add(queue)
       return r
     }
@@ -203,10 +200,11 @@ export class TapDevice implements Disposable, AsyncDisposable {
   frames(queue: number, options: FramesOptions & { header: true }): FrameIterator<TapFrame>
   frames(queue = 0, options?: FramesOptions): FrameIterator<Buffer> | FrameIterator<TapFrame> {
     const q = this.#queue(queue)
-    const o = framesOptions(options)
-    const aborted = abortedAlready(o.signal)
+    const p = packet()
+    const o = p.framesOptions(options)
+    const aborted = p.abortedAlready(o.signal)
     if (aborted) throw aborted
-    return new FrameIterator<Buffer>(this.#reader(q, o.header, o.hwm), o.hwm, o.signal)
+    return new p.FrameIterator<Buffer>(this.#reader(q, o.header, o.hwm), o.hwm, o.signal)
   }
 
   /**
@@ -217,8 +215,9 @@ export class TapDevice implements Disposable, AsyncDisposable {
    */
   frameStream(queue = 0, options?: FramesOptions): import('node:stream').Duplex {
     const q = this.#queue(queue)
-    const o = framesOptions(options)
-    return makeFrameStream(this.#reader(q, o.header, o.hwm), (f) => this.writeFrame(f as Buffer, q), o.hwm, o.signal)
+    const p = packet()
+    const o = p.framesOptions(options)
+    return p.makeFrameStream(this.#reader(q, o.header, o.hwm), (f) => this.writeFrame(f as Buffer, q), o.hwm, o.signal)
   }
 
   /**
@@ -235,7 +234,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
   writeFrame(frame: Uint8Array | TapFrame, queue = 0): Promise<void> {
     try {
       const q = this.#queue(queue)
-      const [buf, header] = frameArgument(frame, this.mode === 'tun', this.vnetHdr)
+      const [buf, header] = packet().frameArgument(frame, this.mode === 'tun', this.vnetHdr)
       const before = this.#writing.get(q)
       if (before) {
         // Behind a waiting write: a copy, as the caller may reuse its buffer.
