@@ -747,7 +747,7 @@ const env = [
       ' / ',
     )} (other work on the machine inflates and spreads the figures; the ratios compare runs interleaved in time)`,
   `- references: ${ccVersion ? `C built with \`${ccVersion}\` (-O2)` : 'no C compiler'}; ${pyVersion ?? 'no python3'}`,
-  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), require ${R.req}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
+  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), packet I/O ${R.pkt} per size and direction (an idle probe between them), require ${R.req}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
   `- event loop: a 1 ms \`setInterval\` probe records the gaps between its ticks; an idle loop's gaps are 1.0–1.7 ms (libuv's ms timers), so a gap above ${STALL_GAP_MS} ms counts as a stall, and "blocked" is the sum of those gaps' lateness beyond 1 ms over the whole teardown (the "idle" row is the probe's floor); medians of the per-run figures, [min–max]. \`monitorEventLoopDelay\` (1 ms resolution) runs alongside; its max is shown for comparison.`,
 ].join('\n')
 
