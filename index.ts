@@ -19,6 +19,8 @@
  * - lib/inventory.ts listTaps, tapHolders, gcTaps: the devices of the namespace
  * - lib/handoff.ts  handOff and the QEMU / cloud-hypervisor argument formatters
  * - lib/fdpass.ts   sendFds / recvFds (SCM_RIGHTS)
+ * - lib/packet.ts   frames from Node: TapDevice.frames(), frameStream(), writeFrame(); virtio-net headers
+ *                   (loaded on first use by lib/device.ts)
  * - lib/qmp.ts      the QMP client and NIC hot-plug (loaded on first use, lib/qmp-lazy.ts)
  * - lib/peer.ts     peerCredentials (SO_PEERCRED, SO_PEERGROUPS)
  * - lib/broker/     the privileged broker: policy, protocol, server, client (loaded on first use, lib/broker-lazy.ts)
@@ -30,7 +32,7 @@
  * over the Rust core in crates/tap) does the kernel work.
  */
 
-export { constants, type TunConstants } from './lib/constants'
+export { constants, type TunConstants, virtioNet } from './lib/constants'
 export type { BrokerLogEntry, BrokerOptions } from './lib/broker/server'
 export type { Policy, PolicyInput, PolicyLoadOptions, PolicyRule, PolicyRuleInput } from './lib/broker/policy'
 export type { RemoteTapOptions } from './lib/broker/protocol'
@@ -108,6 +110,7 @@ export {
   type OpenTapOptions,
 } from './lib/options'
 export { type PeerCredentials, peerCredentials } from './lib/peer'
+export type { FrameIterator, FramesOptions, TapFrame, VirtioNetHeader } from './lib/packet'
 export type { HotpluggedNic, HotplugNicOptions, QmpConnectOptions, QmpEvent } from './lib/qmp'
 export { connectQmp, hotplugNic, QmpClient, QmpError, unplugNic } from './lib/qmp-lazy'
 export type { NetnsSpec, Tristate } from './lib/validate'

@@ -165,7 +165,7 @@ for (const [what, options, args, code] of cases) {
   })
 }
 
-// The core's table (crates/tap/src/rules.rs, CIDR_CASES): the same input,
+// The core's table (crates/tap/src/rules_tests.rs, CIDR_CASES): the same input,
 // what an address and a route make of it. TypeScript (lib/net.ts) and the
 // core must agree on every one.
 const CIDR_CASES: [string, string, string][] = [

@@ -11,8 +11,12 @@
 //   3. teardown of 64 devices: closeAll (several maxThreads), closeAsync on
 //      the libuv pool, sync close in a loop, C sequential, C one pthread per
 //      device, Python sequential; with the event-loop time blocked;
-//   4. require('vmtap') in fresh processes vs require('node:fs');
-//   5. listTaps() over 1,000 persistent devices vs `ip -d -j link show type
+//   4. packet I/O: frames per second read (tap.frames()) and written
+//      (tap.writeFrame()) from Node, 64- and 1500-byte frames, against a C
+//      loop of read(2)/write(2) on the same kind of fd (bench/tapref.c), with
+//      the event loop's longest stall meanwhile;
+//   5. require('vmtap') in fresh processes vs require('node:fs');
+//   6. listTaps() over 1,000 persistent devices vs `ip -d -j link show type
 //      tun` + JSON.parse (bench/listtaps.mjs).
 // Prints the table and writes it into BENCHMARKS.md (between the markers;
 // the text outside them is kept).
@@ -104,8 +108,8 @@ try {
 }
 
 const R = QUICK
-  ? { open: 5, open256: 3, batch: 2, close1: 5, seq: 1, pySeq: 1, par: 3, threads: 2, req: 5 }
-  : { open: 61, open256: 31, batch: 7, close1: 31, seq: 5, pySeq: 3, par: 21, threads: 11, req: 41 }
+  ? { open: 5, open256: 3, batch: 2, close1: 5, seq: 1, pySeq: 1, par: 3, threads: 2, req: 5, pkt: 3 }
+  : { open: 61, open256: 31, batch: 7, close1: 31, seq: 5, pySeq: 3, par: 21, threads: 11, req: 41, pkt: 15 }
 const WARMUP = QUICK ? 1 : 3
 const QUEUES = [1, 4, 64, 256]
 const DEVICES = 64
@@ -493,10 +497,124 @@ const teardown = {}
   })
 }
 
+// --- 4. packet I/O -----------------------------------------------------------
+// Reading: the device's queue is filled with N frames by the C helper
+// (AF_PACKET, qdisc bypassed, txqueuelen raised so none is dropped; not
+// timed), then drained; the C floor fills a device of its own and drains it
+// with read(2). Writing: N frames of nobody's (ethertype 0x88b5, dropped by
+// the kernel on receive) written to an up device; Node awaits each
+// writeFrame and lets the loop run every 64 frames (a producer that never
+// yields would hold the loop however fast each write is). An idle loop is
+// probed for as long, interleaved with them: the stall floor of the machine.
+
+const PKT_FRAMES = 20000
+const PKT_SIZES = [64, 1500]
+const PKT_YIELD = 64
+const packet = {}
+if (cc) {
+  const { openTap: open } = vmtap
+  const frameOf = (size) => {
+    const f = Buffer.alloc(size, 0x5a)
+    f.set([0x02, 0, 0, 0, 0, 0x99, 0x02, 0, 0, 0, 0, 0x98, 0x88, 0xb5])
+    return f
+  }
+  const nodeRead = (size) => async () => {
+    const tap = open({ name: 'bpkt0', vnetHdr: false, up: true })
+    try {
+      const filled = Number(await cc.request(`fill bpkt0 ${size} ${PKT_FRAMES}`))
+      if (filled !== PKT_FRAMES) throw new Error(`the queue took ${filled} of ${PKT_FRAMES} frames`)
+      const stop = startProbe()
+      await sleep(5)
+      const t0 = nowMs()
+      let n = 0
+      for await (const _ of tap.frames(0, { highWaterMark: 1024 })) if (++n >= PKT_FRAMES) break
+      const ms = nowMs() - t0
+      await sleep(3)
+      return { ms, ...stop() }
+    } finally {
+      tap.close()
+    }
+  }
+  const nodeWrite = (size) => async () => {
+    const tap = open({ name: 'bpkt1', vnetHdr: false, up: true })
+    const f = frameOf(size)
+    try {
+      const stop = startProbe()
+      await sleep(5)
+      const t0 = nowMs()
+      for (let i = 1; i <= PKT_FRAMES; i++) {
+        await tap.writeFrame(f)
+        if (i % PKT_YIELD === 0) await new Promise((r) => setImmediate(r))
+      }
+      const ms = nowMs() - t0
+      await sleep(3)
+      return { ms, ...stop() }
+    } finally {
+      tap.close()
+    }
+  }
+  for (const size of PKT_SIZES) {
+    log(`bench: packet I/O, ${size}-byte frames`)
+    const s = await interleave(
+      {
+        nodeRead: nodeRead(size),
+        cRead: async () => ({ ms: await cc.ms(`pktread ${size} ${PKT_FRAMES}`) }),
+        nodeWrite: nodeWrite(size),
+        cWrite: async () => ({ ms: await cc.ms(`pktwrite ${size} ${PKT_FRAMES}`) }),
+        idle: async () => {
+          const stop = startProbe()
+          await sleep(100)
+          return { ms: 100, ...stop() }
+        },
+      },
+      R.pkt,
+    )
+    const fps = (ms) => PKT_FRAMES / (ms / 1000)
+    const sum = (k, f) => summarize(s[k].map(f))
+    packet[size] = {
+      nodeRead: sum('nodeRead', (x) => x.ms),
+      cRead: sum('cRead', (x) => x.ms),
+      nodeWrite: sum('nodeWrite', (x) => x.ms),
+      cWrite: sum('cWrite', (x) => x.ms),
+      readStall: sum('nodeRead', (x) => x.maxStallMs),
+      writeStall: sum('nodeWrite', (x) => x.maxStallMs),
+      idleStall: sum('idle', (x) => x.maxStallMs),
+      fps,
+    }
+    const p = packet[size]
+    const section = `Packet I/O, ${PKT_FRAMES} frames of ${size} bytes (time for all of them)`
+    const kfps = (st) => `${(fps(st.median) / 1000).toFixed(0)}k frames/s`
+    add({
+      section,
+      impl: 'vmtap read: `for await (const f of tap.frames())`',
+      stats: p.nodeRead,
+      ratio: p.nodeRead.median / p.cRead.median,
+      baseline: 'C read(2) loop',
+      note: `${kfps(p.nodeRead)}; longest event-loop stall ${fmtMs(p.readStall.median)} ms (max ${fmtMs(p.readStall.max)})`,
+    })
+    add({ section, impl: 'C `read(2)` loop (same fd kind)', stats: p.cRead, note: `${kfps(p.cRead)}; baseline` })
+    add({
+      section,
+      impl: `vmtap write: \`await tap.writeFrame(f)\`, the loop let run every ${PKT_YIELD}`,
+      stats: p.nodeWrite,
+      ratio: p.nodeWrite.median / p.cWrite.median,
+      baseline: 'C write(2) loop',
+      note: `${kfps(p.nodeWrite)}; longest event-loop stall ${fmtMs(p.writeStall.median)} ms (max ${fmtMs(p.writeStall.max)})`,
+    })
+    add({ section, impl: 'C `write(2)` loop (same fd kind)', stats: p.cWrite, note: `${kfps(p.cWrite)}; baseline` })
+    add({
+      section,
+      impl: 'the probe on an idle loop (100 ms, interleaved with these runs)',
+      stats: null,
+      note: `longest stall ${fmtMs(p.idleStall.median)} ms (max ${fmtMs(p.idleStall.max)}): the machine's floor meanwhile`,
+    })
+  }
+}
+
 await cc?.quit()
 await py?.quit()
 
-// --- 4. require time --------------------------------------------------------
+// --- 5. require time --------------------------------------------------------
 
 const req = {}
 {
@@ -506,7 +624,7 @@ const req = {}
   const scripts = {
     vmtap: script("require('vmtap')"),
     fs: script("require('node:fs')"),
-    native: `const v=require('vmtap');const t0=process.hrtime.bigint();v.native();const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`,
+    native: `require('vmtap');const {native}=require('vmtap/dist/lib/native.js');const t0=process.hrtime.bigint();native();const t1=process.hrtime.bigint();process.stdout.write(String(Number(t1-t0)/1e6))`,
   }
   const run = (k) => async () =>
     Number(execFileSync(process.execPath, ['-e', scripts[k]], { cwd: ROOT, encoding: 'utf8' }))
@@ -573,6 +691,37 @@ for (const q of QUEUES) {
     '≤ 2 ms',
     b.median <= 2,
   )
+  for (const size of PKT_SIZES) {
+    const p = packet[size]
+    if (!p) {
+      target(`packet I/O at ${size} bytes / C`, 'no C floor', '', null)
+      continue
+    }
+    const rr = p.cRead.median / p.nodeRead.median
+    const wr = p.cWrite.median / p.nodeWrite.median
+    const k = (ms) => `${(p.fps(ms) / 1000).toFixed(0)}k`
+    if (size === 1500) {
+      target(
+        `frames read per second from Node, ${size} bytes / C read(2)`,
+        `${fmtRatio(rr)} (${k(p.nodeRead.median)} vs ${k(p.cRead.median)} frames/s)`,
+        '≥ 0.50×',
+        rr >= 0.5,
+      )
+      target(
+        `frames written per second from Node, ${size} bytes / C write(2)`,
+        `${fmtRatio(wr)} (${k(p.nodeWrite.median)} vs ${k(p.cWrite.median)} frames/s)`,
+        '≥ 0.50×',
+        wr >= 0.5,
+      )
+    }
+    const stall = Math.max(p.readStall.median, p.writeStall.median)
+    target(
+      `longest event-loop stall during packet I/O, ${size} bytes (median of runs; max)`,
+      `${fmtMs(stall)} ms (max ${fmtMs(Math.max(p.readStall.max, p.writeStall.max))} ms); an idle loop meanwhile: ${fmtMs(p.idleStall.median)} ms (max ${fmtMs(p.idleStall.max)} ms)`,
+      '≤ 2 ms',
+      stall <= 2,
+    )
+  }
   target(
     "require('vmtap') (median)",
     `${fmtMs(req.vmtap.median)} ms (baseline require('node:fs') ${fmtMs(req.fs.median)} ms)`,
@@ -627,7 +776,7 @@ const env = [
       ' / ',
     )} (other work on the machine inflates and spreads the figures; the ratios compare runs interleaved in time)`,
   `- references: ${ccVersion ? `C built with \`${ccVersion}\` (-O2)` : 'no C compiler'}; ${pyVersion ?? 'no python3'}`,
-  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), require ${R.req}, listTaps ${LIST_RUNS}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
+  `- runs: open ${R.open} (256 queues: ${R.open256}; back to back ${R.batch} batches of ${BATCH - 1}), close ${R.close1}, teardown ${R.par} (maxThreads variants and closeAsync ${R.threads}, sequential ${R.seq}, Python ${R.pySeq}), packet I/O ${R.pkt} per size and direction (an idle probe between them), require ${R.req}, listTaps ${LIST_RUNS}; after ${WARMUP} warm-up runs; implementations interleaved in rotating order; every figure is the median [min, max] of its runs and each ratio is of medians from this same run`,
   `- event loop: a 1 ms \`setInterval\` probe records the gaps between its ticks; an idle loop's gaps are 1.0–1.7 ms (libuv's ms timers), so a gap above ${STALL_GAP_MS} ms counts as a stall, and "blocked" is the sum of those gaps' lateness beyond 1 ms over the whole teardown (the "idle" row is the probe's floor); medians of the per-run figures, [min–max]. \`monitorEventLoopDelay\` (1 ms resolution) runs alongside; its max is shown for comparison.`,
 ].join('\n')
 

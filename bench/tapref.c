@@ -20,6 +20,15 @@
  *                 of KiB (default 64, as vmtap's close threads)
  *   batch N K     open K devices of N queues back to back, each timed; kept;
  *                 answers the K times, space-separated
+ *   fill IFNAME SIZE N   make IFNAME's queue hold N frames of SIZE bytes: its
+ *                 txqueuelen set to N + 256, then N frames sent to it through an
+ *                 AF_PACKET socket that bypasses the qdisc (not timed);
+ *                 answers how many the kernel took
+ *   pktread SIZE N   the C floor of reading frames: a device of its own
+ *                 (IFF_TAP|IFF_NO_PI, up), filled as with fill, then N
+ *                 blocking read(2)s of one frame each (timed)
+ *   pktwrite SIZE N  the C floor of writing frames: N write(2)s of one
+ *                 SIZE-byte frame each to a device of its own, up (timed)
  *   quit
  *
  * Build: cc -O2 -pthread -o tapref bench/tapref.c
@@ -27,8 +36,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <linux/if.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <net/ethernet.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,6 +131,100 @@ static void close_all_devs(void)
 	for (int i = 0; i < ndevs; i++)
 		close_dev(&devs[i]);
 	ndevs = 0;
+}
+
+/* A frame of `size` bytes to nobody: a locally administered unicast
+ * destination and ethertype 0x88b5 (local experimental), which the kernel
+ * drops early on receive. */
+static void make_frame(unsigned char *f, int size)
+{
+	static const unsigned char dst[6] = { 0x02, 0, 0, 0, 0, 0x99 };
+	static const unsigned char src[6] = { 0x02, 0, 0, 0, 0, 0x98 };
+	memset(f, 0x5a, size);
+	memcpy(f, dst, 6);
+	memcpy(f + 6, src, 6);
+	f[12] = 0x88;
+	f[13] = 0xb5;
+}
+
+/* Set IFNAME's txqueuelen and bring it up. */
+static int link_setup(const char *name, int txqlen)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	memset(&ifr, 0, sizeof ifr);
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	ifr.ifr_qlen = txqlen;
+	if (ioctl(s, SIOCSIFTXQLEN, &ifr) < 0)
+		goto fail;
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		goto fail;
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		goto fail;
+	close(s);
+	return 0;
+fail:
+	close(s);
+	return -1;
+}
+
+/* Queue N frames of SIZE bytes on IFNAME (its txqueuelen set to N and some
+ * room for what the kernel sends itself when the link comes up). */
+static int fill(const char *name, int size, int n)
+{
+	static unsigned char f[65536];
+	struct sockaddr_ll a;
+	int one = 1, sent = 0;
+	if (link_setup(name, n + 256) < 0)
+		return -1;
+	int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+	memset(&a, 0, sizeof a);
+	a.sll_family = AF_PACKET;
+	{
+		struct ifreq ifr;
+		memset(&ifr, 0, sizeof ifr);
+		strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+		if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+			close(s);
+			return -1;
+		}
+		a.sll_ifindex = ifr.ifr_ifindex;
+	}
+	a.sll_halen = 6;
+	make_frame(f, size);
+	memcpy(a.sll_addr, f, 6);
+	for (int i = 0; i < n; i++)
+		if (sendto(s, f, size, 0, (struct sockaddr *)&a, sizeof a) == size)
+			sent++;
+	close(s);
+	return sent;
+}
+
+/* A TAP device of its own for the frame benchmarks (kept in devs[0]). */
+static int frame_dev(const char *name)
+{
+	struct ifreq ifr;
+	close_all_devs();
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	memset(&ifr, 0, sizeof ifr);
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		close(fd);
+		return -1;
+	}
+	devs[0].fds[0] = fd;
+	devs[0].n = 1;
+	ndevs = 1;
+	return fd;
 }
 
 int main(void)
@@ -214,6 +321,47 @@ int main(void)
 			pthread_attr_destroy(&attr);
 			ndevs = 0;
 			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else if (!strcmp(cmd, "fill")) {
+			char name[IFNAMSIZ];
+			int size = 0, k = 0;
+			if (sscanf(line, "%*s %15s %d %d", name, &size, &k) != 3) {
+				printf("error usage: fill IFNAME SIZE N\n");
+				continue;
+			}
+			int got = fill(name, size, k);
+			if (got < 0)
+				printf("error fill: %s\n", strerror(errno));
+			else
+				printf("%d\n", got);
+		} else if (!strcmp(cmd, "pktread") || !strcmp(cmd, "pktwrite")) {
+			static unsigned char f[65536];
+			int size = n, k = 0;
+			sscanf(line, "%*s %*d %d", &k);
+			int fd = frame_dev("tpref0");
+			if (fd < 0) {
+				printf("error TUNSETIFF: %s\n", strerror(errno));
+				continue;
+			}
+			int reading = !strcmp(cmd, "pktread");
+			if (reading ? fill("tpref0", size, k) != k : link_setup("tpref0", 1000) < 0) {
+				printf("error setup: %s\n", strerror(errno));
+				close_all_devs();
+				continue;
+			}
+			make_frame(f, size);
+			int i;
+			uint64_t t0 = now_ns();
+			for (i = 0; i < k; i++) {
+				ssize_t r = reading ? read(fd, f, sizeof f) : write(fd, f, size);
+				if (r < 0)
+					break;
+			}
+			uint64_t t1 = now_ns();
+			if (i < k)
+				printf("error %s: %s\n", reading ? "read" : "write", strerror(errno));
+			else
+				printf("%llu\n", (unsigned long long)(t1 - t0));
+			close_all_devs();
 		} else {
 			printf("error unknown command %s\n", cmd);
 		}

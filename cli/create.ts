@@ -64,6 +64,8 @@ right. --persist is required: a device that is not persistent would vanish as so
 as vmtap exits (use vmtap exec to run a VM with a temporary one). The device must
 not exist yet (EBUSY). Prints the device name (a %d in NAME filled in).
 
+--mode tun makes a TUN device (IP packets: no MAC, bridge or vnet header) instead.
+
 --queues Q with Q > 1 makes a multi-queue device; whoever attaches later chooses
 how many queues (up to 256). --owner/--group let that uid/gid attach without
 CAP_NET_ADMIN (a name: --owner "$(id -u qemu)").

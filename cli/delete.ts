@@ -1,4 +1,4 @@
-// `vmtap delete`: remove a persistent TAP device or macvtap.
+// `vmtap delete`: remove a persistent TAP or TUN device, or a macvtap.
 
 import type { Command } from 'commander'
 
@@ -17,10 +17,10 @@ export function runDelete(name: string, o: { netns?: string } = {}): void {
 }
 
 const DELETE_HELP = `
-Removes a persistent TAP device (TUNSETPERSIST 0): it goes now, or when the last
-process holding it closes it. A macvtap (vmtap create --macvtap) is deleted at
-once (RTM_DELLINK), even while a process holds its fds. ENODEV when there is no
-such device. With --netns, the device of that name in that network namespace.
+Removes a persistent TAP or TUN device (TUNSETPERSIST 0): it goes now, or when the
+last process holding it closes it. A macvtap (vmtap create --macvtap) is deleted
+at once (RTM_DELLINK), even while a process holds its fds. ENODEV when there is
+no such device. With --netns, the device of that name in that network namespace.
 
 Examples:
   vmtap delete vm0
@@ -31,7 +31,7 @@ Examples:
 export function addDeleteCommand(program: Command, onStatus: (status: number) => void): void {
   const cmd = program
     .command('delete')
-    .description('delete a persistent TAP device or macvtap')
+    .description('delete a persistent TAP or TUN device, or a macvtap')
     .argument('<name>', 'the device')
   addNetnsFlag(cmd)
     .addHelpText('after', DELETE_HELP)

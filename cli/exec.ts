@@ -33,6 +33,7 @@ export interface ExecFlags extends NicSpec {
 export function nicsOf(o: ExecFlags): NicSpec[] {
   const defaults: NicSpec = {}
   const shared = [
+    'mode',
     'queues',
     'vhost',
     'vnetHdr',
@@ -90,7 +91,8 @@ export function nicsOf(o: ExecFlags): NicSpec[] {
       }
       return { ...nic, vhost: 'off' }
     }
-    return { ...nic, vhost: nic.vhost ?? 'auto' }
+    // A TUN device takes no vhost-net fds: 'auto' means none for it.
+    return { ...nic, vhost: nic.vhost ?? (nic.mode === 'tun' ? 'off' : 'auto') }
   })
 }
 
@@ -260,15 +262,20 @@ Placeholders, replaced in ARGS (also inside a word; other braces are left alone)
   {ifname1} {fds1} {netdev1}...; without a number they mean NIC 0.
 
 Several NICs: one --net group per NIC, in order:
-  --net KEY=VALUE[,KEY=VALUE...]   keys: name, queues, vhost, vnet-hdr, bridge,
-                                   mtu, mac, up (or up=on|off), netns, tag,
+  --net KEY=VALUE[,KEY=VALUE...]   keys: mode, name, queues, vhost, vnet-hdr,
+                                   bridge, mtu, mac, up (or up=on|off), netns, tag,
                                    macvtap, macvtap-mode, address and route (each
                                    repeatable), proxy-arp, proxy-ndp, forwarding
                                    (alone: on), txqueuelen
-  --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up, --netns, --tag, --proxy-arp,
-  --proxy-ndp, --forwarding, --txqueuelen and --bridge-port given outside a group are
-  defaults for every group; --name, --mac, --macvtap, --macvtap-mode, --address and
-  --route (one device each) cannot be combined with --net.
+  --mode, --queues, --vhost, --vnet-hdr, --bridge, --mtu, --up, --netns, --tag,
+  --proxy-arp, --proxy-ndp, --forwarding, --txqueuelen and --bridge-port given
+  outside a group are defaults for every group; --name, --mac, --macvtap,
+  --macvtap-mode, --address and --route (one device each) cannot be combined
+  with --net.
+
+--mode tun opens a TUN device (IP packets) for programs that take one, such as
+a user-space network stack; {netdev} and {device} need TAP devices (the VMMs'
+NICs are Ethernet).
 
 --vhost defaults to auto (vhost-net fds when the host has them) with QEMU and to
 off with --format cloud-hypervisor, which takes none. --mac is the host-side MAC

@@ -65,8 +65,13 @@ function parseMacvtapMode(value: string, what: string): MacvtapMode {
   return value as MacvtapMode
 }
 
+/** How a device kind is spelled on the command line (openTap's `mode`). */
+export type ModeFlag = 'tap' | 'tun'
+export const MODE_FLAGS: readonly ModeFlag[] = ['tap', 'tun']
+
 /** One NIC, as the flags or one --net group describe it. */
 export interface NicSpec {
+  mode?: ModeFlag
   name?: string
   queues?: number
   vhost?: TristateFlag
@@ -92,6 +97,7 @@ export interface NicSpec {
 }
 
 const NET_KEYS = [
+  'mode',
   'name',
   'queues',
   'vhost',
@@ -165,6 +171,10 @@ export function parseNetSpec(spec: string): NicSpec {
     }
     const v = value as string
     switch (key as (typeof NET_KEYS)[number]) {
+      case 'mode':
+        if (!(MODE_FLAGS as readonly string[]).includes(v)) throw new InvalidArgumentError('mode must be tap or tun.')
+        nic.mode = v as ModeFlag
+        break
       case 'name':
         nic.name = v
         break
@@ -227,6 +237,7 @@ export function parseNetSpec(spec: string): NicSpec {
 /** openTap's options for a NIC's flags: the one mapping exec and create share. */
 export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
   const o: OpenTapOptions = {}
+  if (nic.mode !== undefined) o.mode = nic.mode
   if (nic.name !== undefined) o.name = nic.name
   if (nic.queues !== undefined) o.queues = nic.queues
   if (nic.vhost !== undefined) o.vhost = tristateOfFlag(nic.vhost)
@@ -258,6 +269,11 @@ export function nicMacvtapOptions(nic: NicSpec, where: (flag: string) => string 
   if (nic.bridge !== undefined) {
     throw new UsageError(
       `${where('bridge')} cannot be combined with ${where('macvtap')}: a macvtap is no bridge port, it sits on its lower link`,
+    )
+  }
+  if (nic.mode === 'tun') {
+    throw new UsageError(
+      `${where('mode')} tun cannot be combined with ${where('macvtap')}: a macvtap carries Ethernet frames`,
     )
   }
   const hostSide: [keyof NicSpec, string][] = [
@@ -327,6 +343,12 @@ export function addNetnsFlag(cmd: Command): Command {
 /** The link flags exec and create both take (one definition, one help text). */
 export function addLinkFlags(cmd: Command, macHelp: string): Command {
   return cmd
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'tap: an Ethernet device (default); tun: an IP device (no MAC, bridge or vnet header)',
+      ).choices(MODE_FLAGS as string[]),
+    )
     .addOption(
       tristateOption(
         '--vnet-hdr <mode>',

@@ -46,6 +46,8 @@ export function checkPlaceholders(args: readonly string[], nics: readonly NicSpe
       }
       if (what === 'device' && format !== 'qemu')
         throw new UsageError(`${whole} is a QEMU -device value; it has no meaning with --format ${format}`)
+      if ((what === 'netdev' || what === 'device') && nic.mode === 'tun')
+        throw new UsageError(`${whole} needs a TAP device, but NIC ${i} is --mode tun (a VMM's NIC is Ethernet)`)
     }
   }
 }

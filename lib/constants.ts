@@ -69,3 +69,20 @@ export const constants: TunConstants = Object.freeze({
   TUN_F_USO6: 0x40,
   MAX_QUEUES: 256,
 })
+
+/** `virtio_net_hdr` values (virtio 1.x, `<linux/virtio_net.h>`). */
+export const virtioNet = Object.freeze({
+  /** flags: the checksum from `csumStart` + `csumOffset` on is left to the reader. */
+  F_NEEDS_CSUM: 1,
+  /** flags: the checksum was checked. */
+  F_DATA_VALID: 2,
+  /** flags: RSC coalescing info. */
+  F_RSC_INFO: 4,
+  GSO_NONE: 0,
+  GSO_TCPV4: 1,
+  GSO_UDP: 3,
+  GSO_TCPV6: 4,
+  GSO_UDP_L4: 5,
+  /** gsoType bit: TCP with ECN. */
+  GSO_ECN: 0x80,
+})

@@ -7,6 +7,8 @@ import type { LinkInfo, NativeBinding, NativeHandle, NativeOpenResult } from './
 import { limits } from './limits'
 import { native } from './native'
 import { validateAddress, validateRoute } from './net'
+import type * as Packet from './packet'
+import type { FrameIterator, FramesOptions, QueueReader, Sink, TapFrame } from './packet'
 import {
   type BridgePortFlags,
   bitsToOffloads,
@@ -37,7 +39,13 @@ import {
 
 export type { LinkInfo } from './native'
 
+// Packet I/O (./packet) loads on first use, so `require('vmtap')` stays cheap.
+let packetModule: typeof Packet | undefined
+const packet = (): typeof Packet => (packetModule ??= require('./packet') as typeof Packet)
+
 const kToken = Symbol('vmtap.TapDevice')
+/** What writeFrame returns when the frame went out at once. */
+const WRITTEN = Promise.resolve()
 const kDispose: typeof Symbol.dispose = Symbol.dispose ?? (Symbol.for('nodejs.dispose') as typeof Symbol.dispose)
 const kAsyncDispose: typeof Symbol.asyncDispose =
   Symbol.asyncDispose ?? (Symbol.for('nodejs.asyncDispose') as typeof Symbol.asyncDispose)
@@ -90,6 +98,8 @@ export class TapDevice implements Disposable, AsyncDisposable {
   declare readonly multiQueue: boolean
   /** `'tap'` for a TAP device ({@link openTap}), `'macvtap'` for a macvtap ({@link openMacvtap}). */
   declare readonly kind: 'tap' | 'macvtap'
+  /** `'tap'`: Ethernet frames (IFF_TAP; a macvtap too); `'tun'`: IP packets (IFF_TUN, openTap's `mode: 'tun'`). */
+  declare readonly mode: 'tap' | 'tun'
   /**
    * The network namespace the device lives in, as it was given to openTap
    * (a name is shown as its path, `/run/netns/blue`; an fd as its number),
@@ -98,6 +108,10 @@ export class TapDevice implements Disposable, AsyncDisposable {
   declare readonly netns: NetnsSpec | null
   #handle: NativeHandle | null
   #mac: string | null
+  /** Queues being read (one reader per queue). */
+  #readers = new Set<number>()
+  /** Per queue, the last write that had to wait: later writes go after it. */
+  #writing = new Map<number, Promise<void>>()
 
   static {
     isTapDevice = (d): d is TapDevice => typeof d === 'object' && d !== null && #handle in d
@@ -120,7 +134,15 @@ export class TapDevice implements Disposable, AsyncDisposable {
     // private #handle is not affected by freezing). The arrays are fresh
     // from the addon.
     const self = this as {
-      -readonly [K in 'ifname' | 'tapFds' | 'vhostFds' | 'vnetHdr' | 'multiQueue' | 'kind' | 'netns']: TapDevice[K]
+      -readonly [K in
+        | 'ifname'
+        | 'tapFds'
+        | 'vhostFds'
+        | 'vnetHdr'
+        | 'multiQueue'
+        | 'kind'
+        | 'mode'
+        | 'netns']: TapDevice[K]
     }
     self.ifname = ifname
     self.tapFds = Object.freeze(tapFds)
@@ -128,6 +150,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
     self.vnetHdr = (flags & constants.IFF_VNET_HDR) !== 0
     self.multiQueue = (flags & constants.IFF_MULTI_QUEUE) !== 0
     self.kind = kind === 'macvtap' ? 'macvtap' : 'tap'
+    self.mode = (flags & constants.IFF_TUN) !== 0 ? 'tun' : 'tap'
     self.netns = netns
     Object.freeze(this)
     unclosed.register(this, { handle, ifname }, this)
@@ -198,6 +221,108 @@ export class TapDevice implements Disposable, AsyncDisposable {
     const h = this.#handle
     if (h === null) throw closedError(this.ifname)
     return f(native(), h)
+  }
+
+  /** A queue index of this device. */
+  #queue(queue: unknown): number {
+    return validateInteger(queue, 'queue', 0, this.tapFds.length - 1)
+  }
+
+  /** A reader of `queue` feeding `sink`; one per queue at a time. */
+  #reader(queue: number, header: boolean, hwm: number): (sink: Sink) => QueueReader {
+    const h = this.#handle
+    if (h === null) throw closedError(this.ifname)
+    if (this.#readers.has(queue)) {
+      throw invalidValue('queue', 'is already being read (by frames() or frameStream()); one reader per queue', queue)
+    }
+    return (sink) => {
+      const r = new (packet().QueueReader)(h, queue, header, Math.min(hwm, 128), sink, () =>
+        this.#readers.delete(queue),
+      )
+      this.#readers.add(queue)
+      return r
+    }
+  }
+
+  /**
+   * Read queue `queue`'s frames: an async iterable of `Buffer`s (Ethernet
+   * frames, or IP packets on a TUN device), or of `{ header, frame }` with
+   * `header: true`. On a vnetHdr device each frame's virtio-net header is
+   * parsed (`header: true`) or dropped. Reading is event-driven: the queue is
+   * watched on the event loop and read in batches while it has frames, only
+   * while someone iterates and fewer than `highWaterMark` frames wait; no
+   * thread, no polling. The queue's fd keeps its flags (a VMM holding it sees
+   * no change). `break` (or `return()`) stops reading; closing the device ends
+   * the iteration. One reader per queue at a time.
+   */
+  frames(queue?: number, options?: FramesOptions & { header?: false }): FrameIterator<Buffer>
+  frames(queue: number, options: FramesOptions & { header: true }): FrameIterator<TapFrame>
+  frames(queue = 0, options?: FramesOptions): FrameIterator<Buffer> | FrameIterator<TapFrame> {
+    const q = this.#queue(queue)
+    const p = packet()
+    const o = p.framesOptions(options)
+    const aborted = p.abortedAlready(o.signal)
+    if (aborted) throw aborted
+    return new p.FrameIterator<Buffer>(this.#reader(q, o.header, o.hwm), o.hwm, o.signal)
+  }
+
+  /**
+   * Queue `queue` as an object-mode Duplex stream for pipelines: it reads
+   * what {@link frames} yields (with the same options) and writes what
+   * {@link writeFrame} takes. Back-pressure both ways; destroying it stops
+   * reading; closing the device ends it.
+   */
+  frameStream(queue = 0, options?: FramesOptions): import('node:stream').Duplex {
+    const q = this.#queue(queue)
+    const p = packet()
+    const o = p.framesOptions(options)
+    return p.makeFrameStream(this.#reader(q, o.header, o.hwm), (f) => this.writeFrame(f as Buffer, q), o.hwm, o.signal)
+  }
+
+  /**
+   * Write one frame (an Ethernet frame, or an IP packet on a TUN device) to
+   * queue `queue`, without waiting: it resolves at once unless the queue is
+   * full, then when the queue took it (waiting on the event loop). Frames on
+   * one queue go out in call order. On a vnetHdr device a zero virtio-net
+   * header is written before it, or the `header` of a `{ header, frame }`
+   * argument. A frame shorter than its link (or IPv4) header, or longer than
+   * the MTU allows (plus the Ethernet header and a VLAN tag), rejects with a
+   * RangeError before any syscall; what the kernel refuses (EIO: the link is
+   * down) rejects with a TapError.
+   */
+  writeFrame(frame: Uint8Array | TapFrame, queue = 0): Promise<void> {
+    try {
+      const q = this.#queue(queue)
+      const [buf, header] = packet().frameArgument(frame, this.mode === 'tun', this.vnetHdr)
+      const before = this.#writing.get(q)
+      if (before) {
+        // Behind a waiting write: a copy, as the caller may reuse its buffer.
+        const copy = Buffer.from(buf)
+        return this.#track(
+          q,
+          before.then(() => this.#write(q, copy, header)),
+        )
+      }
+      return this.#write(q, buf, header, true)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+
+  #write(q: number, buf: Buffer, header: Buffer | null, track = false): Promise<void> {
+    const r = this.#do((n, h) => n.writeFrame(h, q, buf, header, null))
+    if (typeof r === 'number') return WRITTEN
+    const p = r.then(() => undefined)
+    return track ? this.#track(q, p) : p
+  }
+
+  #track(q: number, p: Promise<void>): Promise<void> {
+    const settled = p.catch(() => undefined)
+    this.#writing.set(q, settled)
+    settled.then(() => {
+      if (this.#writing.get(q) === settled) this.#writing.delete(q)
+    })
+    return p
   }
 
   /** Bring the link up (or down with `false`). */
@@ -442,11 +567,7 @@ export class TapDevice implements Disposable, AsyncDisposable {
  */
 export function openTap(options?: OpenTapOptions): TapDevice {
   const o = normalizeOpenOptions(options)
-  const n = native()
-  const raw =
-    o.netns === null
-      ? n.open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
-      : n.open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config, o.netns)
+  const raw = native().open(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config, o.netns, o.mode)
   return new TapDevice(kToken, raw, o.netns)
 }
 
@@ -457,10 +578,17 @@ export function openTap(options?: OpenTapOptions): TapDevice {
  */
 export async function openTapAsync(options?: OpenTapOptions): Promise<TapDevice> {
   const o = normalizeOpenOptions(options)
-  const n = native()
-  const raw = await (o.netns === null
-    ? n.openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config)
-    : n.openAsync(o.name, o.queues, o.vnetHdr, o.vhost, o.tunPath, o.vhostPath, o.config, o.netns))
+  const raw = await native().openAsync(
+    o.name,
+    o.queues,
+    o.vnetHdr,
+    o.vhost,
+    o.tunPath,
+    o.vhostPath,
+    o.config,
+    o.netns,
+    o.mode,
+  )
   return new TapDevice(kToken, raw, o.netns)
 }
 

@@ -47,6 +47,8 @@ type CodedError = Error & { code: string }
 interface CodeEntry {
   Base: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor
   message: (detail: ErrorDetail) => string
+  /** An own `name`, as Node gives its AbortError. */
+  name?: string
 }
 
 /** What an error is made from (the native addon's ctx, or a TypeScript caller's). */
@@ -76,6 +78,10 @@ const CODES: Readonly<Record<string, CodeEntry>> = {
   ERR_VMTAP_NAPI: { Base: Error, message: (d) => `internal error: ${d.message ?? 'a Node-API call failed'}` },
   ERR_VMTAP_CANCELLED: { Base: Error, message: (d) => d.message ?? 'the operation was cancelled' },
   ERR_VMTAP_NO_BINARY: { Base: Error, message: given },
+  // Node's AbortError: an AbortSignal ended the call.
+  ABORT_ERR: { Base: Error, message: (d) => d.message ?? 'The operation was aborted', name: 'AbortError' },
+  // Node's code: a buffer sized by an argument could not be allocated.
+  ERR_MEMORY_ALLOCATION_FAILED: { Base: Error, message: given },
 }
 
 /**
@@ -97,8 +103,16 @@ export function makeError(detail: ErrorDetail): Error {
   }
   const e = new (entry?.Base ?? Error)(entry ? entry.message(detail) : given(detail)) as CodedError
   e.code = detail.code
+  if (entry?.name !== undefined) e.name = entry.name
   if (detail.ifname !== undefined && detail.code === 'ERR_VMTAP_CLOSED')
     (e as { ifname?: string }).ifname = detail.ifname
+  return e
+}
+
+/** Node's AbortError (`name` 'AbortError', `code` 'ABORT_ERR'), with the signal's reason as `cause`. */
+export function abortError(reason: unknown): Error {
+  const e = makeError({ code: 'ABORT_ERR' })
+  Object.defineProperty(e, 'cause', { value: reason, configurable: true, writable: true })
   return e
 }
 

@@ -79,7 +79,7 @@ export function probeOffloads(options?: TunPathOptions): Required<Offloads> {
 }
 
 /**
- * Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close. A
+ * Delete a persistent TAP or TUN device: attach to it, TUNSETPERSIST 0, close. A
  * device still held by a process disappears when that one closes it. A
  * macvtap (a persistent one from {@link openMacvtap}; its kind is read with
  * rtnetlink) is deleted with RTM_DELLINK at once, even while a process holds

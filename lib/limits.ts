@@ -36,6 +36,14 @@ export interface Limits {
   readonly maxRoutes: number
   /** The longest transmit queue (what SIOCSIFTXQLEN carries: 2**31 - 1). */
   readonly maxTxQueueLen: number
+  /** The longest frame `writeFrame` takes whatever the MTU (a GSO frame: 64 KiB and a link header), without its vnet header. */
+  readonly maxFrameBytes: number
+  /** The shortest frame a TAP device takes: its Ethernet header. */
+  readonly minTapFrameBytes: number
+  /** The shortest packet a TUN device takes: an IPv4 header. */
+  readonly minTunPacketBytes: number
+  /** What a TAP frame may carry beyond the MTU: the Ethernet header and one VLAN tag. */
+  readonly tapFrameOverhead: number
 }
 
 /** See {@link Limits}. */
@@ -56,4 +64,8 @@ export const limits: Limits = Object.freeze({
   maxAddresses: 256,
   maxRoutes: 256,
   maxTxQueueLen: 2 ** 31 - 1,
+  maxFrameBytes: 65535 + 18,
+  minTapFrameBytes: 14,
+  minTunPacketBytes: 20,
+  tapFrameOverhead: 18,
 })

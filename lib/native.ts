@@ -86,8 +86,10 @@ export interface NativeBridgePort {
   hairpin: boolean | null
 }
 
-/** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config)`. */
+/** The normalized options: `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, mode)`. */
 export interface NativeOpenOptions {
+  /** null: 'tap' */
+  mode: 'tap' | 'tun' | null
   name: string
   queues: number
   vnetHdr: Tristate
@@ -191,20 +193,54 @@ export interface NativeBinding {
   listTaps(netns: NetnsSpec | null): NativeTapRow[]
   tapHolders(name: string): TapHolder[]
   gcTaps(tag: string | null, dryRun: boolean, tunPath: string, netns: NetnsSpec | null): Promise<NativeGcReport>
-  sendFds(socket: number, data: Buffer, fds: number[], timeoutMs: number | null): Promise<number>
+  /** `onWait(id)` is called when the call starts waiting for the socket: `cancel(id)` aborts it. */
+  sendFds(
+    socket: number,
+    data: Buffer,
+    fds: number[],
+    timeoutMs: number | null,
+    onWait: ((id: number) => void) | null,
+  ): Promise<number>
   recvFds(
     socket: number,
     maxBytes: number,
     maxFds: number,
     timeoutMs: number | null,
+    onWait: ((id: number) => void) | null,
   ): Promise<{ data: Buffer; fds: number[]; truncated: boolean }>
   peerCredentials(fd: number): NativePeerCredentials
+  /** Abort a waiting sendFds/recvFds (it rejects with ABORT_ERR); false when it already settled. */
+  cancel(id: number): boolean
+  /** Close-on-exec duplicates of `fds`, made now; the caller closes them. */
+  dupFds(fds: number[]): number[]
+  /**
+   * A reader of queue `queue` (paused): `onFrames(null, pool, start, lengths, hdrLen)` per batch read (the
+   * frames back to back in `pool` from `start`, their lengths as little-endian u32s), `onFrames(error)` once
+   * after a failed read, `onFrames(null, null)` when the device closed.
+   */
+  frameReader(
+    handle: NativeHandle,
+    queue: number,
+    onFrames: (err: Error | null, pool: Buffer | null, start: number, lengths: Buffer, hdrLen: number) => void,
+    batch?: number,
+  ): number
+  readerResume(id: number): boolean
+  readerPause(id: number): boolean
+  readerClose(id: number): boolean
+  /** Bytes written at once, or a promise of them when the queue had to be waited for. */
+  writeFrame(
+    handle: NativeHandle,
+    queue: number,
+    frame: Buffer,
+    header: Buffer | null,
+    onWait: ((id: number) => void) | null,
+  ): number | Promise<number>
   constants: Readonly<Record<string, number>>
   limits: Limits
   init(makeError: (ctx: ErrorDetail) => Error): void
 }
 
-/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, netns)`. */
+/** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, netns, mode)`. */
 export type NativeOpenArgs = [
   name: string,
   queues: number,
@@ -214,6 +250,7 @@ export type NativeOpenArgs = [
   vhostPath: string | null,
   config: NativeOpenConfig | null,
   netns?: NetnsSpec | null,
+  mode?: 'tap' | 'tun' | null,
 ]
 
 function isMusl(): boolean {

@@ -157,6 +157,13 @@ export interface LinkOptions {
 /** Options of {@link openTap}. All are optional; unknown keys are refused. */
 export interface OpenTapOptions extends LinkOptions, HostOptions {
   /**
+   * `'tap'` (default): an Ethernet device (IFF_TAP). `'tun'`: an IP device
+   * (IFF_TUN): its frames are IP packets; it takes no `mac`, `bridge`,
+   * `vnetHdr: true`, `vnetHdrSize`, `offloads` or `vhost` (vnetHdr `'auto'`
+   * means none), and the kernel names it `tun%d` by default.
+   */
+  mode?: 'tap' | 'tun'
+  /**
    * `''` or omitted: the kernel picks `tap%d`. A template with one `%d`
    * (`vm%d`): the kernel fills the lowest free number (or vmtap does, see
    * `uniqueName`). Otherwise an exact name of 1-15 bytes of printable ASCII
@@ -251,12 +258,43 @@ const CONFIG_KEYS = [
   'forwarding',
 ] as const
 
-const OPEN_KEYS = ['name', 'queues', 'vnetHdr', 'vhost', 'tunPath', 'vhostPath', 'netns', ...CONFIG_KEYS] as const
+const OPEN_KEYS = [
+  'mode',
+  'name',
+  'queues',
+  'vnetHdr',
+  'vhost',
+  'tunPath',
+  'vhostPath',
+  'netns',
+  ...CONFIG_KEYS,
+] as const
+
+/** What a TUN device cannot take (the core's rule, before any syscall). */
+function checkTunOptions(o: Record<string, unknown>): void {
+  const refuse = (key: string, why: string) => {
+    throw invalidValue(`options.${key}`, `does not apply to a TUN device: ${why}`, o[key])
+  }
+  if (o.vnetHdr === true) refuse('vnetHdr', "vmtap's TUN devices carry plain IP packets")
+  if (o.vnetHdrSize !== undefined) refuse('vnetHdrSize', "vmtap's TUN devices have no vnet header")
+  if (o.offloads !== undefined && offloadsToBits(o.offloads, 'options.offloads') !== 0) {
+    refuse('offloads', "vmtap's TUN devices have no vnet header to carry them")
+  }
+  if (o.vhost !== undefined && o.vhost !== false) refuse('vhost', "vhost-net serves a VM's TAP queues")
+  if (o.mac !== undefined) refuse('mac', 'it has no link-layer address')
+  if (o.bridge !== undefined) refuse('bridge', 'a Linux bridge takes Ethernet ports only')
+}
 
 /** @internal Validate and normalize openTap options (no syscall). */
 export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   const o = snapshotOptions(options, 'options', OPEN_KEYS)
+  let mode: NativeOpenOptions['mode'] = null
+  if (o.mode !== undefined) {
+    if (o.mode !== 'tap' && o.mode !== 'tun') throw invalidValue('options.mode', "must be 'tap' or 'tun'", o.mode)
+    mode = o.mode === 'tun' ? 'tun' : null
+  }
   const n: NativeOpenOptions = {
+    mode,
     name: validateName(o.name, 'options.name'),
     queues: o.queues === undefined ? 1 : validateInteger(o.queues, 'options.queues', 1, limits.maxQueues),
     vnetHdr: validateTristate(o.vnetHdr, 'options.vnetHdr', 'auto'),
@@ -266,6 +304,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     config: null,
     netns: o.netns === undefined ? null : validateNetns(o.netns, 'options.netns'),
   }
+  if (mode === 'tun') checkTunOptions(o)
   if (!CONFIG_KEYS.some((k) => o[k] !== undefined)) return n
   const opt = <T>(v: unknown, f: (v: unknown) => T): T | null => (v === undefined ? null : f(v))
   const bool = (v: unknown, name: string) => (v === undefined ? false : validateBoolean(v, name))

@@ -35,8 +35,10 @@ export function connectQmp(path: string | Socket, options?: Qmp.QmpConnectOption
  * Hot-add a NIC backed by `tap` to a running QEMU: `getfd` for every tap and
  * vhost fd (sent with SCM_RIGHTS), `netdev_add` naming them, then
  * `device_add` (with `mq=on,vectors=2N+2` for N > 1 queues). QEMU keeps its
- * own copies, so the caller may close `tap` afterwards. On failure the
- * commands that succeeded are undone (`netdev_del`, `closefd`).
+ * own copies, so the caller may close `tap` afterwards. The device's fds are
+ * duplicated once, at the call, and only the duplicates are sent: closing
+ * `tap` meanwhile cannot hand QEMU anything else. On failure the commands
+ * that succeeded are undone (`netdev_del`, `closefd`).
  */
 export function hotplugNic(...args: Parameters<typeof Qmp.hotplugNic>): ReturnType<typeof Qmp.hotplugNic> {
   return qmp().hotplugNic(...args)

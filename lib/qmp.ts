@@ -5,11 +5,13 @@
 // client: commands run one at a time, events are only waited for.
 
 import { EventEmitter } from 'node:events'
+import { closeSync } from 'node:fs'
 import type { Socket } from 'node:net'
 
 import { invalidType, invalidValue } from './errors'
 import { sendFds } from './fdpass'
 import { checkFdCounts, type HandOffSource, readDevice, validateQemuDriver, validateQemuId } from './handoff'
+import { native } from './native'
 import { snapshotOptions, validateFd, validateInteger, validateMac } from './validate'
 
 /** A QMP command's error reply, typed. */
@@ -384,9 +386,11 @@ export interface HotpluggedNic {
  * Hot-add a NIC backed by `tap` to a running QEMU: `getfd` for every tap and
  * vhost fd (sent with SCM_RIGHTS), `netdev_add` naming them, then
  * `device_add` (with `mq=on,vectors=2N+2` for N > 1 queues). QEMU keeps its
- * own copies, so the caller may close `tap` afterwards. On failure the
- * commands that succeeded are undone (`netdev_del`, `closefd`) and the
- * error is thrown.
+ * own copies, so the caller may close `tap` afterwards. The device's fds are
+ * duplicated once, at the call, and the duplicates are what is sent (and
+ * closed at the end): closing `tap` while the commands run, and its numbers
+ * being reused, cannot hand QEMU anything else. On failure the commands that
+ * succeeded are undone (`netdev_del`, `closefd`) and the error is thrown.
  */
 export async function hotplugNic(
   qmp: QmpClient,
@@ -398,8 +402,8 @@ export async function hotplugNic(
   const d = readDevice(tap, 'tap', 'a TapDevice', ['closed', 'ifname', 'mac'])
   if (d.closed) throw invalidValue('tap', `is closed (${String(d.ifname)})`, d.ifname)
   checkFdCounts(d, 'tap')
-  const tapFds = d.tapFds.map((fd, i) => validateFd(fd, `tap.tapFds[${i}]`))
-  const vhostFds = d.vhostFds.map((fd, i) => validateFd(fd, `tap.vhostFds[${i}]`))
+  const tapFdNumbers = d.tapFds.map((fd, i) => validateFd(fd, `tap.tapFds[${i}]`))
+  const vhostFdNumbers = d.vhostFds.map((fd, i) => validateFd(fd, `tap.vhostFds[${i}]`))
   const o = snapshotOptions(options, 'options', ['id', 'deviceId', 'mac', 'driver', 'deviceProps'])
   const id = validateQemuId(o.id, 'options.id')
   const deviceId = o.deviceId === undefined ? `${id}-dev` : validateQemuId(o.deviceId, 'options.deviceId')
@@ -407,10 +411,15 @@ export async function hotplugNic(
   const mac = o.mac === undefined ? d.mac : validateMac(o.mac, 'options.mac')
   const driver = o.driver === undefined ? 'virtio-net-pci' : validateQemuDriver(o.driver, 'options.driver')
   const props = o.deviceProps === undefined ? {} : snapshotOptions(o.deviceProps ?? null, 'options.deviceProps', null)
-  const n = tapFds.length
-  const fdNames = tapFds.map((_, i) => `${id}-${i}`)
-  const vhostFdNames = vhostFds.map((_, i) => `${id}-vhost-${i}`)
+  const n = tapFdNumbers.length
+  const fdNames = tapFdNumbers.map((_, i) => `${id}-${i}`)
+  const vhostFdNames = vhostFdNumbers.map((_, i) => `${id}-vhost-${i}`)
 
+  // Resolve the numbers now, before the first await (synchronously after the
+  // closed check): from here on only these duplicates are sent.
+  const dups = native().dupFds([...tapFdNumbers, ...vhostFdNumbers])
+  const tapFds = dups.slice(0, n)
+  const vhostFds = dups.slice(n)
   const registered: string[] = []
   let netdevAdded = false
   try {
@@ -445,6 +454,8 @@ export async function hotplugNic(
     // Named fds QEMU did not consume (netdev_add takes them) are released.
     for (const name of registered) await qmp.execute('closefd', { fdname: name }).catch(() => undefined)
     throw e
+  } finally {
+    for (const fd of dups) closeSync(fd)
   }
 }
 

@@ -253,3 +253,16 @@ export function validateTag(value: unknown, name: string): string {
   }
   return value
 }
+
+/**
+ * An AbortSignal option, as Node checks one (an object with `aborted`);
+ * undefined when absent.
+ * @internal
+ */
+export function validateAbortSignal(value: unknown, name: string): AbortSignal | undefined {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object' || !('aborted' in value)) {
+    throw invalidType(name, 'an instance of AbortSignal', value)
+  }
+  return value as AbortSignal
+}

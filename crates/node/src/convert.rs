@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use vmtap_core::netns::NetNsSpec;
 use vmtap_core::{
-    link, rules, BridgePortFlags, IpCidr, MacvtapOptions, OpenOptions, RealSys, Tristate,
+    link, rules, BridgePortFlags, IpCidr, MacvtapOptions, Mode, OpenOptions, RealSys, Tristate,
 };
 
 use crate::error::{JsError, JsResult};
@@ -81,6 +81,15 @@ pub fn timeout_of(env: Env, v: Value) -> JsResult<Option<Duration>> {
     })
 }
 
+/// `'tap'` | `'tun'`.
+pub fn mode_of(env: Env, v: Value) -> JsResult<Mode> {
+    match env.string_of(v, "mode")?.as_str() {
+        "tap" => Ok(Mode::Tap),
+        "tun" => Ok(Mode::Tun),
+        _ => Err(JsError::arg_value("mode must be 'tap' or 'tun'")),
+    }
+}
+
 /// `netns | null`: a path or bare name (string), or an fd (number) that is
 /// duplicated here, on the calling (JS) thread, before any work moves.
 pub fn netns_of(env: Env, v: Value) -> JsResult<Option<NetNsSpec>> {
@@ -123,7 +132,8 @@ pub fn bridge_port_of(env: Env, v: Value) -> JsResult<BridgePortFlags> {
 }
 
 /// The arguments of `open(name, queues, vnetHdr, vhost, tunPath | null,
-/// vhostPath | null, config | null, netns | null)`; `config` is `{ exclusive,
+/// vhostPath | null, config | null, netns | null, mode | null)` (`mode`:
+/// `'tap'` when null or absent); `config` is `{ exclusive,
 /// uniqueName, persist, owner, group, ownerless, vnetHdrSize, offloads, mtu,
 /// mac, bridge, up, tag, addresses, routes, proxyArp, proxyNdp, forwarding,
 /// bridgePort, txQueueLen }` (optional members null; `tag` and the ones
@@ -144,6 +154,9 @@ pub fn open_options(env: Env, args: &[Value]) -> JsResult<OpenOptions> {
         opts.vhost_path = p;
     }
     opts.netns = netns_of(env, arg(env, args, 7)?)?;
+    if let Some(m) = optional(env, arg(env, args, 8)?, |v| mode_of(env, v))? {
+        opts.mode = m;
+    }
     let c = arg(env, args, 6)?;
     if matches!(env.type_of(c)?, ValueType::Null | ValueType::Undefined) {
         return Ok(opts);

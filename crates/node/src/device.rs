@@ -1,19 +1,21 @@
 //! Devices: open (sync and on the libuv pool), adopt received fds, close (one, one on the pool,
 //! many at once), and the per-device functions taking the handle first.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use vmtap_core::{link, rules, Error, RealSys, Tap};
 
 use crate::convert::{arg, bridge_port_of, mac_of, macvtap_options, open_options, optional};
 use crate::error::{JsError, JsResult};
 use crate::napi::{napi_type_tag, AsyncTask, Env, Value};
+use crate::packet::DeviceIo;
 
 /// The native side of a `TapDevice`: the core's `Tap`, taken out on close,
-/// and its name (for errors after that).
-struct Handle {
-    ifname: String,
-    tap: Mutex<Option<Tap>>,
+/// its name (for errors after that), and what its packet I/O shares.
+pub struct Handle {
+    pub ifname: String,
+    pub tap: Mutex<Option<Tap>>,
+    pub io: Arc<DeviceIo>,
 }
 
 static HANDLE_TAG: napi_type_tag = napi_type_tag {
@@ -45,6 +47,7 @@ fn tap_result(env: Env, tap: Tap) -> JsResult<Value> {
     env.set_element(out, 7, mac)?;
     let handle = Handle {
         ifname: tap.ifname().to_owned(),
+        io: DeviceIo::new(&tap),
         tap: Mutex::new(Some(tap)),
     };
     env.set_element(out, 0, env.external(handle, &HANDLE_TAG)?)?;
@@ -95,24 +98,32 @@ pub fn open_macvtap_async(env: Env, args: &[Value]) -> JsResult<Value> {
 /// `adoptTap(tapFds, vhostFds)` → what `open` returns: the core checks the
 /// fds with the kernel and takes them (on failure they stay the caller's).
 pub fn adopt_tap(env: Env, args: &[Value]) -> JsResult<Value> {
-    let tap_fds = env.i32_array_of(arg(env, args, 0)?, "tapFds")?;
-    let vhost_fds = env.i32_array_of(arg(env, args, 1)?, "vhostFds")?;
+    let max = rules::MAX_QUEUES as usize;
+    let tap_fds = crate::fdpass::fd_list(env, arg(env, args, 0)?, "tapFds", max)?;
+    let vhost_fds = crate::fdpass::fd_list(env, arg(env, args, 1)?, "vhostFds", max)?;
     let tap = vmtap_core::adopt_tap(&RealSys, &tap_fds, &vhost_fds)?;
     tap_result(env, tap)
 }
 
-fn handle_at<'e>(env: &'e Env, args: &[Value], i: usize, what: &str) -> JsResult<&'e Handle> {
+pub fn handle_at<'e>(env: &'e Env, args: &[Value], i: usize, what: &str) -> JsResult<&'e Handle> {
     env.external_ref::<Handle>(arg(*env, args, i)?, &HANDLE_TAG, what)
 }
 
-fn take(h: &Handle) -> Option<Tap> {
-    h.tap.lock().unwrap_or_else(|p| p.into_inner()).take()
+/// Take the device out of its handle (it counts as closed from now on),
+/// then end its readers and reject its waiting writes, before any of its
+/// fds is closed (their duplicates are closed here).
+fn take(env: Env, h: &Handle) -> Option<Tap> {
+    let tap = h.tap.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if tap.is_some() {
+        h.io.end_all(env);
+    }
+    tap
 }
 
 /// `close(handle)` → whether it was open. Every fd is released even when
 /// one fails to close (then the error says so).
 pub fn close(env: Env, args: &[Value]) -> JsResult<Value> {
-    match take(handle_at(&env, args, 0, "handle")?) {
+    match take(env, handle_at(&env, args, 0, "handle")?) {
         None => env.boolean(false),
         Some(tap) => {
             tap.close()?;
@@ -124,7 +135,7 @@ pub fn close(env: Env, args: &[Value]) -> JsResult<Value> {
 /// `closeAsync(handle)` → Promise<boolean>: the device is taken out of the
 /// handle at once (on the JS thread) and its fds closed on the libuv pool.
 pub fn close_async(env: Env, args: &[Value]) -> JsResult<Value> {
-    let tap = take(handle_at(&env, args, 0, "handle")?);
+    let tap = take(env, handle_at(&env, args, 0, "handle")?);
     AsyncTask::spawn(
         env,
         "vmtap.close",
@@ -151,7 +162,7 @@ pub fn close_all(env: Env, args: &[Value]) -> JsResult<Value> {
     let handles = (0..n)
         .map(|i| env.external_ref::<Handle>(env.element(list, i)?, &HANDLE_TAG, "handles[i]"))
         .collect::<JsResult<Vec<&Handle>>>()?;
-    let slots: Vec<Option<Tap>> = handles.into_iter().map(take).collect();
+    let slots: Vec<Option<Tap>> = handles.into_iter().map(|h| take(env, h)).collect();
     AsyncTask::spawn(
         env,
         "vmtap.closeAll",
@@ -223,7 +234,11 @@ pub fn get_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
 
 pub fn set_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
     let n = env.i32_of(arg(env, args, 1)?, "size")?;
-    do_tap(env, args, |t| t.set_vnet_hdr_size(&RealSys, n))
+    do_tap(env, args, |t| t.set_vnet_hdr_size(&RealSys, n))?;
+    handle_at(&env, args, 0, "handle")?
+        .io
+        .set_hdr_len(n as usize);
+    env.undefined()
 }
 
 /// `setOffloads(handle, bits)` → the bits applied.
@@ -261,7 +276,9 @@ pub fn get_link_info(env: Env, args: &[Value]) -> JsResult<Value> {
 
 pub fn set_mtu(env: Env, args: &[Value]) -> JsResult<Value> {
     let mtu = env.u32_of(arg(env, args, 1)?, "mtu")?;
-    do_tap(env, args, |t| t.set_mtu(&RealSys, mtu))
+    do_tap(env, args, |t| t.set_mtu(&RealSys, mtu))?;
+    handle_at(&env, args, 0, "handle")?.io.set_mtu(mtu);
+    env.undefined()
 }
 
 pub fn set_mac(env: Env, args: &[Value]) -> JsResult<Value> {

@@ -9,6 +9,8 @@
 //! `Error` (a `TypeError` / `RangeError` for argument codes) with `code`
 //! and the kernel fields set.
 
+use std::borrow::Cow;
+
 use vmtap_core::error::errno_name;
 use vmtap_core::Error;
 
@@ -95,6 +97,11 @@ impl JsError {
         )
     }
 
+    /// A wait cancelled by an AbortSignal (Node's AbortError code).
+    pub fn aborted() -> Self {
+        Self::ctx("ABORT_ERR", None)
+    }
+
     /// Async work that never ran.
     pub fn cancelled(status: i32) -> Self {
         Self::ctx(
@@ -120,6 +127,7 @@ impl From<Error> for JsError {
             })),
             Error::InvalidArgument { .. } => Self::ctx(code, Some(message)),
             Error::Closed => Self::closed(None),
+            Error::NoMemory { .. } => Self::ctx(code, Some(message)),
         }
     }
 }
@@ -132,12 +140,41 @@ pub fn init(env: Env, args: &[Value]) -> JsResult<Value> {
     env.undefined()
 }
 
+/// The most bytes of a message (or path) an error carries: the core's
+/// messages quote arguments capped already; this is the last line, so that
+/// no message is too long to become a JS string (V8's limit is ~512 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `s`, cut at [`MAX_MESSAGE_BYTES`] (on a character boundary) with its
+/// length appended when longer.
+pub fn capped(s: &str) -> Cow<'_, str> {
+    if s.len() <= MAX_MESSAGE_BYTES {
+        return Cow::Borrowed(s);
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}... ({} bytes in all)", &s[..end], s.len()))
+}
+
 /// The JS error for `err`; `None` for [`JsError::Pending`] (the exception
-/// is already pending) or when not even the fallback could be built.
+/// is already pending) or when not even the last-resort error could be
+/// built.
 pub fn value_of(env: Env, err: JsError) -> Option<Value> {
-    let JsError::Ctx(ctx) = err else {
+    let JsError::Ctx(mut ctx) = err else {
         return None;
     };
+    if let Some(m) = &ctx.message {
+        if let Cow::Owned(c) = capped(m) {
+            ctx.message = Some(c);
+        }
+    }
+    if let Some(p) = &ctx.path {
+        if let Cow::Owned(c) = capped(p) {
+            ctx.path = Some(c);
+        }
+    }
     if let Some(make_error) = env.instance_value() {
         match ctx_object(env, &ctx).and_then(|o| env.call(make_error, &[o])) {
             Ok(v) if matches!(env.type_of(v), Ok(ValueType::Object)) => return Some(v),
@@ -146,7 +183,16 @@ pub fn value_of(env: Env, err: JsError) -> Option<Value> {
             _ => drop(env.take_exception()),
         }
     }
-    fallback(env, &ctx).ok()
+    fallback(env, &ctx)
+        .or_else(|_| {
+            let _ = env.take_exception();
+            env.error(
+                ErrorClass::Error,
+                "ERR_VMTAP_NAPI",
+                "internal error: vmtap could not build the error to throw",
+            )
+        })
+        .ok()
 }
 
 /// Throw `err` from the current callback.

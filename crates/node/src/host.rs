@@ -127,6 +127,19 @@ pub fn limits(env: Env) -> JsResult<Value> {
     set(c"maxAddresses", env.uint32(rules::MAX_ADDRESSES as u32))?;
     set(c"maxRoutes", env.uint32(rules::MAX_ROUTES as u32))?;
     set(c"maxTxQueueLen", env.uint32(rules::MAX_TX_QUEUE_LEN))?;
+    set(c"maxFrameBytes", env.uint32(rules::MAX_FRAME_BYTES as u32))?;
+    set(
+        c"minTapFrameBytes",
+        env.uint32(rules::MIN_TAP_FRAME_BYTES as u32),
+    )?;
+    set(
+        c"minTunPacketBytes",
+        env.uint32(rules::MIN_TUN_PACKET_BYTES as u32),
+    )?;
+    set(
+        c"tapFrameOverhead",
+        env.uint32(rules::TAP_FRAME_OVERHEAD as u32),
+    )?;
     env.freeze(o)?;
     Ok(o)
 }

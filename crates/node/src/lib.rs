@@ -9,7 +9,9 @@
 //!   functions;
 //! * [`host`] — probes, deleteTap, `constants`, `limits`;
 //! * [`inventory`] — listTaps, tapHolders, gcTaps;
-//! * [`fdpass`] — sendFds / recvFds;
+//! * [`fdpass`] — sendFds / recvFds (waiting on the event loop), cancel,
+//!   dupFds;
+//! * [`packet`] — frames: a queue read and written on the event loop;
 //! * [`peer`] — peerCredentials;
 //! * [`napi`] — the hand-written Node-API layer and the module entry point
 //!   (all of the Node-API unsafe code).
@@ -21,6 +23,7 @@ mod fdpass;
 mod host;
 mod inventory;
 mod napi;
+mod packet;
 mod peer;
 
 use error::JsResult;
@@ -72,6 +75,13 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"sendFds", fdpass::send_fds)?;
     env.export(exports, c"recvFds", fdpass::recv_fds)?;
     env.export(exports, c"peerCredentials", peer::peer_credentials)?;
+    env.export(exports, c"cancel", fdpass::cancel)?;
+    env.export(exports, c"dupFds", fdpass::dup_fds)?;
+    env.export(exports, c"frameReader", packet::frame_reader)?;
+    env.export(exports, c"readerResume", packet::reader_resume)?;
+    env.export(exports, c"readerPause", packet::reader_pause)?;
+    env.export(exports, c"readerClose", packet::reader_close)?;
+    env.export(exports, c"writeFrame", packet::write_frame)?;
     env.set(exports, c"constants", host::constants(env)?)?;
     env.set(exports, c"limits", host::limits(env)?)?;
     Ok(())

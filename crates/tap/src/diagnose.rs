@@ -105,14 +105,24 @@ pub(crate) fn open_vhost(err: Error, errno: Errno) -> Error {
 
 /// Explain a failed TUNSETIFF for `name` with `flags`.
 pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Error {
-    let shown = if name.is_empty() { "tap%d" } else { name };
+    let want_tun = flags & IFF_TUN != 0;
+    let (kind, other) = if want_tun {
+        ("TUN", "TAP")
+    } else {
+        ("TAP", "TUN")
+    };
+    let shown = match (name.is_empty(), want_tun) {
+        (false, _) => name,
+        (true, true) => "tun%d",
+        (true, false) => "tap%d",
+    };
     let err = ioctl_error(errno, "ioctl(TUNSETIFF)", Some(shown));
     // A look-up that fails only costs the hint.
     let info = inspect(sys, name).ok().flatten();
     let want_mq = flags & IFF_MULTI_QUEUE != 0;
     let hint = match (errno, &info) {
         (Errno::EPERM, None) => format!(
-            "creating a TAP device needs CAP_NET_ADMIN in this network namespace: run as root \
+            "creating a {kind} device needs CAP_NET_ADMIN in this network namespace: run as root \
              or grant CAP_NET_ADMIN, or attach to a persistent device created for this user \
              (uid {})",
             // SAFETY: getuid cannot fail.
@@ -155,8 +165,8 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
                     .map(|k| format!(" (it is a {k})"))
                     .unwrap_or_default()
             ),
-            Some(t) if !t.tap => {
-                format!("{name} exists and is a TUN device, not TAP; pick another name")
+            Some(t) if t.tap == want_tun => {
+                format!("{name} exists and is a {other} device, not {kind}; pick another name")
             }
             Some(t) if want_mq && !t.multi_queue => format!(
                 "{name} already exists without multi_queue; delete it or open it with queues: 1"

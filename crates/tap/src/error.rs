@@ -40,6 +40,8 @@ pub enum Error {
     },
     /// The device was already closed.
     Closed,
+    /// A buffer a caller's number sized could not be allocated.
+    NoMemory { what: &'static str, bytes: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,6 +72,11 @@ impl Error {
             message: message.into(),
             range: true,
         }
+    }
+
+    /// `bytes` for `what` could not be allocated.
+    pub fn no_memory(what: &'static str, bytes: usize) -> Self {
+        Error::NoMemory { what, bytes }
     }
 
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
@@ -117,15 +124,27 @@ impl Error {
     }
 
     /// Node-style code: the errno name (`EPERM`), `ERR_INVALID_ARG_VALUE`,
-    /// `ERR_OUT_OF_RANGE` or `ERR_VMTAP_CLOSED`.
+    /// `ERR_OUT_OF_RANGE`, `ERR_VMTAP_CLOSED` or (Node's own)
+    /// `ERR_MEMORY_ALLOCATION_FAILED`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Os(e) => errno_name(e.errno),
             Error::InvalidArgument { range: true, .. } => "ERR_OUT_OF_RANGE",
             Error::InvalidArgument { .. } => "ERR_INVALID_ARG_VALUE",
             Error::Closed => "ERR_VMTAP_CLOSED",
+            Error::NoMemory { .. } => "ERR_MEMORY_ALLOCATION_FAILED",
         }
     }
+}
+
+/// A zeroed buffer of `n` bytes for `what`, or [`Error::NoMemory`] when it
+/// cannot be allocated (instead of the abort a plain `vec!` would be).
+pub fn try_zeroed(n: usize, what: &'static str) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::no_memory(what, n))?;
+    v.resize(n, 0);
+    Ok(v)
 }
 
 /// The symbolic name of an errno (`EPERM`), as Node's `err.code` has it.
@@ -249,6 +268,9 @@ impl fmt::Display for Error {
             }
             Error::InvalidArgument { message, .. } => f.write_str(message),
             Error::Closed => f.write_str("the TAP device is closed"),
+            Error::NoMemory { what, bytes } => {
+                write!(f, "could not allocate {bytes} bytes for {what}")
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -178,6 +179,16 @@ impl<S: Sys> Sys for FaultSys<S> {
         self.enter(Call::Fcntl(op.name()))?;
         self.inner.fcntl(fd, op)
     }
+
+    fn read_frame(&self, fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
+        self.enter(Call::ReadFrame)?;
+        self.inner.read_frame(fd, buf)
+    }
+
+    fn write_frame(&self, fd: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
+        self.enter(Call::WriteFrame)?;
+        self.inner.write_frame(fd, parts)
+    }
 }
 
 /// A [`Sys`] that panics on any call: what is refused with it was refused
@@ -256,5 +267,13 @@ impl Sys for NoSys {
 
     fn fcntl(&self, _: RawFd, op: Fcntl) -> Result<c_int, Errno> {
         panic!("unexpected syscall: {}", op.name())
+    }
+
+    fn read_frame(&self, _: BorrowedFd<'_>, _: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
+        panic!("unexpected syscall: read")
+    }
+
+    fn write_frame(&self, _: BorrowedFd<'_>, _: &[&[u8]]) -> Result<usize, Errno> {
+        panic!("unexpected syscall: write")
     }
 }

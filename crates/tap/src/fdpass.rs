@@ -2,26 +2,41 @@
 //! SCM_RIGHTS), as QEMU's QMP `getfd` and cloud-hypervisor's `add-net` take
 //! them. Node's `net.Socket` cannot attach fds to a message; this can.
 //!
+//! Only the non-blocking syscalls live here: every call is made with
+//! `MSG_DONTWAIT` (so the socket's own O_NONBLOCK flag, which belongs to the
+//! caller, is never changed) and answers [`Step::WouldBlock`] when the
+//! socket is not ready. Waiting for readiness is the caller's job (the Node
+//! binding watches the socket on the event loop).
+//!
 //! * The fds ride on the first byte(s) of `data`; a partial write sends the
 //!   rest without fds, so the peer sees `data` whole, fds attached once.
-//! * On a non-blocking socket (every `net.Socket` is one) EAGAIN waits in
-//!   poll(2) for the socket to become ready — no busy loop — up to a timeout.
 //! * Received fds are close-on-exec (MSG_CMSG_CLOEXEC).
 //! * The calls work on a [`StreamSocket`]: a close-on-exec duplicate
-//!   (F_DUPFD_CLOEXEC) of the caller's socket fd, made where the caller owns
-//!   the fd (the JS thread) before the work moves to another thread, and
-//!   closed when the work is done. If the caller closes its socket meanwhile,
-//!   the number cannot be reused under us.
+//!   (F_DUPFD_CLOEXEC) of the caller's socket fd, and a send carries
+//!   duplicates of the fds it passes ([`dup_fds`]), all made where the caller
+//!   owns the numbers, at the call. If the caller closes its socket or one of
+//!   the fds meanwhile and the number is reused, the duplicates still name
+//!   what the caller meant.
+//! * A receive buffer is sized by what the socket holds (FIONREAD, at least
+//!   64 KiB), not by `max_bytes`, and its allocation failing is an error,
+//!   not an abort.
 
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
 use crate::rules;
 pub use crate::rules::SCM_MAX_FD;
+
+/// The outcome of one non-blocking attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<T> {
+    Done(T),
+    /// The socket is not ready (EAGAIN): wait for it, then call again.
+    WouldBlock,
+}
 
 /// A connected Unix stream socket: vmtap's own duplicate of a caller's fd.
 #[derive(Debug)]
@@ -30,22 +45,52 @@ pub struct StreamSocket(OwnedFd);
 impl StreamSocket {
     /// Duplicate `fd` (close-on-exec) after checking it is a connected Unix
     /// stream socket: EBADF for no fd, ENOTSOCK for anything else. Do it on
-    /// the thread that owns `fd`, before handing the work elsewhere.
+    /// the thread that owns `fd`, at the call.
     pub fn dup(fd: RawFd) -> Result<Self> {
         dup_socket(fd).map(StreamSocket)
     }
 }
 
-fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
+impl AsFd for StreamSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC); `what` names it in
+/// the error.
+pub fn dup_fd(fd: RawFd, what: &str) -> Result<OwnedFd> {
     // SAFETY: fcntl on a caller-provided number; failure is reported.
     let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
     if d < 0 {
         let e = Errno::last();
-        return Err(Error::os(e, "fcntl(F_DUPFD_CLOEXEC)")
-            .with_hint(format!("fd {fd} is not an open socket")));
+        let hint = match e {
+            Errno::EBADF => format!("{what} ({fd}) is not an open fd"),
+            Errno::EMFILE => "too many open files in this process".to_owned(),
+            _ => format!("{what} ({fd}) could not be duplicated"),
+        };
+        return Err(Error::os(e, "fcntl(F_DUPFD_CLOEXEC)").with_hint(hint));
     }
     // SAFETY: a fresh duplicate that nothing else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(d) };
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+/// Close-on-exec duplicates of `fds`, made at the call so the numbers are
+/// resolved now: a number closed and reused later cannot change what the
+/// duplicates name. At most `2 * MAX_QUEUES` (a device's tap and vhost
+/// fds) or [`SCM_MAX_FD`] for a send, whichever the caller checks; every
+/// number not negative. On failure nothing stays open.
+pub fn dup_fds(fds: &[RawFd]) -> Result<Vec<OwnedFd>> {
+    rules::check_dup_fds(fds)?;
+    fds.iter()
+        .enumerate()
+        .map(|(i, &fd)| dup_fd(fd, &format!("fds[{i}]")))
+        .collect()
+}
+
+fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
+    let owned = dup_fd(fd, "the socket")?;
+    let d = owned.as_raw_fd();
     let mut ty: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt with a properly sized out-parameter.
@@ -83,122 +128,20 @@ fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
     Ok(owned)
 }
 
-/// Wait until `fd` is ready for `events`, or the deadline passes (ETIMEDOUT).
-fn wait(
-    fd: RawFd,
-    events: libc::c_short,
-    deadline: Option<Instant>,
-    syscall: &'static str,
-) -> Result<()> {
-    loop {
-        let timeout = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Error::os(Errno::ETIMEDOUT, syscall)
-                        .with_hint("the peer did not become ready in time (timeoutMs)"));
-                }
-                left.as_millis().min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        let mut p = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout) };
-        if r < 0 {
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => return Err(Error::os(e, "poll")),
-            }
-        }
-        if r > 0 {
-            return Ok(()); // ready, or an error/hangup the next call reports
-        }
-    }
-}
-
-/// Run one socket call until it goes through: again on EINTR, and on EAGAIN
-/// after waiting in poll(2) for `events`, up to the deadline.
-fn until_ready(
-    fd: RawFd,
-    events: libc::c_short,
-    deadline: Option<Instant>,
-    syscall: &'static str,
-    mut call: impl FnMut() -> isize,
-) -> Result<usize> {
+/// Run one socket call with `MSG_DONTWAIT`: again on EINTR; EAGAIN is
+/// [`Step::WouldBlock`].
+fn attempt(syscall: &'static str, mut call: impl FnMut() -> isize) -> Result<Step<usize>> {
     loop {
         let n = call();
         if n >= 0 {
-            return Ok(n as usize);
+            return Ok(Step::Done(n as usize));
         }
         match Errno::last() {
             Errno::EINTR => {}
-            Errno::EAGAIN => wait(fd, events, deadline, syscall)?,
+            Errno::EAGAIN => return Ok(Step::WouldBlock),
             e => return Err(Error::os(e, syscall)),
         }
     }
-}
-
-/// Send `data` with `fds` attached over `sock`. Returns the number of bytes
-/// sent (all of `data`).
-pub fn send_fds(
-    sock: &StreamSocket,
-    data: &[u8],
-    fds: &[RawFd],
-    timeout: Option<Duration>,
-) -> Result<usize> {
-    rules::check_send(data.len(), fds)?;
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let fd = sock.0.as_raw_fd();
-    let mut sent = 0usize;
-    let mut cmsg_buf = vec![0u8; cmsg_space(fds.len())];
-    while sent < data.len() {
-        let rest = &data[sent..];
-        let with_fds = sent == 0 && !fds.is_empty();
-        let n = until_ready(fd, libc::POLLOUT, deadline, "sendmsg", || {
-            let mut iov = libc::iovec {
-                iov_base: rest.as_ptr() as *mut libc::c_void,
-                iov_len: rest.len(),
-            };
-            // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-            let mut msg: libc::msghdr = unsafe { zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            if with_fds {
-                msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-                msg.msg_controllen = cmsg_buf.len() as _;
-                // SAFETY: the buffer is CMSG_SPACE(n * 4) bytes, enough for one
-                // header and the fd array.
-                unsafe {
-                    let c = libc::CMSG_FIRSTHDR(&msg);
-                    (*c).cmsg_level = libc::SOL_SOCKET;
-                    (*c).cmsg_type = libc::SCM_RIGHTS;
-                    (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
-                    std::ptr::copy_nonoverlapping(
-                        fds.as_ptr(),
-                        libc::CMSG_DATA(c).cast::<RawFd>(),
-                        fds.len(),
-                    );
-                }
-            }
-            // SAFETY: msg points at live buffers for the duration of the call.
-            unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) }
-        })
-        .map_err(|err| match err.errno() {
-            Some(Errno::EBADF) => err.with_hint("one of the fds to send is not open"),
-            Some(Errno::EPIPE | Errno::ECONNRESET) => {
-                err.with_hint("the peer closed the connection")
-            }
-            Some(Errno::ETOOMANYREFS) => err.with_hint("too many fds in flight to this peer"),
-            _ => err,
-        })?;
-        sent += n;
-    }
-    Ok(sent)
 }
 
 fn cmsg_space(nfds: usize) -> usize {
@@ -209,7 +152,93 @@ fn cmsg_space(nfds: usize) -> usize {
     unsafe { libc::CMSG_SPACE((nfds * size_of::<RawFd>()) as u32) as usize }
 }
 
-/// What [`recv_fds`] got.
+/// A message being sent: `data` with fds attached to its first byte(s).
+/// The fds are duplicates owned here ([`dup_fds`]); they are closed once
+/// the kernel has taken them with the first part of `data` (or when this is
+/// dropped).
+#[derive(Debug)]
+pub struct Send {
+    data: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    sent: usize,
+}
+
+impl Send {
+    /// Check the message ([`rules::check_send`]) before any syscall.
+    pub fn new(data: Vec<u8>, fds: Vec<OwnedFd>) -> Result<Self> {
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        rules::check_send(data.len(), &raw)?;
+        Ok(Send { data, fds, sent: 0 })
+    }
+
+    /// Bytes sent so far.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Send as much as the socket takes now: `Done(total)` when all of
+    /// `data` went, `WouldBlock` when the socket is full (call again once it
+    /// is writable).
+    pub fn try_send(&mut self, sock: &StreamSocket) -> Result<Step<usize>> {
+        let fd = sock.0.as_raw_fd();
+        while self.sent < self.data.len() {
+            let rest = &self.data[self.sent..];
+            let fds: Vec<RawFd> = self.fds.iter().map(|f| f.as_raw_fd()).collect();
+            let mut cmsg_buf = vec![0u8; cmsg_space(fds.len())];
+            let step = attempt("sendmsg", || {
+                let mut iov = libc::iovec {
+                    iov_base: rest.as_ptr() as *mut libc::c_void,
+                    iov_len: rest.len(),
+                };
+                // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+                let mut msg: libc::msghdr = unsafe { zeroed() };
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                if !fds.is_empty() {
+                    msg.msg_control = cmsg_buf.as_mut_ptr().cast();
+                    msg.msg_controllen = cmsg_buf.len() as _;
+                    // SAFETY: the buffer is CMSG_SPACE(n * 4) bytes, enough
+                    // for one header and the fd array.
+                    unsafe {
+                        let c = libc::CMSG_FIRSTHDR(&msg);
+                        (*c).cmsg_level = libc::SOL_SOCKET;
+                        (*c).cmsg_type = libc::SCM_RIGHTS;
+                        (*c).cmsg_len =
+                            libc::CMSG_LEN(size_of::<RawFd>() as u32 * fds.len() as u32) as _;
+                        std::ptr::copy_nonoverlapping(
+                            fds.as_ptr(),
+                            libc::CMSG_DATA(c).cast::<RawFd>(),
+                            fds.len(),
+                        );
+                    }
+                }
+                // SAFETY: msg points at live buffers for the duration of the call.
+                unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) }
+            })
+            .map_err(send_hint)?;
+            match step {
+                Step::WouldBlock => return Ok(Step::WouldBlock),
+                Step::Done(n) => {
+                    self.sent += n;
+                    // The kernel holds its own references to what it took.
+                    self.fds.clear();
+                }
+            }
+        }
+        Ok(Step::Done(self.sent))
+    }
+}
+
+fn send_hint(err: Error) -> Error {
+    match err.errno() {
+        Some(Errno::EBADF) => err.with_hint("one of the fds to send is not open"),
+        Some(Errno::EPIPE | Errno::ECONNRESET) => err.with_hint("the peer closed the connection"),
+        Some(Errno::ETOOMANYREFS) => err.with_hint("too many fds in flight to this peer"),
+        _ => err,
+    }
+}
+
+/// What [`try_recv`] got.
 #[derive(Debug)]
 pub struct Received {
     pub data: Vec<u8>,
@@ -219,19 +248,28 @@ pub struct Received {
     pub truncated: bool,
 }
 
+/// The bytes waiting in `fd`'s receive queue (FIONREAD), or `None` when the
+/// socket cannot say.
+fn queued(fd: RawFd) -> Option<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    (r == 0 && n >= 0).then_some(n as usize)
+}
+
 /// Receive one message (up to `max_bytes`) and the fds attached to it (up
-/// to `max_fds`) from the connected Unix stream socket `sock`. Empty data
-/// means the peer closed the connection.
-pub fn recv_fds(
-    sock: &StreamSocket,
-    max_bytes: usize,
-    max_fds: usize,
-    timeout: Option<Duration>,
-) -> Result<Received> {
+/// to `max_fds`) from the connected Unix stream socket `sock`, without
+/// waiting: `WouldBlock` when nothing is there. Empty data means the peer
+/// closed the connection. The buffer holds what the socket has queued (at
+/// least 64 KiB, at most `max_bytes`), so a large `max_bytes` costs nothing
+/// until that much arrives.
+pub fn try_recv(sock: &StreamSocket, max_bytes: usize, max_fds: usize) -> Result<Step<Received>> {
     rules::check_recv(max_bytes, max_fds)?;
-    let deadline = timeout.map(|t| Instant::now() + t);
     let fd = sock.0.as_raw_fd();
-    let mut data = vec![0u8; max_bytes];
+    // What is queued, and at least 64 KiB (what arrives between FIONREAD
+    // and recvmsg is read too), never more than max_bytes.
+    let want = queued(fd).unwrap_or(0).max(1 << 16).min(max_bytes);
+    let mut data = crate::error::try_zeroed(want, "the received message")?;
     let mut cmsg_buf = vec![0u8; cmsg_space(max_fds.max(1))];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
@@ -239,7 +277,7 @@ pub fn recv_fds(
     };
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
     let mut msg: libc::msghdr = unsafe { zeroed() };
-    let n = until_ready(fd, libc::POLLIN, deadline, "recvmsg", || {
+    let step = attempt("recvmsg", || {
         // SAFETY: as above; rebuilt for every attempt.
         msg = unsafe { zeroed() };
         msg.msg_iov = &mut iov;
@@ -249,8 +287,12 @@ pub fn recv_fds(
             msg.msg_controllen = cmsg_buf.len() as _;
         }
         // SAFETY: msg points at live buffers.
-        unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) }
+        unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) }
     })?;
+    let n = match step {
+        Step::WouldBlock => return Ok(Step::WouldBlock),
+        Step::Done(n) => n,
+    };
     let mut fds = Vec::new();
     // SAFETY: the CMSG_* walk stays within msg_control/msg_controllen that
     // recvmsg filled; each SCM_RIGHTS fd is a new descriptor the kernel
@@ -273,11 +315,11 @@ pub fn recv_fds(
     // max_fds: keep the promise, close the extras.
     let extra = fds.len() > max_fds;
     fds.truncate(max_fds);
-    Ok(Received {
+    Ok(Step::Done(Received {
         data,
         fds,
         truncated: extra || msg.msg_flags & libc::MSG_CTRUNC != 0,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -287,20 +329,29 @@ mod tests {
     use std::io::{Read, Seek, Write};
     use std::os::unix::net::UnixStream;
 
+    fn done<T: std::fmt::Debug>(s: Result<Step<T>>) -> T {
+        match s.unwrap() {
+            Step::Done(v) => v,
+            Step::WouldBlock => panic!("would block"),
+        }
+    }
+
+    fn send(a: &UnixStream, data: &[u8], fds: &[RawFd]) -> Result<Step<usize>> {
+        Send::new(data.to_vec(), dup_fds(fds)?)?.try_send(&sock(a))
+    }
+
     #[test]
     fn fds_travel_and_arrive_close_on_exec() {
         let (a, b) = UnixStream::pair().unwrap();
         let mut f = tempfile();
         f.write_all(b"hello").unwrap();
-        let sent = send_fds(
-            &sock(&a),
+        let sent = done(send(
+            &a,
             b"{\"execute\":\"getfd\"}",
             &[f.as_raw_fd(), f.as_raw_fd()],
-            None,
-        )
-        .unwrap();
+        ));
         assert_eq!(sent, 19);
-        let r = recv_fds(&sock(&b), 64, 4, Some(Duration::from_secs(5))).unwrap();
+        let r = done(try_recv(&sock(&b), 64, 4));
         assert_eq!(r.data, b"{\"execute\":\"getfd\"}");
         assert_eq!(r.fds.len(), 2);
         assert!(!r.truncated);
@@ -320,29 +371,49 @@ mod tests {
     fn too_many_fds_for_the_receiver_are_reported_truncated() {
         let (a, b) = UnixStream::pair().unwrap();
         let f = tempfile();
-        send_fds(&sock(&a), b"x", &[f.as_raw_fd(); 3], None).unwrap();
-        let r = recv_fds(&sock(&b), 8, 1, None).unwrap();
+        done(send(&a, b"x", &[f.as_raw_fd(); 3]));
+        let r = done(try_recv(&sock(&b), 8, 1));
         assert!(r.truncated);
         assert_eq!(r.fds.len(), 1);
     }
 
     #[test]
-    fn nonblocking_full_socket_waits_instead_of_spinning_then_times_out() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        let big = vec![7u8; 64 << 20];
-        let e = send_fds(&sock(&a), &big, &[], Some(Duration::from_millis(200))).unwrap_err();
-        assert_eq!(e.code(), "ETIMEDOUT");
+    fn nothing_to_read_and_a_full_socket_would_block_and_never_wait() {
+        let (a, b) = UnixStream::pair().unwrap();
+        // Blocking sockets: MSG_DONTWAIT still answers at once, and the
+        // caller's O_NONBLOCK flag is left alone.
+        assert!(try_recv(&sock(&b), 16, 1).unwrap().is_would_block());
+        let mut s = Send::new(vec![7u8; 64 << 20], Vec::new()).unwrap();
+        assert_eq!(s.try_send(&sock(&a)).unwrap(), Step::WouldBlock);
+        assert!(
+            s.sent() > 0 && s.sent() < 64 << 20,
+            "partly sent: {}",
+            s.sent()
+        );
+        // SAFETY: F_GETFL on a live fd.
+        let fl = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(fl & libc::O_NONBLOCK, 0);
+    }
+
+    impl<T> Step<T> {
+        fn is_would_block(&self) -> bool {
+            matches!(self, Step::WouldBlock)
+        }
     }
 
     #[test]
-    fn a_large_message_is_sent_whole_across_partial_writes() {
+    fn a_large_message_is_sent_whole_across_partial_writes_fds_once() {
         let (a, b) = UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
         let big: Vec<u8> = (0..(4u32 << 20)).map(|i| i as u8).collect();
         let f = tempfile();
+        let expect = big.clone();
         let reader = std::thread::spawn(move || {
-            let mut first = recv_fds(&sock(&b), 1 << 16, 1, None).unwrap();
+            let mut first = loop {
+                match try_recv(&sock(&b), 1 << 16, 1).unwrap() {
+                    Step::Done(r) => break r,
+                    Step::WouldBlock => std::thread::yield_now(),
+                }
+            };
             assert_eq!(first.fds.len(), 1);
             let mut rest = Vec::new();
             let mut b = b;
@@ -350,16 +421,62 @@ mod tests {
             first.data.extend(rest);
             first.data
         });
-        let sent = send_fds(
-            &sock(&a),
-            &big,
-            &[f.as_raw_fd()],
-            Some(Duration::from_secs(10)),
-        )
-        .unwrap();
-        assert_eq!(sent, big.len());
+        let mut s = Send::new(big, dup_fds(&[f.as_raw_fd()]).unwrap()).unwrap();
+        let sock_a = sock(&a);
+        let sent = loop {
+            match s.try_send(&sock_a).unwrap() {
+                Step::Done(n) => break n,
+                Step::WouldBlock => {
+                    let mut p = libc::pollfd {
+                        fd: a.as_raw_fd(),
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    // SAFETY: one pollfd.
+                    unsafe { libc::poll(&mut p, 1, -1) };
+                }
+            }
+        };
+        assert_eq!(sent, expect.len());
+        drop((sock_a, a));
+        assert_eq!(reader.join().unwrap(), expect);
+    }
+
+    #[test]
+    fn the_receive_buffer_is_what_arrived_not_max_bytes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        done(send(&a, b"abc", &[]));
+        let r = done(try_recv(&sock(&b), rules::MAX_RECV_BYTES, 0));
+        assert_eq!(r.data, b"abc");
+        assert!(
+            r.data.capacity() < 1 << 20,
+            "capacity {}",
+            r.data.capacity()
+        );
         drop(a);
-        assert_eq!(reader.join().unwrap(), big);
+        let eof = done(try_recv(&sock(&b), rules::MAX_RECV_BYTES, 0));
+        assert!(eof.data.is_empty(), "EOF");
+    }
+
+    #[test]
+    fn duplicates_name_the_file_even_after_the_number_is_reused() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut first = tempfile();
+        first.write_all(b"first").unwrap();
+        let n = first.as_raw_fd();
+        let dups = dup_fds(&[n]).unwrap();
+        drop(first);
+        // The number is free: the next file gets it.
+        let mut second = tempfile();
+        second.write_all(b"second").unwrap();
+        assert_eq!(second.as_raw_fd(), n);
+        done(Send::new(b"x".to_vec(), dups).unwrap().try_send(&sock(&a)));
+        let r = done(try_recv(&sock(&b), 8, 1));
+        let mut got = File::from(r.fds.into_iter().next().unwrap());
+        got.rewind().unwrap();
+        let mut s = String::new();
+        got.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "first");
     }
 
     /// vmtap's duplicate of a test socket.
@@ -372,13 +489,14 @@ mod tests {
         let f = tempfile();
         let (a, _b) = UnixStream::pair().unwrap();
         assert_eq!(
-            send_fds(&sock(&a), b"", &[], None).unwrap_err().code(),
+            Send::new(Vec::new(), Vec::new()).unwrap_err().code(),
             "ERR_INVALID_ARG_VALUE"
         );
+        let many: Vec<OwnedFd> = (0..254)
+            .map(|_| dup_fd(f.as_raw_fd(), "f").unwrap())
+            .collect();
         assert_eq!(
-            send_fds(&sock(&a), b"x", &[0; 254], None)
-                .unwrap_err()
-                .code(),
+            Send::new(b"x".to_vec(), many).unwrap_err().code(),
             "ERR_OUT_OF_RANGE"
         );
         assert_eq!(
@@ -386,17 +504,21 @@ mod tests {
             "ENOTSOCK"
         );
         assert_eq!(StreamSocket::dup(-1).unwrap_err().code(), "EBADF");
-        assert_eq!(
-            send_fds(&sock(&a), b"x", &[9999], None).unwrap_err().code(),
-            "EBADF"
-        );
+        assert_eq!(StreamSocket::dup(99999).unwrap_err().code(), "EBADF");
+        assert_eq!(dup_fds(&[9999]).unwrap_err().code(), "EBADF");
+        assert_eq!(dup_fds(&[-1]).unwrap_err().code(), "ERR_OUT_OF_RANGE");
+        assert_eq!(send(&a, b"x", &[9999]).unwrap_err().code(), "EBADF");
     }
 
     fn tempfile() -> File {
         let path = std::env::temp_dir().join(format!(
-            "vmtap-fdpass-{}-{:?}",
+            "vmtap-fdpass-{}-{:?}-{}",
             std::process::id(),
-            std::thread::current().id()
+            std::thread::current().id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         let f = File::options()
             .read(true)

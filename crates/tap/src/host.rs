@@ -1,5 +1,5 @@
 //! Host devices by name, without an open [`crate::Tap`]: deleting a
-//! persistent TAP device or macvtap.
+//! persistent TAP or TUN device, or a macvtap.
 
 use std::ffi::CStr;
 use std::os::fd::AsFd;
@@ -15,7 +15,8 @@ use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
 use crate::tun;
 
-/// Delete a persistent TAP device: attach to it, TUNSETPERSIST 0, close.
+/// Delete a persistent TAP (or TUN) device: attach to it, TUNSETPERSIST 0,
+/// close.
 /// A device still held by another process goes away when that one closes
 /// it (a held single-queue device cannot be attached: EBUSY). A macvtap
 /// (its kind read with rtnetlink) is deleted with RTM_DELLINK, at once:
@@ -45,14 +46,18 @@ fn delete_here(sys: &dyn Sys, name: &str, tun_path: &CStr) -> Result<()> {
     let fd = tun::open_tun(sys, tun_path)?;
     // Never create: attaching exclusively is impossible, so attach with the
     // device's own type and multi-queue flag (read with rtnetlink), or try
-    // both multi-queue settings of a TAP device when that could not be read.
+    // both kinds and multi-queue settings when that could not be read (the
+    // kernel refuses the wrong ones with EINVAL).
     let order: Vec<u16> = match info.as_ref().and_then(|l| l.tun) {
         Some(t) => {
             let kind = if t.tap { IFF_TAP } else { IFF_TUN };
             let mq = if t.multi_queue { IFF_MULTI_QUEUE } else { 0 };
             vec![kind | IFF_NO_PI | mq]
         }
-        None => vec![IFF_TAP | IFF_NO_PI, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE],
+        None => [IFF_TAP, IFF_TUN]
+            .into_iter()
+            .flat_map(|k| [k | IFF_NO_PI, k | IFF_NO_PI | IFF_MULTI_QUEUE])
+            .collect(),
     };
     let mut last = None;
     for flags in order {

@@ -28,6 +28,7 @@ pub mod macvtap;
 pub mod netlink;
 pub mod netns;
 pub mod open;
+pub mod packet;
 pub mod peer;
 pub mod probe;
 pub mod rules;
@@ -44,7 +45,9 @@ pub use host::delete_tap;
 pub use hostside::{BridgePortFlags, Sysctl};
 pub use inventory::{list_taps, TapInfo};
 pub use macvtap::{open_macvtap, MacvtapLink, MacvtapOptions};
-pub use open::{compute_flags, open_tap, OpenOptions, Tristate};
+/// The errno type of every kernel error (nix's), for the binding.
+pub use nix::errno::Errno;
+pub use open::{compute_flags, open_tap, Mode, OpenOptions, Tristate};
 pub use peer::{peer_credentials, PeerCredentials};
 pub use probe::{get_tun_features, probe_features, probe_offloads, Features};
 pub use rules::{

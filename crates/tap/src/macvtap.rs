@@ -508,7 +508,7 @@ fn open_here(
         diagnose::ioctl_error(e, "ioctl(TUNGETFEATURES)", Some(&ifname))
             .with_hint("the macvtap's device did not report its features")
     })?;
-    let flags = compute_flags(features, opts.queues, opts.vnet_hdr)
+    let flags = compute_flags(features, opts.queues, opts.vnet_hdr, crate::Mode::Tap)
         .map_err(|e| e.with_ifname(ifname.as_str()))?;
     for fd in &tap_fds {
         // The driver reads only the flags (no name): libvirt's way of

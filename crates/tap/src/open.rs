@@ -33,10 +33,58 @@ pub enum Tristate {
     On,
 }
 
+/// What a device carries: Ethernet frames (TAP, `IFF_TAP`) or IP packets
+/// (TUN, `IFF_TUN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Tap,
+    Tun,
+}
+
+impl Mode {
+    /// The TUNSETIFF type flag.
+    pub fn flag(self) -> u16 {
+        match self {
+            Mode::Tap => IFF_TAP,
+            Mode::Tun => IFF_TUN,
+        }
+    }
+
+    /// The mode of a device with these TUNGETIFF flags.
+    pub fn of_flags(flags: u16) -> Mode {
+        if flags & IFF_TUN != 0 {
+            Mode::Tun
+        } else {
+            Mode::Tap
+        }
+    }
+
+    /// `tap` / `tun`, as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tap => "tap",
+            Mode::Tun => "tun",
+        }
+    }
+
+    /// The kernel's default name template for the mode.
+    pub fn template(self) -> &'static str {
+        match self {
+            Mode::Tap => "tap%d",
+            Mode::Tun => "tun%d",
+        }
+    }
+}
+
 /// What to open. `Default` is the kernel-named single-queue tap with
 /// vnet_hdr when supported and no vhost.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
+    /// TAP (Ethernet frames, the default) or TUN (IP packets). A TUN device
+    /// takes no MAC, bridge, vnet header or vhost ([`crate::rules`] refuses
+    /// them); `vnet_hdr: Auto` means none for it.
+    pub mode: Mode,
     /// `""` (kernel picks `tap%d`), a `%d` template, or an exact name.
     pub name: String,
     /// 1..=256. More than one makes a multi-queue device.
@@ -100,6 +148,7 @@ pub struct OpenOptions {
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
+            mode: Mode::Tap,
             name: String::new(),
             queues: 1,
             vnet_hdr: Tristate::Auto,
@@ -133,9 +182,23 @@ impl Default for OpenOptions {
 
 /// The flags TUNSETIFF is asked for, given the request and the host's
 /// TUNGETFEATURES. Never IFF_ONE_QUEUE: it has had no effect since Linux 3.8.
-pub fn compute_flags(features: u32, queues: u32, vnet_hdr: Tristate) -> Result<u16> {
-    let mut flags = IFF_TAP | IFF_NO_PI;
+/// A TUN device gets no vnet header (`Auto` means none; the rules refuse
+/// `On` before this).
+pub fn compute_flags(features: u32, queues: u32, vnet_hdr: Tristate, mode: Mode) -> Result<u16> {
+    let mut flags = mode.flag() | IFF_NO_PI;
     let has = |f: u16| features & u32::from(f) != 0;
+    if !has(mode.flag()) {
+        return Err(
+            Error::os(Errno::EOPNOTSUPP, "ioctl(TUNGETFEATURES)").with_hint(format!(
+                "this kernel's TUN driver does not offer {} devices",
+                mode.name().to_uppercase()
+            )),
+        );
+    }
+    let vnet_hdr = match mode {
+        Mode::Tun => Tristate::Off,
+        Mode::Tap => vnet_hdr,
+    };
     match vnet_hdr {
         Tristate::Off => {}
         Tristate::Auto => {
@@ -175,15 +238,18 @@ fn open_vhost_set(sys: &dyn Sys, opts: &OpenOptions) -> Result<Vec<OwnedFd>> {
 }
 
 /// Check an exact name before TUNSETIFF, in this thread's namespace: an
-/// existing device must be a TAP device whose multi_queue flag matches the
-/// request (libvirt's hint). Returns whether a device of that name exists.
+/// existing device must be a TUN or TAP device as asked, whose multi_queue
+/// flag matches the request (libvirt's hint). Returns whether a device of
+/// that name exists.
 fn precheck_existing(sys: &dyn Sys, name: &str, flags: u16) -> Result<bool> {
     let Some(info) = diagnose::inspect(sys, name)? else {
         return Ok(false);
     };
     let mismatch = match info.tun {
         None => true,
-        Some(t) => !t.tap || t.multi_queue != (flags & IFF_MULTI_QUEUE != 0),
+        Some(t) => {
+            t.tap == (flags & IFF_TUN != 0) || t.multi_queue != (flags & IFF_MULTI_QUEUE != 0)
+        }
     };
     if mismatch {
         return Err(diagnose::set_iff(sys, Errno::EINVAL, name, flags));
@@ -272,7 +338,7 @@ fn attach_first(
         return Ok((tun::set_iff(sys, fd, name.as_request(), flags)?, created));
     }
     let template = match name {
-        IfName::Kernel => "tap%d",
+        IfName::Kernel => opts.mode.template(),
         IfName::Template(t) => t.as_str(),
         IfName::Exact(_) => unreachable!("rules::check_open refuses uniqueName with an exact name"),
     };
@@ -319,8 +385,8 @@ fn open_here(
             .with_path(tun_path())
             .with_hint("the TUN driver did not report its features; is this really /dev/net/tun?")
     })?;
-    let mut flags =
-        compute_flags(features, opts.queues, opts.vnet_hdr).map_err(|e| e.with_path(tun_path()))?;
+    let mut flags = compute_flags(features, opts.queues, opts.vnet_hdr, opts.mode)
+        .map_err(|e| e.with_path(tun_path()))?;
     if opts.exclusive {
         flags |= IFF_TUN_EXCL;
     }
@@ -611,6 +677,23 @@ mod tests {
 
     const ALL: u32 =
         (IFF_TUN | IFF_TAP | IFF_NO_PI | IFF_ONE_QUEUE | IFF_VNET_HDR | IFF_MULTI_QUEUE) as u32;
+
+    fn compute_flags(features: u32, queues: u32, vnet_hdr: Tristate) -> Result<u16> {
+        super::compute_flags(features, queues, vnet_hdr, Mode::Tap)
+    }
+
+    #[test]
+    fn tun_flags_have_no_vnet_header() {
+        let tun = |q, w| super::compute_flags(ALL, q, w, Mode::Tun).unwrap();
+        assert_eq!(tun(1, Tristate::Auto), IFF_TUN | IFF_NO_PI);
+        assert_eq!(
+            tun(4, Tristate::Auto),
+            IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE
+        );
+        let tap_only = (IFF_TAP | IFF_NO_PI) as u32;
+        let e = super::compute_flags(tap_only, 1, Tristate::Off, Mode::Tun).unwrap_err();
+        assert_eq!(e.code(), "EOPNOTSUPP");
+    }
 
     #[test]
     fn flags_follow_features_and_request() {

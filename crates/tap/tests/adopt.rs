@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use nix::errno::Errno;
 use support::Netns;
 use vmtap_core::fault::FaultSys;
-use vmtap_core::fdpass::{recv_fds, send_fds, StreamSocket};
+use vmtap_core::fdpass::{dup_fds, try_recv, Send, Step, StreamSocket};
 use vmtap_core::sys::consts::*;
 use vmtap_core::sys::{IfReq, Ioctl};
 use vmtap_core::{adopt_tap, open_tap, OpenOptions, RealSys, Sys, Tap, Tristate};
@@ -33,9 +33,14 @@ fn received(tap: Tap) -> Vec<RawFd> {
     let (a, b) = UnixStream::pair().unwrap();
     let sa = StreamSocket::dup(a.as_raw_fd()).unwrap();
     let sb = StreamSocket::dup(b.as_raw_fd()).unwrap();
-    send_fds(&sa, b"t", &tap.raw_tap_fds(), None).unwrap();
+    // A socketpair's buffer takes one byte at once: neither call waits.
+    let mut send = Send::new(b"t".to_vec(), dup_fds(&tap.raw_tap_fds()).unwrap()).unwrap();
+    assert_eq!(send.try_send(&sa).unwrap(), Step::Done(1));
+    drop(send);
     drop(tap);
-    let got = recv_fds(&sb, 8, 253, None).unwrap();
+    let Step::Done(got) = try_recv(&sb, 8, 253).unwrap() else {
+        panic!("the fds were sent");
+    };
     got.fds
         .into_iter()
         .map(std::os::fd::IntoRawFd::into_raw_fd)

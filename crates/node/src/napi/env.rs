@@ -159,6 +159,26 @@ impl Env {
         })
     }
 
+    /// A new zero-filled Buffer of `len` bytes and where its bytes are (they
+    /// stay there: a Buffer's memory does not move, though JS may detach it,
+    /// see [`Env::buffer_span`]).
+    pub fn new_buffer(&self, len: usize) -> JsResult<(Value, *mut u8)> {
+        let mut data: *mut c_void = ptr::null_mut();
+        // SAFETY: valid env; both out-pointers are locals / make's out-slot.
+        let v = self.make(|o| unsafe { ffi::napi_create_buffer(self.raw, len, &mut data, o) })?;
+        Ok((v, data.cast()))
+    }
+
+    /// Where a Buffer's bytes are and how many there are now (a detached
+    /// one has none).
+    pub fn buffer_span(&self, v: Value) -> JsResult<(*mut u8, usize)> {
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: valid env and handle; both out-pointers are locals.
+        self.check(unsafe { ffi::napi_get_buffer_info(self.raw, v.0, &mut data, &mut len) })?;
+        Ok((data.cast(), len))
+    }
+
     /// A new `Error`, `TypeError` or `RangeError` with `code` and `message`.
     pub fn error(&self, class: ErrorClass, code: &str, message: &str) -> JsResult<Value> {
         let (c, m) = (self.string(code)?, self.string(message)?);

@@ -26,7 +26,11 @@ opaque!(
     napi_ref__,
     napi_callback_info__,
     napi_deferred__,
-    napi_async_work__
+    napi_async_work__,
+    napi_handle_scope__,
+    napi_callback_scope__,
+    napi_async_context__,
+    napi_async_cleanup_hook_handle__
 );
 
 pub type napi_env = *mut napi_env__;
@@ -35,6 +39,12 @@ pub type napi_ref = *mut napi_ref__;
 pub type napi_callback_info = *mut napi_callback_info__;
 pub type napi_deferred = *mut napi_deferred__;
 pub type napi_async_work = *mut napi_async_work__;
+pub type napi_handle_scope = *mut napi_handle_scope__;
+pub type napi_callback_scope = *mut napi_callback_scope__;
+pub type napi_async_context = *mut napi_async_context__;
+pub type napi_async_cleanup_hook_handle = *mut napi_async_cleanup_hook_handle__;
+pub type napi_async_cleanup_hook =
+    Option<unsafe extern "C" fn(napi_async_cleanup_hook_handle, *mut c_void)>;
 pub type napi_callback = Option<unsafe extern "C" fn(napi_env, napi_callback_info) -> napi_value>;
 pub type napi_finalize = Option<unsafe extern "C" fn(napi_env, *mut c_void, *mut c_void)>;
 pub type napi_async_execute_callback = Option<unsafe extern "C" fn(napi_env, *mut c_void)>;
@@ -251,4 +261,40 @@ extern "C" {
     ) -> napi_status;
     pub fn napi_delete_async_work(env: napi_env, work: napi_async_work) -> napi_status;
     pub fn napi_queue_async_work(env: napi_env, work: napi_async_work) -> napi_status;
+    pub fn napi_create_buffer(
+        env: napi_env,
+        length: usize,
+        data: *mut *mut c_void,
+        result: *mut napi_value,
+    ) -> napi_status;
+    pub fn napi_open_handle_scope(env: napi_env, result: *mut napi_handle_scope) -> napi_status;
+    pub fn napi_close_handle_scope(env: napi_env, scope: napi_handle_scope) -> napi_status;
+    pub fn napi_async_init(
+        env: napi_env,
+        async_resource: napi_value,
+        async_resource_name: napi_value,
+        result: *mut napi_async_context,
+    ) -> napi_status;
+    pub fn napi_async_destroy(env: napi_env, async_context: napi_async_context) -> napi_status;
+    pub fn napi_open_callback_scope(
+        env: napi_env,
+        resource_object: napi_value,
+        context: napi_async_context,
+        result: *mut napi_callback_scope,
+    ) -> napi_status;
+    pub fn napi_close_callback_scope(env: napi_env, scope: napi_callback_scope) -> napi_status;
+    pub fn napi_fatal_exception(env: napi_env, err: napi_value) -> napi_status;
+    pub fn napi_get_uv_event_loop(
+        env: napi_env,
+        result: *mut *mut super::uv::uv_loop_t,
+    ) -> napi_status;
+    pub fn napi_add_async_cleanup_hook(
+        env: napi_env,
+        hook: napi_async_cleanup_hook,
+        arg: *mut c_void,
+        remove_handle: *mut napi_async_cleanup_hook_handle,
+    ) -> napi_status;
+    pub fn napi_remove_async_cleanup_hook(
+        remove_handle: napi_async_cleanup_hook_handle,
+    ) -> napi_status;
 }

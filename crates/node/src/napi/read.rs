@@ -59,6 +59,15 @@ impl Env {
         Ok(n)
     }
 
+    /// Any number (NaN and infinities included).
+    pub fn double_of(&self, v: Value, what: &str) -> JsResult<f64> {
+        self.expect(v, ValueType::Number, what)?;
+        let mut n = 0f64;
+        // SAFETY: valid env; v is a number; the out-pointer is a local.
+        self.check(unsafe { ffi::napi_get_value_double(self.raw, v.0, &mut n) })?;
+        Ok(n)
+    }
+
     /// An integer that fits u32.
     pub fn u32_of(&self, v: Value, what: &str) -> JsResult<u32> {
         Ok(self.integer(v, what, "u32", 0.0, u32::MAX as f64)? as u32)
@@ -84,7 +93,7 @@ impl Env {
         self.check(unsafe {
             ffi::napi_get_value_string_utf8(self.raw, v.0, ptr::null_mut(), 0, &mut len)
         })?;
-        let mut buf = vec![0u8; len + 1];
+        let mut buf = vmtap_core::error::try_zeroed(len.saturating_add(1), "a string argument")?;
         let mut written = 0usize;
         // SAFETY: buf has len + 1 bytes for the string and its NUL.
         self.check(unsafe {
@@ -115,9 +124,37 @@ impl Env {
         if len == 0 {
             return Ok(Vec::new());
         }
+        let mut out = Vec::new();
+        out.try_reserve_exact(len)
+            .map_err(|_| vmtap_core::Error::no_memory("a Buffer argument", len))?;
         // SAFETY: Node says `data` points at `len` bytes of the buffer; they
         // are copied before anything can run JS (and move or detach it).
-        Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec())
+        out.extend_from_slice(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) });
+        Ok(out)
+    }
+
+    /// Run `f` on the bytes of a Buffer (or Uint8Array) in place, without
+    /// copying them: `f` must not run JS (nothing may move or detach the
+    /// buffer meanwhile).
+    pub fn with_bytes<R>(&self, v: Value, what: &str, f: impl FnOnce(&[u8]) -> R) -> JsResult<R> {
+        let mut is = false;
+        // SAFETY: valid env and handle; the out-pointer is a local.
+        self.check(unsafe { ffi::napi_is_buffer(self.raw, v.0, &mut is) })?;
+        if !is {
+            return Err(JsError::arg_type(format!("{what} must be a Buffer")));
+        }
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: v is a buffer; both out-pointers are locals.
+        self.check(unsafe { ffi::napi_get_buffer_info(self.raw, v.0, &mut data, &mut len) })?;
+        if len == 0 || data.is_null() {
+            return Ok(f(&[]));
+        }
+        // SAFETY: Node says `data` points at `len` bytes of the buffer; the
+        // slice lives only while `f` runs, which runs no JS (per the contract).
+        Ok(f(unsafe {
+            std::slice::from_raw_parts(data.cast::<u8>(), len)
+        }))
     }
 
     /// The length of an array (`ERR_INVALID_ARG_TYPE` when `v` is not one).
@@ -129,13 +166,5 @@ impl Env {
         // SAFETY: valid env; v is an array; the out-pointer is a local.
         self.check(unsafe { ffi::napi_get_array_length(self.raw, v.0, &mut len) })?;
         Ok(len)
-    }
-
-    /// An array of integers that each fit i32.
-    pub fn i32_array_of(&self, v: Value, what: &str) -> JsResult<Vec<i32>> {
-        let len = self.array_len(v, what)?;
-        (0..len)
-            .map(|i| self.i32_of(self.element(v, i)?, what))
-            .collect()
     }
 }

@@ -8,7 +8,8 @@ use std::ptr;
 use super::env::{Env, Value};
 use super::ffi::{self, napi_async_work, napi_deferred, napi_env, napi_status};
 use super::function::panic_error;
-use crate::error::{self, JsError, JsResult};
+use super::promise::rejection;
+use crate::error::{JsError, JsResult};
 
 /// Work for the libuv thread pool whose outcome settles a promise.
 ///
@@ -121,17 +122,4 @@ impl<T: Send + 'static> AsyncTask<T> {
         // SAFETY: the work is deleted once, after it completed.
         unsafe { ffi::napi_delete_async_work(raw, work) };
     }
-}
-
-/// The value to reject with: `err` built through the error path, or the JS
-/// exception that is pending instead (a getter, makeError...), taken so it
-/// rejects the promise rather than escaping as uncaught.
-fn rejection(env: Env, err: JsError) -> Value {
-    let built = error::value_of(env, err);
-    if let Some(v) = env.take_exception() {
-        return v;
-    }
-    built
-        .or_else(|| env.undefined().ok())
-        .unwrap_or(Value(ptr::null_mut()))
 }

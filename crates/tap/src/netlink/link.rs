@@ -312,7 +312,10 @@ pub fn check_ifname(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 15 || name == "." || name == ".." || name.bytes().any(bad) {
         return Err(Error::invalid(
             "name",
-            format!("{name:?} is not an interface name (1 to 15 bytes, no '/', ':' or whitespace)"),
+            format!(
+                "{} is not an interface name (1 to 15 bytes, no '/', ':' or whitespace)",
+                crate::rules::quoted(name)
+            ),
         ));
     }
     Ok(())
