@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process'
 import { openTap } from '../index'
 import { native } from '../lib/native'
 import { ensureDistBuilt, rootTest } from './helpers'
+import { NO_CONFIG } from './staging'
 import { runIn, withNetns } from './netns'
 
 const scenario = 'scenarios/packet.ts'
@@ -131,28 +132,16 @@ test('TUN mode refuses what does not apply, in TypeScript and in the core, befor
     n.open = orig
   }
   t.is(calls, 0)
-  const config = {
-    exclusive: false,
-    uniqueName: false,
-    persist: false,
-    owner: null,
-    group: null,
-    vnetHdrSize: null,
-    offloads: null,
-    mtu: null,
-    mac: null,
-    bridge: null,
-    up: false,
-  }
+  const config = NO_CONFIG
   // Straight to the addon: the core refuses too (nothing is opened: these fail before any syscall).
   const open = (vnetHdr: unknown, vhost: unknown, c: object | null) =>
-    n.open('', 1, vnetHdr, vhost, '/nonexistent/tun', null, c, 'tun')
+    n.open('', 1, vnetHdr, vhost, '/nonexistent/tun', null, c, null, 'tun')
   t.throws(() => open(true, false, null), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => open('auto', 'auto', null), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => open('auto', false, { ...config, mac: '02:00:00:00:00:01' }), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => open('auto', false, { ...config, bridge: 'br0' }), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => open('auto', false, { ...config, vnetHdrSize: 12 }), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.throws(() => n.open('', 1, 'auto', false, null, null, null, 'tan'), { code: 'ERR_INVALID_ARG_VALUE' })
+  t.throws(() => n.open('', 1, 'auto', false, null, null, null, null, 'tan'), { code: 'ERR_INVALID_ARG_VALUE' })
   // vnetHdr 'auto' is fine for TUN (it means none): the open gets as far as the missing clone device.
   t.throws(() => open('auto', false, null), { code: 'ENOENT' })
 })

@@ -323,7 +323,8 @@ pub fn check_delete_name(name: &str) -> Result<String> {
             "name",
             format!(
                 "the device to delete must be named exactly: 1 to {MAX_NAME_BYTES} bytes of printable \
-                 ASCII without '/', ':', whitespace or '%', got {name:?}"
+                 ASCII without '/', ':', whitespace or '%', got {}",
+                quoted(name)
             ),
         )
     };
@@ -524,7 +525,10 @@ pub fn parse_macvtap_mode(mode: &str) -> Result<MacvlanMode> {
         "passthru" => Ok(MacvlanMode::Passthru),
         _ => Err(Error::invalid(
             "mode",
-            format!("mode must be bridge, vepa, private or passthru, got {mode:?}"),
+            format!(
+                "mode must be bridge, vepa, private or passthru, got {}",
+                quoted(mode)
+            ),
         )),
     }
 }
@@ -540,8 +544,8 @@ pub fn check_macvtap(opts: &MacvtapOptions) -> Result<IfName> {
                 "link",
                 format!(
                     "link must name the lower interface exactly (1 to {MAX_NAME_BYTES} bytes of \
-                     printable ASCII without '/', ':', whitespace or '%'), got {:?}",
-                    opts.link
+                     printable ASCII without '/', ':', whitespace or '%'), got {}",
+                    quoted(&opts.link)
                 ),
             ))
         }
@@ -597,7 +601,8 @@ pub fn netns_path(spec: &str) -> Result<String> {
     }
     if spec.contains('/') || spec == "." || spec == ".." {
         return Err(bad(format!(
-            "{spec:?} is neither a namespace name (no '/', not '.' or '..') nor an absolute path"
+            "{} is neither a namespace name (no '/', not '.' or '..') nor an absolute path",
+            quoted(spec)
         )));
     }
     Ok(format!("{NETNS_RUN_DIR}/{spec}"))
@@ -745,8 +750,9 @@ pub fn check_tag(tag: &str) -> Result<()> {
         return Err(Error::invalid(
             "tag",
             format!(
-                "a tag is 1 to {MAX_TAG_BYTES} bytes, got {} ({tag:?})",
-                tag.len()
+                "a tag is 1 to {MAX_TAG_BYTES} bytes, got {} ({})",
+                tag.len(),
+                quoted(tag)
             ),
         ));
     }
@@ -754,7 +760,10 @@ pub fn check_tag(tag: &str) -> Result<()> {
     if !tag.bytes().all(ok) {
         return Err(Error::invalid(
             "tag",
-            format!("tag {tag:?} may hold only ASCII letters, digits and . _ - : @ /"),
+            format!(
+                "tag {} may hold only ASCII letters, digits and . _ - : @ /",
+                quoted(tag)
+            ),
         ));
     }
     Ok(())
@@ -815,8 +824,9 @@ pub fn parse_cidr(what: &'static str, s: &str) -> Result<IpCidr> {
         Error::invalid(
             what,
             format!(
-                "{s:?} is not an IPv4 or IPv6 address in CIDR form (like 192.0.2.1/32 or \
-                 2001:db8::1/64)"
+                "{} is not an IPv4 or IPv6 address in CIDR form (like 192.0.2.1/32 or \
+                 2001:db8::1/64)",
+                quoted(s)
             ),
         )
     };

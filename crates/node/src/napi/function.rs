@@ -17,7 +17,7 @@ use crate::error::{self, JsError, JsResult};
 pub type RustFn = fn(Env, &[Value]) -> JsResult<Value>;
 
 /// The most arguments a binding function receives (more are ignored).
-const MAX_ARGS: usize = 8;
+const MAX_ARGS: usize = 10;
 
 /// What a caught panic said.
 pub fn panic_message(p: &(dyn Any + Send)) -> String {
