@@ -189,7 +189,7 @@ function tarJson<T>(tgz: string, file: string): T {
 
 // What a user of the main package needs: the compiled JS, its types, the
 // manifest, the README and a license. No Rust, tests, build scripts, binaries.
-const ALLOWED = /^(package\.json|README\.md|LICEN[CS]E(\.\w+)?|dist\/((lib|cli)\/)?[\w.-]+\.(js|d\.ts))$/
+const ALLOWED = /^(package\.json|README\.md|LICEN[CS]E(\.\w+)?|dist\/((lib|cli)\/(broker\/)?)?[\w.-]+\.(js|d\.ts))$/
 const FORBIDDEN =
   /(\.rs$|Cargo\.|^crates\/|__test__|^target\/|^scripts\/|\.node$|^npm\/|tsconfig|^bench\/|\.spec\.|^\.)/
 const REQUIRED = ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']
