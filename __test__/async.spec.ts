@@ -4,6 +4,7 @@ import { closeSync } from 'node:fs'
 
 import { closeAll, openTap, openTapAsync, TapDevice, TapError } from '../index'
 import { fdCount, fdIface, linkExists, links, rootTest, tunFlags, uniqueName } from './helpers'
+import { runIn, withNetns } from './netns'
 
 rootTest('openTapAsync makes the same device as openTap; closeAsync removes it', async (t) => {
   const name = uniqueName('vmtas')
@@ -136,3 +137,19 @@ rootTest('await using closes asynchronously; using closes synchronously', async 
   }
   t.false(linkExists(name2))
 })
+
+rootTest(
+  'openTapAsync: calls made together reach the addon in batches of 16, one batch in flight; a refused open rejects alone',
+  async (t) => {
+    const r = await withNetns((ns) => runIn<Record<string, unknown>>(ns, 'scenarios/async.ts', 'batched'))
+    t.deepEqual(r.sizes, [16, 16, 8], '40 calls: three round trips to the pool')
+    t.is(r.maxInFlight, 1, 'one pool thread at a time: the rest of the pool stays free')
+    t.deepEqual(r.refused, [{ i: 21, code: 'EBUSY', name: 'TapError' }], 'the held name alone is refused')
+    t.is(r.openedCount, 39)
+    t.true(r.right, 'every device has the fd it says')
+    t.deepEqual(r.order, r.expectedOrder, 'each promise gets its own device')
+    t.deepEqual(r.mixedOut, ['ERR_OUT_OF_RANGE', 'abok', 'ERR_INVALID_ARG_VALUE'])
+    t.deepEqual(r.mixedSizes, [1], 'bad options never reach the addon')
+    t.true(r.linksBack, 'nothing left')
+  },
+)

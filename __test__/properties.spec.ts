@@ -154,6 +154,9 @@ const fakeImpl: Record<string, (...a: any[]) => unknown> = {
   openAsync(...args: unknown[]) {
     return Promise.resolve(fakeImpl.open(...args))
   },
+  openBatch(list: unknown[][]) {
+    return Promise.resolve(list.map((args) => fakeImpl.open(...args)))
+  },
   close: () => true,
   closeAsync: () => Promise.resolve(true),
   closeAll: (handles: unknown[]) => Promise.resolve(handles.map(() => null)),
@@ -741,7 +744,12 @@ function assertGettersReadOnce(ctx: Ctx): void {
 /** Compare what the addon got with the oracle (the handle argument by identity). */
 function assertCalls(expected: Expect['calls']): void {
   assert.deepEqual(
-    calls.map((c) => ({ fn: c.fn, args: c.fn === 'open' || c.fn === 'openAsync' ? [canonicalOpen(c.args)] : c.args })),
+    // openTapAsync batches: each entry of an openBatch is one open on the pool.
+    calls.flatMap((c) =>
+      c.fn === 'openBatch'
+        ? (c.args[0] as unknown[][]).map((a) => ({ fn: 'openAsync', args: [canonicalOpen(a)] }))
+        : [{ fn: c.fn, args: c.fn === 'open' || c.fn === 'openAsync' ? [canonicalOpen(c.args)] : c.args }],
+    ),
     expected,
     'the addon calls must be exactly the normalized ones',
   )

@@ -36,6 +36,8 @@ export interface Limits {
   readonly maxRoutes: number
   /** The longest transmit queue (what SIOCSIFTXQLEN carries: 2**31 - 1). */
   readonly maxTxQueueLen: number
+  /** The most opens openTapAsync hands the addon in one call (it batches calls made in the same tick). */
+  readonly maxOpenBatch: number
   /** The longest frame `writeFrame` takes whatever the MTU (a GSO frame: 64 KiB and a link header), without its vnet header. */
   readonly maxFrameBytes: number
   /** The shortest frame a TAP device takes: its Ethernet header. */
@@ -64,6 +66,7 @@ export const limits: Limits = Object.freeze({
   maxAddresses: 256,
   maxRoutes: 256,
   maxTxQueueLen: 2 ** 31 - 1,
+  maxOpenBatch: 64,
   maxFrameBytes: 65535 + 18,
   minTapFrameBytes: 14,
   minTunPacketBytes: 20,

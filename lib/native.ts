@@ -156,6 +156,8 @@ export interface NativeBinding {
   open(...args: NativeOpenArgs): NativeOpenResult
   adoptTap(tapFds: number[], vhostFds: number[]): NativeOpenResult
   close(handle: NativeHandle): boolean
+  /** Up to limits.maxOpenBatch `open` argument lists, opened one after the other on one pool thread: per entry what `open` returns, or its error. */
+  openBatch(list: NativeOpenArgs[]): Promise<(NativeOpenResult | Error)[]>
   openAsync(...args: NativeOpenArgs): Promise<NativeOpenResult>
   openMacvtap(...args: NativeMacvtapArgs): NativeOpenResult
   openMacvtapAsync(...args: NativeMacvtapArgs): Promise<NativeOpenResult>
@@ -237,7 +239,12 @@ export interface NativeBinding {
   ): number | Promise<number>
   constants: Readonly<Record<string, number>>
   limits: Limits
-  init(makeError: (ctx: ErrorDetail) => Error): void
+  /**
+   * `makeError` builds every error the addon raises; `onUnclosed(ifname)` is
+   * called when a device nobody closed was garbage-collected (the addon
+   * closes it on a thread of its own).
+   */
+  init(makeError: (ctx: ErrorDetail) => Error, onUnclosed: (ifname: string) => void): void
 }
 
 /** `open(name, queues, vnetHdr, vhost, tunPath, vhostPath, config, netns, mode)`. */
@@ -358,6 +365,14 @@ function loadNative(): NativeBinding {
   throw noBinary(located, tried)
 }
 
+/** The GC backstop's warning, as Node warns of an unclosed FileHandle. */
+function warnUnclosed(ifname: string): void {
+  process.emitWarning(
+    `Closing TAP device ${ifname} on garbage collection; close it with tap.close() or closeAsync() (or \`using\`) instead`,
+    { type: 'Warning', code: 'VMTAP_UNCLOSED_DEVICE' },
+  )
+}
+
 let nativeBinding: NativeBinding | undefined
 /**
  * The loaded addon (loaded on first use, once per thread). Every error it
@@ -367,7 +382,7 @@ let nativeBinding: NativeBinding | undefined
 export function native(): NativeBinding {
   if (nativeBinding === undefined) {
     const b = loadNative()
-    b.init(makeError)
+    b.init(makeError, warnUnclosed)
     nativeBinding = b
   }
   return nativeBinding

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use vmtap_core::{link, rules, Error, RealSys, Tap};
 
 use crate::convert::{arg, bridge_port_of, mac_of, macvtap_options, open_options, optional};
+use crate::error::ON_UNCLOSED;
 use crate::error::{JsError, JsResult};
+use crate::napi::external::Finalize;
 use crate::napi::{napi_type_tag, AsyncTask, Env, Value};
 use crate::packet::DeviceIo;
 
@@ -16,6 +18,34 @@ pub struct Handle {
     pub ifname: String,
     pub tap: Mutex<Option<Tap>>,
     pub io: Arc<DeviceIo>,
+}
+
+/// The GC backstop: a `TapDevice` nobody closed became garbage. Its readers
+/// are ended and its waiting writes rejected (as by a close), the device is
+/// closed on a thread of its own (a teardown takes the kernel ~16 ms; the JS
+/// thread never waits for it), and `onUnclosed(ifname)` from `init` is
+/// called, which warns. No JS weak reference is involved: `FinalizationRegistry`
+/// cost every open ~3.5 µs (see BENCHMARKS.md).
+impl Finalize for Handle {
+    fn finalize(self: Box<Self>, env: Env) {
+        let Some(tap) = take(env, &self) else {
+            return; // closed: nothing to do
+        };
+        let spawned = std::thread::Builder::new()
+            .name("vmtap-gc-close".into())
+            .stack_size(64 * 1024)
+            .spawn(move || drop(tap));
+        if let Err(e) = spawned {
+            // No thread to be had: close here rather than leak.
+            drop(e);
+        }
+        if let (Some(f), Ok(name)) = (env.instance_value(ON_UNCLOSED), env.string(&self.ifname)) {
+            if env.call(f, &[name]).is_err() {
+                // An environment going away cannot run JS: nothing to warn.
+                let _ = env.take_exception();
+            }
+        }
+    }
 }
 
 static HANDLE_TAG: napi_type_tag = napi_type_tag {
@@ -71,6 +101,66 @@ pub fn open_async(env: Env, args: &[Value]) -> JsResult<Value> {
         "vmtap.openTap",
         move || vmtap_core::open_tap(&RealSys, &opts),
         |env, r| tap_result(env, r?),
+    )
+}
+
+/// `openBatch(list)`: `list` holds up to [`rules::MAX_OPEN_BATCH`] argument arrays
+/// of `open`; one task on the libuv pool opens them one after the other
+/// (the kernel serialises device creation anyway: parallel opens only
+/// contend, and each thread busy in the kernel takes a core from the event
+/// loop). → Promise of an array with, per entry, what `open` returns or the
+/// error it would have thrown; an entry whose arguments are refused opens
+/// nothing.
+pub fn open_batch(env: Env, args: &[Value]) -> JsResult<Value> {
+    let list = arg(env, args, 0)?;
+    let n = env.array_len(list, "list")? as usize;
+    if n > rules::MAX_OPEN_BATCH {
+        let max = rules::MAX_OPEN_BATCH;
+        return Err(Error::range(
+            "list",
+            format!("list must hold at most {max} opens, got {n}"),
+        )
+        .into());
+    }
+    let mut jobs: Vec<Result<vmtap_core::OpenOptions, JsError>> = Vec::with_capacity(n);
+    for i in 0..n as u32 {
+        let item = env.element(list, i)?;
+        let len = env.array_len(item, "list[i]")?.min(16);
+        let item_args = (0..len)
+            .map(|k| env.element(item, k))
+            .collect::<JsResult<Vec<Value>>>()?;
+        let job = open_options(env, &item_args).and_then(|o| {
+            rules::check_open(&o)?;
+            Ok(o)
+        });
+        if let Err(JsError::Pending) = job {
+            return Err(JsError::Pending); // a JS exception is pending: it propagates
+        }
+        jobs.push(job);
+    }
+    AsyncTask::spawn(
+        env,
+        "vmtap.openTap",
+        move || {
+            jobs.into_iter()
+                .map(|j| j.map(|o| vmtap_core::open_tap(&RealSys, &o).map_err(JsError::from)))
+                .map(|r| r.and_then(|x| x))
+                .collect::<Vec<Result<Tap, JsError>>>()
+        },
+        |env, results| {
+            let out = env.array(results.len())?;
+            for (i, r) in results.into_iter().enumerate() {
+                let v = match r.and_then(|tap| tap_result(env, tap)) {
+                    Ok(v) => v,
+                    Err(e) => match crate::error::value_of(env, e) {
+                        Some(v) => v,
+                        None => return Err(JsError::Pending),
+                    },
+                };
+                env.set_element(out, i as u32, v)?;
+            }
+            Ok(out)
+        },
     )
 }
 

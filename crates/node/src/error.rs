@@ -132,11 +132,21 @@ impl From<Error> for JsError {
     }
 }
 
-/// `init(makeError)`: register this environment's error factory.
+/// The instance slot of `makeError`.
+const MAKE_ERROR: usize = 0;
+/// The instance slot of `onUnclosed(ifname)`.
+pub const ON_UNCLOSED: usize = 1;
+
+/// `init(makeError, onUnclosed)`: register this environment's error factory
+/// and what to call (with the device's name) when a device nobody closed is
+/// garbage-collected.
 pub fn init(env: Env, args: &[Value]) -> JsResult<Value> {
     let f = arg(env, args, 0)?;
     env.expect(f, ValueType::Function, "makeError")?;
-    env.set_instance_value(f)?;
+    let g = arg(env, args, 1)?;
+    env.expect(g, ValueType::Function, "onUnclosed")?;
+    env.set_instance_value(MAKE_ERROR, f)?;
+    env.set_instance_value(ON_UNCLOSED, g)?;
     env.undefined()
 }
 
@@ -175,7 +185,7 @@ pub fn value_of(env: Env, err: JsError) -> Option<Value> {
             ctx.path = Some(c);
         }
     }
-    if let Some(make_error) = env.instance_value() {
+    if let Some(make_error) = env.instance_value(MAKE_ERROR) {
         match ctx_object(env, &ctx).and_then(|o| env.call(make_error, &[o])) {
             Ok(v) if matches!(env.type_of(v), Ok(ValueType::Object)) => return Some(v),
             // makeError threw (or something failed on the way): drop that

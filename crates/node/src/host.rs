@@ -127,6 +127,7 @@ pub fn limits(env: Env) -> JsResult<Value> {
     set(c"maxAddresses", env.uint32(rules::MAX_ADDRESSES as u32))?;
     set(c"maxRoutes", env.uint32(rules::MAX_ROUTES as u32))?;
     set(c"maxTxQueueLen", env.uint32(rules::MAX_TX_QUEUE_LEN))?;
+    set(c"maxOpenBatch", env.uint32(rules::MAX_OPEN_BATCH as u32))?;
     set(c"maxFrameBytes", env.uint32(rules::MAX_FRAME_BYTES as u32))?;
     set(
         c"minTapFrameBytes",

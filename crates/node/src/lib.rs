@@ -34,6 +34,7 @@ fn register(env: Env, exports: Value) -> JsResult<()> {
     env.export(exports, c"init", error::init)?;
     env.export(exports, c"open", device::open)?;
     env.export(exports, c"openAsync", device::open_async)?;
+    env.export(exports, c"openBatch", device::open_batch)?;
     env.export(exports, c"openMacvtap", device::open_macvtap)?;
     env.export(exports, c"openMacvtapAsync", device::open_macvtap_async)?;
     env.export(exports, c"adoptTap", device::adopt_tap)?;

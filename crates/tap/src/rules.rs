@@ -58,6 +58,10 @@ pub const MAX_ROUTES: usize = 256;
 /// non-negative `int`); `IFLA_TXQLEN` takes the same.
 pub const MAX_TX_QUEUE_LEN: u32 = i32::MAX as u32;
 
+/// The most opens the binding's `openBatch` takes in one call (openTapAsync
+/// sends at most this many to the libuv pool at once).
+pub const MAX_OPEN_BATCH: usize = 64;
+
 /// The shortest frame a TAP queue takes: an Ethernet header.
 pub const MIN_TAP_FRAME_BYTES: usize = 14;
 /// The shortest packet a TUN queue takes: an IPv4 header.

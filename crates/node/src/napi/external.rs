@@ -1,5 +1,6 @@
-//! Type-tagged externals: boxed Rust data owned by a JS value, dropped when
-//! the value is garbage-collected (or its environment shuts down).
+//! Type-tagged externals: boxed Rust data owned by a JS value, handed to its
+//! [`Finalize`] when the value is garbage-collected (or its environment
+//! shuts down).
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,18 +10,35 @@ use super::env::{Env, Value};
 use super::ffi::{self, napi_env, napi_type_tag, ValueType};
 use crate::error::{JsError, JsResult};
 
-/// Drops the box behind an external made by [`Env::external`].
-unsafe extern "C" fn finalize<T>(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+/// Data whose external needs the environment when it is collected.
+pub trait Finalize: Sized + 'static {
+    /// Called once, on the JS thread, when the external is collected or
+    /// its environment shuts down (as the plain drop otherwise is).
+    fn finalize(self: Box<Self>, env: Env);
+}
+
+/// Hands the box behind an external made by [`Env::external`] to
+/// its [`Finalize::finalize`].
+unsafe extern "C" fn finalize_with<T: Finalize>(
+    env: napi_env,
+    data: *mut c_void,
+    _hint: *mut c_void,
+) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: data came from Box::into_raw in Env::external::<T>, and
-        // Node finalizes each external once.
-        drop(unsafe { Box::from_raw(data.cast::<T>()) })
+        // SAFETY: data came from Box::into_raw in Env::external::<T>,
+        // and Node finalizes each external once, on its JS thread, with this
+        // env.
+        let data = unsafe { Box::from_raw(data.cast::<T>()) };
+        // SAFETY: Node passes the live env of the external's JS thread.
+        data.finalize(unsafe { Env::from_raw(env) });
     }));
 }
 
 impl Env {
-    /// Box `data` into a JS external tagged with `tag`.
-    pub fn external<T: 'static>(&self, data: T, tag: &'static napi_type_tag) -> JsResult<Value> {
+    /// Box `data` into a JS external tagged with `tag`; when the external is
+    /// collected (or its environment shuts down) the box goes to
+    /// [`Finalize::finalize`].
+    pub fn external<T: Finalize>(&self, data: T, tag: &'static napi_type_tag) -> JsResult<Value> {
         let raw = Box::into_raw(Box::new(data));
         // SAFETY: valid env; raw is a live box that Node owns from here on
         // and hands to finalize::<T>; `o` is make's out-slot.
@@ -28,7 +46,7 @@ impl Env {
             ffi::napi_create_external(
                 self.raw,
                 raw.cast(),
-                Some(finalize::<T>),
+                Some(finalize_with::<T>),
                 ptr::null_mut(),
                 o,
             )

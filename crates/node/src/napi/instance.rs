@@ -1,6 +1,7 @@
-//! Per-environment state: one JS value kept alive for this addon in each
+//! Per-environment state: a few JS values kept alive for this addon in each
 //! environment (the main thread, each Worker) through Node-API instance
-//! data and a strong reference. The binding keeps `makeError` there.
+//! data and strong references. The binding keeps `makeError` and the
+//! unclosed-device callback there ([`SLOTS`] of them, by index).
 
 use std::ffi::c_void;
 use std::ptr;
@@ -9,21 +10,25 @@ use super::env::{Env, Value};
 use super::ffi::{self, napi_env, napi_ref};
 use crate::error::JsResult;
 
-/// What `napi_set_instance_data` holds: the reference, or null before the
-/// first [`Env::set_instance_value`].
+/// How many values an environment keeps.
+pub const SLOTS: usize = 2;
+
+/// What `napi_set_instance_data` holds: the references, null until set.
 struct Slot {
-    value: napi_ref,
+    values: [napi_ref; SLOTS],
 }
 
 /// Frees the slot when the environment shuts down.
 unsafe extern "C" fn finalize_slot(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
     // SAFETY: data is the Slot box set by set_instance_value, finalized once.
     let slot = unsafe { Box::from_raw(data.cast::<Slot>()) };
-    if !slot.value.is_null() {
-        // SAFETY: the reference was made in this env and not deleted yet;
-        // Node runs instance-data finalizers before it frees the remaining
-        // references, so deleting it here is allowed.
-        unsafe { ffi::napi_delete_reference(env, slot.value) };
+    for value in slot.values {
+        if !value.is_null() {
+            // SAFETY: the reference was made in this env and not deleted
+            // yet; Node runs instance-data finalizers before it frees the
+            // remaining references, so deleting it here is allowed.
+            unsafe { ffi::napi_delete_reference(env, value) };
+        }
     }
 }
 
@@ -35,14 +40,17 @@ impl Env {
         Ok(data.cast())
     }
 
-    /// Keep `v` for this environment, replacing what was kept before.
-    pub fn set_instance_value(&self, v: Value) -> JsResult<()> {
+    /// Keep `v` for this environment in slot `index` (< [`SLOTS`]),
+    /// replacing what was kept there before.
+    pub fn set_instance_value(&self, index: usize, v: Value) -> JsResult<()> {
         let mut reference: napi_ref = ptr::null_mut();
         // SAFETY: valid env and handle; the out-pointer is a local.
         self.check(unsafe { ffi::napi_create_reference(self.raw, v.0, 1, &mut reference) })?;
         let slot = self.slot()?;
         if slot.is_null() {
-            let fresh = Box::into_raw(Box::new(Slot { value: reference }));
+            let mut values = [ptr::null_mut(); SLOTS];
+            values[index] = reference;
+            let fresh = Box::into_raw(Box::new(Slot { values }));
             // SAFETY: valid env; Node owns the box from here on and hands it
             // to finalize_slot.
             let status = unsafe {
@@ -65,7 +73,7 @@ impl Env {
         // SAFETY: slot is the live Slot of this env (only its JS thread
         // touches it); the old reference was made in this env.
         unsafe {
-            let old = std::mem::replace(&mut (*slot).value, reference);
+            let old = std::mem::replace(&mut (*slot).values[index], reference);
             if !old.is_null() {
                 ffi::napi_delete_reference(self.raw, old);
             }
@@ -73,14 +81,14 @@ impl Env {
         Ok(())
     }
 
-    /// What [`Env::set_instance_value`] kept, if anything.
-    pub fn instance_value(&self) -> Option<Value> {
+    /// What [`Env::set_instance_value`] kept in slot `index`, if anything.
+    pub fn instance_value(&self, index: usize) -> Option<Value> {
         let slot = self.slot().ok()?;
         if slot.is_null() {
             return None;
         }
         // SAFETY: slot is the live Slot of this env.
-        let reference = unsafe { (*slot).value };
+        let reference = unsafe { (*slot).values[index] };
         if reference.is_null() {
             return None;
         }
