@@ -6,7 +6,9 @@
  * the first fd TUNGETFEATURES; TUNSETIFF with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR
  * (|IFF_MULTI_QUEUE when N > 1) on each, the first with an empty name (the
  * kernel picks tap%d), the others with the name it picked; then one TUNGETIFF
- * on the first fd. Timed with CLOCK_MONOTONIC inside this process.
+ * and TUNSETOWNER(geteuid()) on the first fd (vmtap's default: a device it
+ * creates is owned by the caller). Timed with CLOCK_MONOTONIC inside this
+ * process.
  *
  * A line protocol on stdin/stdout, so the runner can interleave it with
  * vmtap's runs (the commands answer one line: a number of nanoseconds, "ok",
@@ -20,6 +22,14 @@
  *                 of KiB (default 64, as vmtap's close threads)
  *   batch N K     open K devices of N queues back to back, each timed; kept;
  *                 answers the K times, space-separated
+ *   openseq N     open N single-queue devices one after the other (timed); kept
+ *   openthreads N open N single-queue devices, one pthread per device (timed,
+ *                 thread creation and join included; 64 KiB stacks); kept
+ *   bringup N BR MTU MAC   a whole NIC (timed): open a device of N queues as
+ *                 `open` does, then on one AF_UNIX control socket SIOCSIFMTU,
+ *                 SIOCSIFHWADDR (MAC as aa:bb:cc:dd:ee:ff), SIOCGIFINDEX and
+ *                 SIOCBRADDIF onto bridge BR, SIOCGIFFLAGS and SIOCSIFFLAGS
+ *                 (up); kept beside the devices already kept
  *   fill IFNAME SIZE N   make IFNAME's queue hold N frames of SIZE bytes: its
  *                 txqueuelen set to N + 256, then N frames sent to it through an
  *                 AF_PACKET socket that bypasses the qdisc (not timed);
@@ -38,6 +48,7 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <linux/if.h>
+#include <linux/sockios.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/ethernet.h>
@@ -56,6 +67,7 @@
 struct dev {
 	int fds[256];
 	int n;
+	char name[IFNAMSIZ];
 };
 
 static struct dev devs[MAX_FDS];
@@ -109,6 +121,11 @@ static int open_dev(struct dev *d, int queues, const char **what)
 	memset(&ifr, 0, sizeof ifr);
 	if (ioctl(d->fds[0], TUNGETIFF, &ifr) < 0) {
 		*what = "TUNGETIFF";
+		goto fail;
+	}
+	memcpy(d->name, ifr.ifr_name, IFNAMSIZ);
+	if (ioctl(d->fds[0], TUNSETOWNER, (unsigned long)geteuid()) < 0) {
+		*what = "TUNSETOWNER";
 		goto fail;
 	}
 	return 0;
@@ -227,6 +244,71 @@ static int frame_dev(const char *name)
 	return fd;
 }
 
+static void *open_thread(void *arg)
+{
+	const char *what;
+	return open_dev(arg, 1, &what) < 0 ? (void *)1 : NULL;
+}
+
+/* The host side of a NIC on one control socket: MTU, MAC, bridge port, up. */
+static int configure(const char *name, const char *bridge, int mtu, const unsigned char mac[6], const char **what)
+{
+	struct ifreq ifr;
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		*what = "socket";
+		return -1;
+	}
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	ifr.ifr_mtu = mtu;
+	if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
+		*what = "SIOCSIFMTU";
+		goto fail;
+	}
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	ifr.ifr_hwaddr.sa_family = 1; /* ARPHRD_ETHER */
+	memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+	if (ioctl(s, SIOCSIFHWADDR, &ifr) < 0) {
+		*what = "SIOCSIFHWADDR";
+		goto fail;
+	}
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+		*what = "SIOCGIFINDEX";
+		goto fail;
+	}
+	int index = ifr.ifr_ifindex;
+	memset(&ifr, 0, sizeof ifr);
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", bridge);
+	ifr.ifr_ifindex = index;
+	if (ioctl(s, SIOCBRADDIF, &ifr) < 0) {
+		*what = "SIOCBRADDIF";
+		goto fail;
+	}
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		*what = "SIOCGIFFLAGS";
+		goto fail;
+	}
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+		*what = "SIOCSIFFLAGS";
+		goto fail;
+	}
+	close(s);
+	return 0;
+fail: {
+	int e = errno;
+	close(s);
+	errno = e;
+	return -1;
+}
+}
+
 int main(void)
 {
 	char line[256];
@@ -296,6 +378,80 @@ int main(void)
 			for (i = 0; i < k; i++)
 				printf(i ? " %llu" : "%llu", (unsigned long long)times[i]);
 			printf("\n");
+		} else if (!strcmp(cmd, "openseq")) {
+			close_all_devs();
+			if (n > MAX_FDS)
+				n = MAX_FDS;
+			int i;
+			uint64_t t0 = now_ns();
+			for (i = 0; i < n; i++) {
+				if (open_dev(&devs[i], 1, &what) < 0)
+					break;
+				ndevs++;
+			}
+			uint64_t t1 = now_ns();
+			if (i < n) {
+				printf("error %s: %s\n", what, strerror(errno));
+				close_all_devs();
+				continue;
+			}
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else if (!strcmp(cmd, "openthreads")) {
+			static pthread_t th[MAX_FDS];
+			pthread_attr_t attr;
+			close_all_devs();
+			if (n > MAX_FDS)
+				n = MAX_FDS;
+			pthread_attr_init(&attr);
+			pthread_attr_setstacksize(&attr, 64 * 1024);
+			int failed = 0, started = 0;
+			uint64_t t0 = now_ns();
+			for (; started < n; started++)
+				if (pthread_create(&th[started], &attr, open_thread, &devs[started]) != 0)
+					break;
+			for (int i = 0; i < started; i++) {
+				void *r;
+				pthread_join(th[i], &r);
+				failed |= r != NULL;
+			}
+			uint64_t t1 = now_ns();
+			pthread_attr_destroy(&attr);
+			ndevs = started;
+			if (failed || started < n) {
+				printf("error openthreads: %d of %d\n", started, n);
+				close_all_devs();
+				continue;
+			}
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		} else if (!strcmp(cmd, "bringup")) {
+			char bridge[IFNAMSIZ];
+			int mtu = 0;
+			unsigned int m[6];
+			unsigned char mac[6];
+			if (sscanf(line, "%*s %*d %15s %d %x:%x:%x:%x:%x:%x", bridge, &mtu, &m[0], &m[1], &m[2], &m[3], &m[4],
+				   &m[5]) != 8) {
+				printf("error usage: bringup N BR MTU MAC\n");
+				continue;
+			}
+			for (int i = 0; i < 6; i++)
+				mac[i] = (unsigned char)m[i];
+			if (ndevs >= MAX_FDS) {
+				printf("error too many devices\n");
+				continue;
+			}
+			struct dev *d = &devs[ndevs];
+			uint64_t t0 = now_ns();
+			int r = open_dev(d, n, &what);
+			if (r == 0) {
+				ndevs++;
+				r = configure(d->name, bridge, mtu, mac, &what);
+			}
+			uint64_t t1 = now_ns();
+			if (r < 0) {
+				printf("error %s: %s\n", what, strerror(errno));
+				continue;
+			}
+			printf("%llu\n", (unsigned long long)(t1 - t0));
 		} else if (!strcmp(cmd, "closeseq")) {
 			uint64_t t0 = now_ns();
 			close_all_devs();
