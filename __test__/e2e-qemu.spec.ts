@@ -15,7 +15,7 @@ import { join } from 'node:path'
 
 import { probeFeatures, type OpenTapOptions } from '../index'
 import { buildGuest, repoRoot, type Guest } from './guest/build'
-import { destroyNetns, ipNetns, QEMU, requireQemu } from './guest/run'
+import { assertGuestRan, destroyNetns, ipNetns, QEMU, requireQemu } from './guest/run'
 import type { ScenarioConfig, ScenarioResult } from './guest/scenario'
 import { rootTest, type T } from './helpers'
 
@@ -129,13 +129,7 @@ function commonChecks(t: T, o: Outcome, queues: number): ScenarioResult {
     t.log(`scenario stderr:\n${o.stderr.slice(-4000)}`)
   }
   if (r.error) throw new Error(`the scenario failed: ${r.error}`)
-  t.deepEqual(
-    r.exit && { code: r.exit.code, signal: r.exit.signal, timedOut: r.exit.timedOut },
-    { code: 0, signal: null, timedOut: false },
-    'QEMU powered off by itself',
-  )
-  t.is(r.guest.fail, undefined, 'the guest reported no failure')
-  t.true(r.guest.done, 'the guest reached DONE')
+  assertGuestRan(t, r)
   t.regex(
     r.guest.nic ?? '',
     /^driver=virtio_net mac=52:54:00:77:00:02 interfaces=eth0,lo,$/,

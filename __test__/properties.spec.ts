@@ -37,9 +37,10 @@ import {
   TapDevice,
   TapError,
 } from '../index'
-import { native } from '../lib/native'
+import { type NativeOpenConfig, native } from '../lib/native'
 import { rootTest } from './helpers'
 import { runIn, withNetns } from './netns'
+import { NO_CONFIG } from './staging'
 
 const RUNS = Number(process.env.VMTAP_PROPERTY_RUNS ?? 300)
 const SEED = process.env.VMTAP_PROPERTY_SEED === undefined ? undefined : Number(process.env.VMTAP_PROPERTY_SEED)
@@ -66,40 +67,14 @@ let nextDev = 0
 let lastHandle: unknown
 
 /** The normalized openTap options, however the addon's open() takes them. */
-interface OpenArgs {
+interface OpenArgs extends NativeOpenConfig {
   name: string
   queues: number
   vnetHdr: number
   vhost: number
   tunPath: string
   vhostPath: string
-  exclusive: boolean
-  uniqueName: boolean
-  persist: boolean
-  owner: number | null
-  group: number | null
-  ownerless: boolean
-  vnetHdrSize: number | null
-  offloads: number | null
-  mtu: number | null
-  mac: string | null
-  bridge: string | null
-  up: boolean
   netns: string | number | null
-}
-const NO_CONFIG = {
-  exclusive: false,
-  uniqueName: false,
-  persist: false,
-  owner: null,
-  group: null,
-  ownerless: false,
-  vnetHdrSize: null,
-  offloads: null,
-  mtu: null,
-  mac: null,
-  bridge: null,
-  up: false,
 }
 
 /**

@@ -234,20 +234,30 @@ export function parseNetSpec(spec: string): NicSpec {
   return nic
 }
 
-/** openTap's options for a NIC's flags: the one mapping exec and create share. */
-export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
-  const o: OpenTapOptions = {}
-  if (nic.mode !== undefined) o.mode = nic.mode
+/** The options openTap and openMacvtap share, from a NIC's flags. */
+type SharedOptions = Pick<
+  OpenTapOptions & OpenMacvtapOptions,
+  'name' | 'queues' | 'vhost' | 'vnetHdr' | 'mtu' | 'mac' | 'up' | 'netns' | 'tag'
+>
+function sharedOptions(nic: NicSpec): SharedOptions {
+  const o: SharedOptions = {}
   if (nic.name !== undefined) o.name = nic.name
   if (nic.queues !== undefined) o.queues = nic.queues
   if (nic.vhost !== undefined) o.vhost = tristateOfFlag(nic.vhost)
   if (nic.vnetHdr !== undefined) o.vnetHdr = tristateOfFlag(nic.vnetHdr)
   if (nic.mtu !== undefined) o.mtu = nic.mtu
   if (nic.mac !== undefined) o.mac = nic.mac
-  if (nic.bridge !== undefined) o.bridge = nic.bridge
   if (nic.up !== undefined) o.up = nic.up
   if (nic.netns !== undefined) o.netns = nic.netns
   if (nic.tag !== undefined) o.tag = nic.tag
+  return o
+}
+
+/** openTap's options for a NIC's flags: the one mapping exec and create share. */
+export function nicOpenOptions(nic: NicSpec): OpenTapOptions {
+  const o: OpenTapOptions = sharedOptions(nic)
+  if (nic.mode !== undefined) o.mode = nic.mode
+  if (nic.bridge !== undefined) o.bridge = nic.bridge
   if (nic.address !== undefined) o.addresses = nic.address
   if (nic.route !== undefined) o.routes = nic.route
   if (nic.proxyArp !== undefined) o.proxyArp = nic.proxyArp
@@ -292,17 +302,8 @@ export function nicMacvtapOptions(nic: NicSpec, where: (flag: string) => string 
       )
     }
   }
-  const o: OpenMacvtapOptions = { link: nic.macvtap }
+  const o: OpenMacvtapOptions = { ...sharedOptions(nic), link: nic.macvtap }
   if (nic.macvtapMode !== undefined) o.mode = nic.macvtapMode
-  if (nic.name !== undefined) o.name = nic.name
-  if (nic.queues !== undefined) o.queues = nic.queues
-  if (nic.vhost !== undefined) o.vhost = tristateOfFlag(nic.vhost)
-  if (nic.vnetHdr !== undefined) o.vnetHdr = tristateOfFlag(nic.vnetHdr)
-  if (nic.mtu !== undefined) o.mtu = nic.mtu
-  if (nic.mac !== undefined) o.mac = nic.mac
-  if (nic.up !== undefined) o.up = nic.up
-  if (nic.netns !== undefined) o.netns = nic.netns
-  if (nic.tag !== undefined) o.tag = nic.tag
   return o
 }
 

@@ -24,6 +24,7 @@ import { join } from 'node:path'
 import type { BrokerLogEntry } from '../../index'
 import {
   guestCmdline,
+  guestQemuArgs,
   GuestConsole,
   ip,
   type LinkSummary,
@@ -32,6 +33,7 @@ import {
   runAsMain,
   TransferHost,
   tapFdNumbers,
+  watchExit,
 } from './host'
 
 export interface BrokerQemuConfig {
@@ -170,20 +172,19 @@ export async function runBrokerQemu(config: BrokerQemuConfig): Promise<BrokerQem
     // --- QEMU as uid 65534, its NIC from the bridge helper -----------------------
     const helper = `${process.execPath} ${join(stage, 'dist', 'cli.js')} bridge-helper --socket ${sock}`
     result.qemuArgs = [
-      '-accel',
-      'tcg',
-      '-nographic',
-      '-no-reboot',
-      '-m',
-      '256',
-      '-smp',
-      '1',
-      '-kernel',
-      join(stage, 'vmlinuz'),
-      '-initrd',
-      join(stage, 'initrd.gz'),
-      '-append',
-      guestCmdline({ ip: `${GUEST_IP}/${PREFIX}`, host: HOST_IP, pings, rxport: GATE_PORT, txport: 0, txbytes: 0 }),
+      ...guestQemuArgs({
+        kernel: join(stage, 'vmlinuz'),
+        initrd: join(stage, 'initrd.gz'),
+        smp: 1,
+        append: guestCmdline({
+          ip: `${GUEST_IP}/${PREFIX}`,
+          host: HOST_IP,
+          pings,
+          rxport: GATE_PORT,
+          txport: 0,
+          txbytes: 0,
+        }),
+      }),
       '-netdev',
       `bridge,id=n0,br=${BRIDGE},helper=${helper}`,
       '-device',
@@ -202,14 +203,14 @@ export async function runBrokerQemu(config: BrokerQemuConfig): Promise<BrokerQem
       vm.kill('SIGKILL')
     }, config.timeoutMs)
     con = new GuestConsole(vm.stdout!, vm.stderr)
-    const exited = new Promise<void>((resolve, reject) => {
-      vm.once('error', reject)
-      vm.once('close', (code, signal) => {
-        result.exit = { code, signal, timedOut, ms: Date.now() - started }
-        resolve()
-      })
-    })
-    exited.catch(() => {})
+    const exited = watchExit(
+      vm,
+      started,
+      () => timedOut,
+      (e) => {
+        result.exit = e
+      },
+    )
 
     try {
       await con.waitFor('READY', STEP_MS)

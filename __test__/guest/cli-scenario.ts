@@ -33,6 +33,7 @@ import {
   tapFdNumbers,
   tunFdCount,
   guestQemuArgs,
+  watchExit,
 } from './host'
 
 export interface CliConfig {
@@ -165,14 +166,14 @@ export async function runCli(config: CliConfig): Promise<CliResult> {
     process.on('exit', killOnExit)
     process.on('SIGTERM', () => process.exit(143))
     con = new GuestConsole(vmtap.stdout, vmtap.stderr)
-    const exited = new Promise<void>((resolve, reject) => {
-      vmtap.once('error', reject)
-      vmtap.once('close', (code, signal) => {
-        result.exit = { code, signal, timedOut, ms: Date.now() - started }
-        resolve()
-      })
-    })
-    exited.catch(() => {})
+    const exited = watchExit(
+      vmtap,
+      started,
+      () => timedOut,
+      (e) => {
+        result.exit = e
+      },
+    )
 
     try {
       await con.waitFor('READY', STEP_MS)

@@ -3,7 +3,7 @@
 // namespace (`ip netns exec NS node --import=tsx <driver> '<json config>'`), so
 // every device, address and packet they make stays in there.
 
-import { execFile, spawnSync } from 'node:child_process'
+import { type ChildProcess, execFile, spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
@@ -376,4 +376,35 @@ export class TransferHost {
     for (const sock of this.#sockets) sock.destroy()
     await Promise.all(this.#servers.map((srv) => new Promise((r) => srv.close(r))))
   }
+}
+
+/** How a guest's process ended. */
+export interface ProcessExit {
+  code: number | null
+  signal: NodeJS.Signals | null
+  timedOut: boolean
+  ms: number
+}
+
+/**
+ * A promise of how `child` (started at `started`, Date.now()) ends, handed to
+ * `record` as it closes; `timedOut()` says whether the caller's own timer
+ * killed it. A spawn error rejects it (the caller awaits it, or not: an
+ * unhandled rejection is never left behind).
+ */
+export function watchExit(
+  child: ChildProcess,
+  started: number,
+  timedOut: () => boolean,
+  record: (exit: ProcessExit) => void,
+): Promise<void> {
+  const exited = new Promise<void>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code, signal) => {
+      record({ code, signal, timedOut: timedOut(), ms: Date.now() - started })
+      resolve()
+    })
+  })
+  exited.catch(() => {})
+  return exited
 }

@@ -46,6 +46,7 @@ import {
   tunFdCount,
   type TunInfo,
   guestQemuArgs,
+  watchExit,
 } from './host'
 
 export interface HotplugConfig {
@@ -237,14 +238,14 @@ export async function runHotplug(config: HotplugConfig): Promise<HotplugResult> 
     process.on('SIGTERM', () => process.exit(143))
     con = new GuestConsole(vm.stdout!, vm.stderr)
     // 'close': QEMU has exited and its stdio pipes are closed.
-    const exited = new Promise<void>((resolve, reject) => {
-      vm.once('error', reject)
-      vm.once('close', (code, signal) => {
-        result.exit = { code, signal, timedOut, ms: Date.now() - started }
-        resolve()
-      })
-    })
-    exited.catch(() => {})
+    const exited = watchExit(
+      vm,
+      started,
+      () => timedOut,
+      (e) => {
+        result.exit = e
+      },
+    )
     const qemuPid = vm.pid!
 
     // --- boot: eth0 up; QEMU created the QMP socket long before ------------

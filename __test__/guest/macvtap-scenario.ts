@@ -15,7 +15,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { readdirSync, readlinkSync } from 'node:fs'
 
 import { handOff, openMacvtap, qemuArgs } from '../../index'
-import { GuestConsole, guestCmdline, runAsMain } from './host'
+import { GuestConsole, guestCmdline, guestQemuArgs, runAsMain } from './host'
 
 export interface MacvtapConfig {
   kernel: string
@@ -82,20 +82,12 @@ export async function runMacvtap(config: MacvtapConfig): Promise<MacvtapResult> 
     const targets = new Set(tap.tapFds.map((fd) => readlinkSync(`/proc/self/fd/${fd}`)))
     const h = handOff(tap, { stdio: ['ignore', 'pipe', 'pipe'] })
     const args = [
-      '-accel',
-      'tcg',
-      '-nographic',
-      '-no-reboot',
-      '-m',
-      '256',
-      '-smp',
-      '2',
-      '-kernel',
-      config.kernel,
-      '-initrd',
-      config.initrd,
-      '-append',
-      guestCmdline({ ip: `${GUEST_IP}/24`, host: HOST_IP, pings: 3, rxport: 0, txport: 0 }),
+      ...guestQemuArgs({
+        kernel: config.kernel,
+        initrd: config.initrd,
+        smp: 2,
+        append: guestCmdline({ ip: `${GUEST_IP}/24`, host: HOST_IP, pings: 3, rxport: 0, txport: 0 }),
+      }),
       // No mac: the formatter puts the macvtap's on the guest NIC.
       ...qemuArgs(h.devices[0], { id: 'n0' }),
     ]

@@ -18,7 +18,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 
 import { handOff, openTap, qemuArgs } from '../../index'
-import { guestCmdline, GuestConsole, runAsMain } from './host'
+import { GuestConsole, guestCmdline, guestQemuArgs, runAsMain } from './host'
 
 export interface RoutedConfig {
   kernel: string
@@ -39,7 +39,7 @@ export interface RoutedResult {
   events?: string[]
   ping?: { sent: number; received: number }
   onlinkPing?: { sent: number; received: number }
-  /** H's neighbour entry for the guest on the tap, after the pings. */
+  /** H's neighbour entry for the guest on the tap, after the guest's pings through H. */
   neighbour?: string
   done?: boolean
   fail?: string
@@ -95,25 +95,19 @@ export async function runRouted(config: RoutedConfig): Promise<RoutedResult> {
     }
     const h = handOff(tap, { stdio: ['ignore', 'pipe', 'pipe'] })
     const args = [
-      '-accel',
-      'tcg',
-      '-nographic',
-      '-no-reboot',
-      '-m',
-      '256',
-      '-kernel',
-      config.kernel,
-      '-initrd',
-      config.initrd,
-      '-append',
-      guestCmdline({
-        ip: `${GUEST_IP}/32`,
-        gw: HOST_IP,
-        host: FAR,
-        onlink: FAR_ONLINK,
-        pings: 3,
-        rxport: 0,
-        txport: 0,
+      ...guestQemuArgs({
+        kernel: config.kernel,
+        initrd: config.initrd,
+        smp: 1,
+        append: guestCmdline({
+          ip: `${GUEST_IP}/32`,
+          gw: HOST_IP,
+          host: FAR,
+          onlink: FAR_ONLINK,
+          pings: 3,
+          rxport: 0,
+          txport: 0,
+        }),
       }),
       ...qemuArgs(h.devices[0], { id: 'n0', mac: '52:54:00:c0:00:02' }),
     ]
@@ -124,8 +118,12 @@ export async function runRouted(config: RoutedConfig): Promise<RoutedResult> {
     const killer = setTimeout(() => qemu.kill('SIGKILL'), config.timeoutMs)
     try {
       await guest.waitFor('READY', config.timeoutMs)
-      await guest.waitFor('DONE', config.timeoutMs).catch(() => undefined)
+      // H's neighbour entry for the guest, read while the device surely
+      // exists: after the guest's pings through H, before its on-link pings
+      // (seconds more) and its power-off, which takes the device with it.
+      await guest.waitFor('GUEST_PING', config.timeoutMs)
       result.neighbour = ip('neigh', 'show', 'dev', 'vmr0', GUEST_IP).trim()
+      await guest.waitFor('DONE', config.timeoutMs).catch(() => undefined)
     } finally {
       result.exit = await new Promise((resolve) => {
         if (qemu.exitCode !== null || qemu.signalCode !== null)

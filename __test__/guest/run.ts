@@ -4,6 +4,7 @@
 // still running in it.
 
 import { spawn, spawnSync } from 'node:child_process'
+import type { ExecutionContext } from 'ava'
 import { join } from 'node:path'
 import { buildGuest, repoRoot, type Guest } from './build'
 import { listLinks, type LinkSummary } from './host'
@@ -109,4 +110,30 @@ export function destroyNetns(netns: string): void {
     }
   }
   ipNetns('del', netns)
+}
+
+/** What every guest run reports at the end: how QEMU (or vmtap exec) exited, and the guest's own verdict. */
+export interface GuestRunEnd {
+  exit?: { code: number | null; signal: string | null; timedOut?: boolean }
+  guest: { fail?: string; done?: boolean }
+}
+
+/**
+ * The checks every guest test makes first: the process ran to its end by
+ * itself (exit 0, no signal, not timed out) and the guest reported DONE and
+ * no failure. `exitMsg` says which process exited.
+ */
+export function assertGuestRan(
+  t: ExecutionContext,
+  r: GuestRunEnd,
+  exitMsg = 'QEMU powered off by itself',
+  doneMsg = 'the guest reached DONE',
+): void {
+  t.deepEqual(
+    r.exit && { code: r.exit.code, signal: r.exit.signal, timedOut: r.exit.timedOut },
+    { code: 0, signal: null, timedOut: false },
+    exitMsg,
+  )
+  t.is(r.guest.fail, undefined, 'the guest reported no failure')
+  t.true(r.guest.done, doneMsg)
 }

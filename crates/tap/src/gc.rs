@@ -114,11 +114,7 @@ pub fn gc_taps(sys: &dyn Sys, opts: &GcOptions) -> Result<GcReport> {
     if let Some(t) = &opts.tag {
         rules::check_tag(t)?;
     }
-    let ns = opts
-        .netns
-        .as_ref()
-        .map(|spec| NetNs::open(sys, spec))
-        .transpose()?;
+    let ns = NetNs::open_opt(sys, opts.netns.as_ref())?;
     netns::run_in(sys, ns.as_ref(), || gc_here(sys, opts))
 }
 

@@ -29,7 +29,7 @@ pub fn delete_tap(
     netns: Option<&NetNsSpec>,
 ) -> Result<()> {
     let name = rules::check_delete_name(name)?;
-    let ns = netns.map(|spec| NetNs::open(sys, spec)).transpose()?;
+    let ns = NetNs::open_opt(sys, netns)?;
     netns::run_in(sys, ns.as_ref(), || delete_here(sys, &name, tun_path))
 }
 

@@ -126,7 +126,7 @@ impl TapInfo {
 /// dump of the links of kind `tun`, and one get per distinct bridge they
 /// are ports of (for its name). In ifindex order.
 pub fn list_taps(sys: &dyn Sys, netns: Option<&NetNsSpec>) -> Result<Vec<TapInfo>> {
-    let ns = netns.map(|spec| NetNs::open(sys, spec)).transpose()?;
+    let ns = NetNs::open_opt(sys, netns)?;
     netns::run_in(sys, ns.as_ref(), || list_with(&mut Netlink::open(sys)?))
 }
 

@@ -212,12 +212,7 @@ fn delete_link(sys: &dyn Sys, ns: Option<&NetNs>, ifindex: u32) -> Result<()> {
 /// link, device node, directory) is left on failure.
 pub fn open_macvtap(sys: &dyn Sys, opts: &MacvtapOptions) -> Result<Tap> {
     let name = rules::check_macvtap(opts)?;
-    let ns = opts
-        .netns
-        .as_ref()
-        .map(|spec| NetNs::open(sys, spec))
-        .transpose()?
-        .map(Arc::new);
+    let ns = NetNs::open_opt(sys, opts.netns.as_ref())?.map(Arc::new);
     // The namespace the link is deleted in later, from whatever thread:
     // the caller's, pinned now, when none is given (an ifindex means
     // another link in another namespace).

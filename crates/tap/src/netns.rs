@@ -58,6 +58,11 @@ pub struct NetNs {
 const CLONE_NEWNET: libc::c_int = libc::CLONE_NEWNET;
 
 impl NetNs {
+    /// [`NetNs::open`] for an optional namespace (`None`: the caller's).
+    pub fn open_opt(sys: &dyn Sys, spec: Option<&NetNsSpec>) -> Result<Option<NetNs>> {
+        spec.map(|spec| NetNs::open(sys, spec)).transpose()
+    }
+
     /// Open `spec`: ENOENT (with a hint) for a namespace that does not exist.
     /// A file that is not a network namespace is refused by setns (EINVAL)
     /// when it is entered. Nothing stays open on failure.

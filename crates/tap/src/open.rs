@@ -350,12 +350,7 @@ fn attach_first(
 /// thread of vmtap's own; the calling thread's namespace never changes.
 pub fn open_tap(sys: &dyn Sys, opts: &OpenOptions) -> Result<Tap> {
     let name = rules::check_open(opts)?;
-    let ns = opts
-        .netns
-        .as_ref()
-        .map(|spec| NetNs::open(sys, spec))
-        .transpose()?
-        .map(Arc::new);
+    let ns = NetNs::open_opt(sys, opts.netns.as_ref())?.map(Arc::new);
     netns::run_in(sys, ns.as_deref(), || {
         open_here(sys, opts, &name, ns.clone())
     })

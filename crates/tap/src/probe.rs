@@ -40,7 +40,7 @@ pub fn probe_features(
     vhost_path: &CStr,
     netns: Option<&NetNsSpec>,
 ) -> Result<Features> {
-    let ns = netns.map(|spec| NetNs::open(sys, spec)).transpose()?;
+    let ns = NetNs::open_opt(sys, netns)?;
     netns::run_in(sys, ns.as_ref(), || {
         let raw = tun::open_tun(sys, tun_path)
             .ok()
