@@ -294,16 +294,24 @@ fn a_device_without_ipv6_refuses_proxy_ndp_and_forwards_ipv4() {
     );
     tap.set_forwarding(&RealSys, true).unwrap();
     assert_eq!(sysctl(&ns, "ipv4", "n6", "forwarding"), "1");
-    // At open: the same error, and nothing the call did is left.
+    // At open: the same error, and nothing the call did is left. Another
+    // name: n6 can outlive its fd's close() while a test thread's `ip`
+    // child, forked before its exec, still holds that fd.
     drop(tap);
     let opts = OpenOptions {
+        name: "m6".into(),
         proxy_arp: Some(true),
         proxy_ndp: Some(true),
         ..opts
     };
     let e = open_tap(&RealSys, &opts).unwrap_err();
     assert_eq!(e.code(), "ENOENT", "{e}");
-    assert!(ns.ip(&["-o", "link", "show"]).find("n6").is_none());
+    assert!(e.to_string().contains("IPv6 is not available on m6"), "{e}");
+    let links = ns.ip_json(&["link", "show"]);
+    assert!(
+        links.arr().iter().all(|l| l.str("ifname") != Some("m6")),
+        "m6 left behind"
+    );
 }
 
 /// A bridge in `ns` whose MTU came from a 9000-byte port (so it would follow
