@@ -39,6 +39,8 @@
  *                 blocking read(2)s of one frame each (timed)
  *   pktwrite SIZE N  the C floor of writing frames: N write(2)s of one
  *                 SIZE-byte frame each to a device of its own, up (timed)
+ *   idlethreads N   start N threads that only sleep (bench/profile-open.mjs:
+ *                 does a multi-threaded process, as Node is, pay more?)
  *   quit
  *
  * Build: cc -O2 -pthread -o tapref bench/tapref.c
@@ -309,6 +311,15 @@ fail: {
 }
 }
 
+/* idlethreads: a thread that only sleeps, so the process is multi-threaded. */
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(void)
 {
 	char line[256];
@@ -321,6 +332,16 @@ int main(void)
 			continue;
 		if (!strcmp(cmd, "quit")) {
 			break;
+		} else if (!strcmp(cmd, "idlethreads")) {
+			int ok = 1;
+			for (int i = 0; i < n && ok; i++) {
+				pthread_t t;
+				ok = pthread_create(&t, NULL, idle_thread, NULL) == 0;
+			}
+			if (ok)
+				printf("ok\n");
+			else
+				printf("error pthread_create: %s\n", strerror(errno));
 		} else if (!strcmp(cmd, "open")) {
 			close_all_devs();
 			uint64_t t0 = now_ns();
