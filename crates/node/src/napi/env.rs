@@ -9,8 +9,10 @@ use std::ptr;
 use super::ffi::{self, napi_env, napi_status, napi_value, ValueType};
 use crate::error::{JsError, JsResult};
 
-/// A JS value handle, valid until the current callback returns.
+/// A JS value handle, valid until the current callback returns. Transparent:
+/// a `&[Value]` is an array of `napi_value` (see [`Env::call`]).
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub struct Value(pub(super) napi_value);
 
 /// Which constructor [`Env::error`] uses.
@@ -239,11 +241,12 @@ impl Env {
     /// stays pending and is [`JsError::Pending`].
     pub fn call(&self, f: Value, args: &[Value]) -> JsResult<Value> {
         let recv = self.undefined()?;
-        let argv: Vec<napi_value> = args.iter().map(|a| a.0).collect();
-        // SAFETY: valid env and handles; argv holds args.len() values; `o`
-        // is make's out-slot.
+        let argv: *const napi_value = args.as_ptr().cast();
+        // SAFETY: valid env and handles; Value is repr(transparent) over
+        // napi_value, so argv points at args.len() napi_values; `o` is
+        // make's out-slot.
         self.make(|o| unsafe {
-            ffi::napi_call_function(self.raw, recv.0, f.0, argv.len(), argv.as_ptr(), o)
+            ffi::napi_call_function(self.raw, recv.0, f.0, args.len(), argv, o)
         })
     }
 }

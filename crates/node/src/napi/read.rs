@@ -2,7 +2,6 @@
 //! and width (fits u32 / i32). No range beyond the width is checked here:
 //! every limit is the core's (`vmtap_core::rules`).
 
-use std::ffi::c_void;
 use std::ptr;
 
 use super::env::{Env, Value};
@@ -111,26 +110,14 @@ impl Env {
 
     /// A copy of the bytes of a Buffer (or Uint8Array).
     pub fn bytes_of(&self, v: Value, what: &str) -> JsResult<Vec<u8>> {
-        let mut is = false;
-        // SAFETY: valid env and handle; the out-pointer is a local.
-        self.check(unsafe { ffi::napi_is_buffer(self.raw, v.0, &mut is) })?;
-        if !is {
-            return Err(JsError::arg_type(format!("{what} must be a Buffer")));
-        }
-        let mut data: *mut c_void = ptr::null_mut();
-        let mut len = 0usize;
-        // SAFETY: v is a buffer; both out-pointers are locals.
-        self.check(unsafe { ffi::napi_get_buffer_info(self.raw, v.0, &mut data, &mut len) })?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        out.try_reserve_exact(len)
-            .map_err(|_| vmtap_core::Error::no_memory("a Buffer argument", len))?;
-        // SAFETY: Node says `data` points at `len` bytes of the buffer; they
-        // are copied before anything can run JS (and move or detach it).
-        out.extend_from_slice(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) });
-        Ok(out)
+        let copy = self.with_bytes(v, what, |b| {
+            let mut out = Vec::new();
+            out.try_reserve_exact(b.len())
+                .map_err(|_| vmtap_core::Error::no_memory("a Buffer argument", b.len()))?;
+            out.extend_from_slice(b);
+            Ok::<_, vmtap_core::Error>(out)
+        })?;
+        Ok(copy?)
     }
 
     /// Run `f` on the bytes of a Buffer (or Uint8Array) in place, without
@@ -143,10 +130,7 @@ impl Env {
         if !is {
             return Err(JsError::arg_type(format!("{what} must be a Buffer")));
         }
-        let mut data: *mut c_void = ptr::null_mut();
-        let mut len = 0usize;
-        // SAFETY: v is a buffer; both out-pointers are locals.
-        self.check(unsafe { ffi::napi_get_buffer_info(self.raw, v.0, &mut data, &mut len) })?;
+        let (data, len) = self.buffer_span(v)?;
         if len == 0 || data.is_null() {
             return Ok(f(&[]));
         }
