@@ -102,6 +102,15 @@ pub fn netns_of(env: Env, v: Value) -> JsResult<Option<NetNsSpec>> {
     })
 }
 
+/// The core's rule for a CIDR string: [`rules::parse_address`] or
+/// [`rules::parse_route`].
+pub type CidrRule = fn(&'static str, &str) -> vmtap_core::Result<IpCidr>;
+
+/// One CIDR string, parsed by `parse`.
+pub fn cidr_of(env: Env, v: Value, what: &'static str, parse: CidrRule) -> JsResult<IpCidr> {
+    Ok(parse(what, &env.string_of(v, what)?)?)
+}
+
 /// An array of CIDR strings, each parsed by the core's rule (`parse`):
 /// `addresses` / `routes`. Its length is checked before any is read.
 pub fn cidr_list(
@@ -109,12 +118,12 @@ pub fn cidr_list(
     v: Value,
     what: &'static str,
     max: usize,
-    parse: fn(&'static str, &str) -> vmtap_core::Result<IpCidr>,
+    parse: CidrRule,
 ) -> JsResult<Vec<IpCidr>> {
     let len = env.array_len(v, what)?;
     rules::check_list_len(what, len as usize, max)?;
     (0..len)
-        .map(|i| Ok(parse(what, &env.string_of(env.element(v, i)?, what)?)?))
+        .map(|i| cidr_of(env, env.element(v, i)?, what, parse))
         .collect()
 }
 

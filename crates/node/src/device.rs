@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use vmtap_core::{link, rules, Error, RealSys, Tap};
 
-use crate::convert::{arg, bridge_port_of, mac_of, macvtap_options, open_options, optional};
+use crate::convert::{
+    arg, bridge_port_of, cidr_of, mac_of, macvtap_options, open_options, optional,
+};
 use crate::error::ON_UNCLOSED;
 use crate::error::{JsError, JsResult};
 use crate::napi::external::Finalize;
@@ -13,9 +15,8 @@ use crate::napi::{napi_type_tag, AsyncTask, Env, Value};
 use crate::packet::DeviceIo;
 
 /// The native side of a `TapDevice`: the core's `Tap`, taken out on close,
-/// its name (for errors after that), and what its packet I/O shares.
+/// and what its packet I/O shares (with the name, for errors after that).
 pub struct Handle {
-    pub ifname: String,
     pub tap: Mutex<Option<Tap>>,
     pub io: Arc<DeviceIo>,
 }
@@ -39,7 +40,8 @@ impl Finalize for Handle {
             // No thread to be had: close here rather than leak.
             drop(e);
         }
-        if let (Some(f), Ok(name)) = (env.instance_value(ON_UNCLOSED), env.string(&self.ifname)) {
+        if let (Some(f), Ok(name)) = (env.instance_value(ON_UNCLOSED), env.string(&self.io.ifname))
+        {
             if env.call(f, &[name]).is_err() {
                 // An environment going away cannot run JS: nothing to warn.
                 let _ = env.take_exception();
@@ -76,7 +78,6 @@ fn tap_result(env: Env, tap: Tap) -> JsResult<Value> {
     };
     env.set_element(out, 7, mac)?;
     let handle = Handle {
-        ifname: tap.ifname().to_owned(),
         io: DeviceIo::new(&tap),
         tap: Mutex::new(Some(tap)),
     };
@@ -114,14 +115,7 @@ pub fn open_async(env: Env, args: &[Value]) -> JsResult<Value> {
 pub fn open_batch(env: Env, args: &[Value]) -> JsResult<Value> {
     let list = arg(env, args, 0)?;
     let n = env.array_len(list, "list")? as usize;
-    if n > rules::MAX_OPEN_BATCH {
-        let max = rules::MAX_OPEN_BATCH;
-        return Err(Error::range(
-            "list",
-            format!("list must hold at most {max} opens, got {n}"),
-        )
-        .into());
-    }
+    rules::check_open_batch(n)?;
     let mut jobs: Vec<Result<vmtap_core::OpenOptions, JsError>> = Vec::with_capacity(n);
     for i in 0..n as u32 {
         let item = env.element(list, i)?;
@@ -285,15 +279,24 @@ pub fn close_all(env: Env, args: &[Value]) -> JsResult<Value> {
     )
 }
 
-/// Run `f` on the open device behind `args[0]`; a closed one is
+/// Run `f` on the open device behind `args[0]` and its io; a closed one is
 /// `ERR_VMTAP_CLOSED` with its name.
-fn with_tap<R>(env: Env, args: &[Value], f: impl FnOnce(&Tap) -> Result<R, Error>) -> JsResult<R> {
+pub fn with_device<R>(
+    env: Env,
+    args: &[Value],
+    f: impl FnOnce(&Tap, &Arc<DeviceIo>) -> JsResult<R>,
+) -> JsResult<R> {
     let h = handle_at(&env, args, 0, "handle")?;
     let guard = h.tap.lock().unwrap_or_else(|p| p.into_inner());
     match guard.as_ref() {
-        Some(tap) => Ok(f(tap)?),
-        None => Err(JsError::closed(Some(&h.ifname))),
+        Some(tap) => f(tap, &h.io),
+        None => Err(JsError::closed(Some(&h.io.ifname))),
     }
+}
+
+/// [`with_device`] for the functions that need only the device.
+fn with_tap<R>(env: Env, args: &[Value], f: impl FnOnce(&Tap) -> Result<R, Error>) -> JsResult<R> {
+    with_device(env, args, |tap, _| Ok(f(tap)?))
 }
 
 /// `with_tap` for the functions that return nothing.
@@ -324,10 +327,11 @@ pub fn get_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
 
 pub fn set_vnet_hdr_size(env: Env, args: &[Value]) -> JsResult<Value> {
     let n = env.i32_of(arg(env, args, 1)?, "size")?;
-    do_tap(env, args, |t| t.set_vnet_hdr_size(&RealSys, n))?;
-    handle_at(&env, args, 0, "handle")?
-        .io
-        .set_hdr_len(n as usize);
+    with_device(env, args, |t, io| {
+        t.set_vnet_hdr_size(&RealSys, n)?;
+        io.set_hdr_len(n as usize);
+        Ok(())
+    })?;
     env.undefined()
 }
 
@@ -366,8 +370,11 @@ pub fn get_link_info(env: Env, args: &[Value]) -> JsResult<Value> {
 
 pub fn set_mtu(env: Env, args: &[Value]) -> JsResult<Value> {
     let mtu = env.u32_of(arg(env, args, 1)?, "mtu")?;
-    do_tap(env, args, |t| t.set_mtu(&RealSys, mtu))?;
-    handle_at(&env, args, 0, "handle")?.io.set_mtu(mtu);
+    with_device(env, args, |t, io| {
+        t.set_mtu(&RealSys, mtu)?;
+        io.set_mtu(mtu);
+        Ok(())
+    })?;
     env.undefined()
 }
 
@@ -414,25 +421,25 @@ pub fn get_stats(env: Env, args: &[Value]) -> JsResult<Value> {
 
 /// `addAddress(handle, cidr)`.
 pub fn add_address(env: Env, args: &[Value]) -> JsResult<Value> {
-    let c = rules::parse_address("cidr", &env.string_of(arg(env, args, 1)?, "cidr")?)?;
+    let c = cidr_of(env, arg(env, args, 1)?, "cidr", rules::parse_address)?;
     do_tap(env, args, |t| t.add_address(&RealSys, &c))
 }
 
 /// `removeAddress(handle, cidr)`.
 pub fn remove_address(env: Env, args: &[Value]) -> JsResult<Value> {
-    let c = rules::parse_address("cidr", &env.string_of(arg(env, args, 1)?, "cidr")?)?;
+    let c = cidr_of(env, arg(env, args, 1)?, "cidr", rules::parse_address)?;
     do_tap(env, args, |t| t.remove_address(&RealSys, &c))
 }
 
 /// `addRoute(handle, dest)`.
 pub fn add_route(env: Env, args: &[Value]) -> JsResult<Value> {
-    let d = rules::parse_route("dest", &env.string_of(arg(env, args, 1)?, "dest")?)?;
+    let d = cidr_of(env, arg(env, args, 1)?, "dest", rules::parse_route)?;
     do_tap(env, args, |t| t.add_route(&RealSys, &d))
 }
 
 /// `removeRoute(handle, dest)`.
 pub fn remove_route(env: Env, args: &[Value]) -> JsResult<Value> {
-    let d = rules::parse_route("dest", &env.string_of(arg(env, args, 1)?, "dest")?)?;
+    let d = cidr_of(env, arg(env, args, 1)?, "dest", rules::parse_route)?;
     do_tap(env, args, |t| t.remove_route(&RealSys, &d))
 }
 

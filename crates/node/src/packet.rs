@@ -39,7 +39,7 @@ use vmtap_core::packet::{self, READ_BUFFER_BYTES};
 use vmtap_core::{link, rules, Error, Mode, RealSys, Tap};
 
 use crate::convert::arg;
-use crate::device::{handle_at, Handle};
+use crate::device::with_device;
 use crate::error::{JsError, JsResult};
 use crate::fdpass::why_error;
 use crate::napi::reference::Ref;
@@ -306,20 +306,6 @@ fn queue_of(env: Env, args: &[Value]) -> JsResult<usize> {
     Ok(env.u32_of(arg(env, args, 1)?, "queue")? as usize)
 }
 
-/// Run `f` on the open device behind `args[0]` and its io.
-fn with_device<R>(
-    env: Env,
-    args: &[Value],
-    f: impl FnOnce(&Tap, &Arc<DeviceIo>) -> JsResult<R>,
-) -> JsResult<R> {
-    let h: &Handle = handle_at(&env, args, 0, "handle")?;
-    let guard = h.tap.lock().unwrap_or_else(|p| p.into_inner());
-    match guard.as_ref() {
-        Some(tap) => f(tap, &h.io),
-        None => Err(JsError::closed(Some(&h.ifname))),
-    }
-}
-
 /// `frameReader(handle, queue, onFrames, batch?)` → the reader's id
 /// (paused); `batch`: the most frames per call (1 to [`BATCH`], default
 /// [`BATCH`]).
@@ -443,9 +429,20 @@ impl Handler for Write {
     }
 }
 
-/// The vnet header to write: `hdr_len` bytes, the caller's header (at most
-/// 20 bytes, serialised by TypeScript) or zeros.
-fn header_bytes(given: &[u8], hdr_len: usize, io: &DeviceIo) -> JsResult<Vec<u8>> {
+/// The vnet header sizes vmtap sets ([`rules::VNET_HDR_SIZES`]) fit here;
+/// a larger one (set by another process on a shared device) takes the heap.
+const HDR_STACK: usize = 20;
+
+/// The vnet header to write, in `stack` (or `heap` past [`HDR_STACK`]
+/// bytes): `hdr_len` bytes, the caller's header (at most 20 bytes,
+/// serialised by TypeScript) or zeros.
+fn header_bytes<'b>(
+    given: &[u8],
+    hdr_len: usize,
+    io: &DeviceIo,
+    stack: &'b mut [u8; HDR_STACK],
+    heap: &'b mut Vec<u8>,
+) -> JsResult<&'b [u8]> {
     if hdr_len == 0 {
         if given.iter().any(|&b| b != 0) {
             return Err(Error::invalid(
@@ -457,9 +454,14 @@ fn header_bytes(given: &[u8], hdr_len: usize, io: &DeviceIo) -> JsResult<Vec<u8>
             )
             .into());
         }
-        return Ok(Vec::new());
+        return Ok(&[]);
     }
-    let mut h = vec![0u8; hdr_len];
+    let h: &mut [u8] = if hdr_len <= HDR_STACK {
+        &mut stack[..hdr_len]
+    } else {
+        heap.resize(hdr_len, 0);
+        heap
+    };
     let n = given.len().min(hdr_len);
     h[..n].copy_from_slice(&given[..n]);
     Ok(h)
@@ -482,20 +484,22 @@ pub fn write_frame(env: Env, args: &[Value]) -> JsResult<Value> {
     let pending = with_device(env, args, |tap, io| {
         let fd = tap.queue_fd(queue)?;
         let hdr_len = io.hdr_len(tap)?;
-        let header = header_bytes(&given, hdr_len, io)?;
+        // No allocation per frame: the header is built on the stack.
+        let (mut stack, mut heap) = ([0u8; HDR_STACK], Vec::new());
+        let header = header_bytes(&given, hdr_len, io, &mut stack, &mut heap)?;
         let mtu = io.mtu()?;
         env.with_bytes(
             frame_v,
             "frame",
             |frame| -> JsResult<Result<usize, Vec<u8>>> {
                 rules::check_frame(io.mode, frame.len(), mtu, gso)?;
-                match packet::write_frame(&RealSys, fd, &header, frame, &io.ifname, io.mode)? {
+                match packet::write_frame(&RealSys, fd, header, frame, &io.ifname, io.mode)? {
                     Step::Done(n) => Ok(Ok(n)),
                     Step::WouldBlock => Ok(Err(frame.to_vec())),
                 }
             },
         )?
-        .map(|r| r.map_err(|frame| (frame, header, fd.as_raw_fd(), io.clone())))
+        .map(|r| r.map_err(|frame| (frame, header.to_vec(), fd.as_raw_fd(), io.clone())))
     })?;
     let (frame, header, raw, io) = match pending {
         Ok(n) => return env.double(n as f64),

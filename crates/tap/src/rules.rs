@@ -946,6 +946,17 @@ pub fn check_list_len(what: &'static str, len: usize, max: usize) -> Result<()> 
     Ok(())
 }
 
+/// An `openBatch` list: at most [`MAX_OPEN_BATCH`] opens.
+pub fn check_open_batch(len: usize) -> Result<()> {
+    if len > MAX_OPEN_BATCH {
+        return Err(Error::range(
+            "list",
+            format!("list must hold at most {MAX_OPEN_BATCH} opens, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
 /// openTap's `addresses`: at most [`MAX_ADDRESSES`], each an address
 /// ([`check_address`]), none twice (whatever its prefix length).
 pub fn check_addresses(list: &[IpCidr]) -> Result<()> {

@@ -504,3 +504,18 @@ fn tun_takes_no_link_layer_options_and_frames_have_bounds() {
     assert_eq!(code(check_queue(1, 2)), "ok");
     assert_eq!(code(check_queue(2, 2)), RANGE);
 }
+
+#[test]
+fn open_batches() {
+    assert!(check_open_batch(0).is_ok());
+    assert!(check_open_batch(MAX_OPEN_BATCH).is_ok());
+    let e = check_open_batch(MAX_OPEN_BATCH + 1).unwrap_err();
+    assert_eq!(e.code(), "ERR_OUT_OF_RANGE");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "list must hold at most {MAX_OPEN_BATCH} opens, got {}",
+            MAX_OPEN_BATCH + 1
+        )
+    );
+}
