@@ -292,11 +292,16 @@ test('process.exit() with a recvFds waiting exits at once', async (t) => {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   let out = ''
-  child.stdout.on('data', (d) => (out += d))
   let timer: NodeJS.Timeout | undefined
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  // Stuck: no exit within 15 s of "exiting" (the clock starts there, not at
+  // the spawn: starting node with tsx on a busy machine takes what it takes),
+  // or no "exiting" within ava's timeout.
   const stuck = new Promise<'stuck'>((r) => {
-    timer = setTimeout(() => r('stuck'), 15000)
+    child.stdout.on('data', (d) => {
+      out += d
+      if (timer === undefined && out.includes('exiting\n')) timer = setTimeout(() => r('stuck'), 15000)
+    })
   })
   const outcome = await Promise.race([exited, stuck])
   clearTimeout(timer)
@@ -542,7 +547,9 @@ rootTest('a QMP error is a typed QmpError and hotplugNic undoes what it did', as
 
 test('a reply that comes after its command timed out is never taken for the next command', async (t) => {
   const q = await fakeQemu(t)
-  const qmp = await connectQmp(q.path, { timeoutMs: 300 })
+  // The timeout also bounds the handshake and query-name's reply: generous,
+  // as a busy machine needs; slow-command is never answered in time anyway.
+  const qmp = await connectQmp(q.path, { timeoutMs: 3000 })
   try {
     const e = (await t.throwsAsync(qmp.execute('slow-command'))) as NodeJS.ErrnoException
     t.is(e.code, 'ETIMEDOUT')
