@@ -29,7 +29,7 @@ use nix::errno::Errno;
 use crate::error::{Error, Result};
 use crate::rules;
 pub use crate::rules::SCM_MAX_FD;
-use crate::sys::{RealSys, Sys};
+use crate::sys::{retry_eintr, RealSys, Sys};
 
 /// The outcome of one non-blocking attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -135,17 +135,11 @@ fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
 
 /// Run one socket call with `MSG_DONTWAIT`: again on EINTR; EAGAIN is
 /// [`Step::WouldBlock`].
-fn attempt(syscall: &'static str, mut call: impl FnMut() -> isize) -> Result<Step<usize>> {
-    loop {
-        let n = call();
-        if n >= 0 {
-            return Ok(Step::Done(n as usize));
-        }
-        match Errno::last() {
-            Errno::EINTR => {}
-            Errno::EAGAIN => return Ok(Step::WouldBlock),
-            e => return Err(Error::os(e, syscall)),
-        }
+fn attempt(syscall: &'static str, call: impl FnMut() -> isize) -> Result<Step<usize>> {
+    match retry_eintr(call) {
+        Ok(n) => Ok(Step::Done(n)),
+        Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
+        Err(e) => Err(Error::os(e, syscall)),
     }
 }
 
