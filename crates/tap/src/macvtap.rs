@@ -121,8 +121,6 @@ impl Default for MacvtapOptions {
 pub struct MacvtapLink {
     ifindex: u32,
     mac: [u8; 6],
-    lower: String,
-    mode: MacvlanMode,
     dev: DevT,
     persist: AtomicBool,
     /// The link's namespace (the caller's at open time when no namespace
@@ -141,15 +139,6 @@ impl MacvtapLink {
     /// The MAC the link had when it was created: the guest NIC's MAC.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
-    }
-
-    /// The lower device's name when the link was created.
-    pub fn lower(&self) -> &str {
-        &self.lower
-    }
-
-    pub fn mode(&self) -> MacvlanMode {
-        self.mode
     }
 
     /// The character device's number.
@@ -537,8 +526,6 @@ fn open_here(
         macvtap: Some(MacvtapLink {
             ifindex: link.ifindex,
             mac,
-            lower: opts.link.clone(),
-            mode: opts.mode,
             dev,
             persist: AtomicBool::new(opts.persist),
             netns: home,
