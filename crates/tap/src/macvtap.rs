@@ -435,11 +435,7 @@ fn open_here(
 ) -> Result<Tap> {
     let queues = opts.queues as usize;
     // vhost first: a missing /dev/vhost-net fails before any link exists.
-    let vhost_fds = match opts.vhost {
-        Tristate::Off => Vec::new(),
-        Tristate::On => open_vhost_set(sys, &opts.vhost_path, queues)?,
-        Tristate::Auto => open_vhost_set(sys, &opts.vhost_path, queues).unwrap_or_default(),
-    };
+    let vhost_fds = tun::open_vhost_fds(sys, &opts.vhost_path, queues, opts.vhost)?;
 
     let mut nl = Netlink::open(sys)?;
     let lower = lower_link(&mut nl, &opts.link)?;
@@ -532,10 +528,6 @@ fn open_here(
             released: false,
         }),
     })
-}
-
-fn open_vhost_set(sys: &dyn Sys, path: &CStr, queues: usize) -> Result<Vec<OwnedFd>> {
-    (0..queues).map(|_| tun::open_vhost(sys, path)).collect()
 }
 
 fn path_of(dir: &CStr, file: &str) -> CString {

@@ -9,6 +9,7 @@ use nix::errno::Errno;
 
 use crate::diagnose;
 use crate::error::{Error, Result};
+use crate::open::Tristate;
 use crate::sys::{IfReq, Ioctl, Sys};
 
 /// Where the TUN/TAP clone device lives.
@@ -30,6 +31,23 @@ pub fn open_tun(sys: &dyn Sys, path: &CStr) -> Result<OwnedFd> {
 pub fn open_vhost(sys: &dyn Sys, path: &CStr) -> Result<OwnedFd> {
     sys.open(path, libc::O_RDWR)
         .map_err(|e| diagnose::open_vhost(Error::os(e, "open").with_path(path_str(path)), e))
+}
+
+/// The vhost-net fds of `queues` queues, as `want` asks: none (`Off`), one
+/// per queue or the error (`On`), one per queue or none (`Auto`: a partial
+/// set is closed when the Err is dropped).
+pub(crate) fn open_vhost_fds(
+    sys: &dyn Sys,
+    path: &CStr,
+    queues: usize,
+    want: Tristate,
+) -> Result<Vec<OwnedFd>> {
+    let all = || (0..queues).map(|_| open_vhost(sys, path)).collect();
+    match want {
+        Tristate::Off => Ok(Vec::new()),
+        Tristate::On => all(),
+        Tristate::Auto => Ok(all().unwrap_or_default()),
+    }
 }
 
 /// TUNGETFEATURES on `fd`.
