@@ -291,9 +291,10 @@ fn attach_unique(sys: &dyn Sys, fd: BorrowedFd<'_>, template: &str, flags: u16) 
         if link::lookup(sys, &name)?.is_some() {
             continue;
         }
-        match tun::set_iff(sys, fd, &name, flags | IFF_TUN_EXCL) {
-            Err(e) if e.errno() == Some(Errno::EBUSY) => continue,
-            other => return other,
+        let flags = flags | IFF_TUN_EXCL;
+        match tun::set_iff_raw(sys, fd, &name, flags) {
+            Err(Errno::EBUSY) => continue,
+            other => return other.map_err(|e| diagnose::set_iff(sys, e, &name, flags)),
         }
     }
     let what = if tries == space {

@@ -64,11 +64,23 @@ pub fn get_iff(sys: &dyn Sys, fd: BorrowedFd<'_>) -> std::result::Result<(String
     Ok((req.name(), req.flags()))
 }
 
+/// [`set_iff`] with the bare errno on failure, for a caller that handles
+/// some errnos itself and explains ([`diagnose::set_iff`]) only the errors
+/// it returns: the explanation looks the name up with rtnetlink and, for
+/// EBUSY, walks `/proc`.
+pub(crate) fn set_iff_raw(
+    sys: &dyn Sys,
+    fd: BorrowedFd<'_>,
+    name: &str,
+    flags: u16,
+) -> std::result::Result<String, Errno> {
+    let mut req = IfReq::with_name_flags(name, flags);
+    sys.ioctl(fd, &mut Ioctl::TunSetIff(&mut req))?;
+    Ok(req.name())
+}
+
 /// Attach `fd` to the device named `name` with `flags` (TUNSETIFF). Returns
 /// the device's name as the kernel filled it in.
 pub(crate) fn set_iff(sys: &dyn Sys, fd: BorrowedFd<'_>, name: &str, flags: u16) -> Result<String> {
-    let mut req = IfReq::with_name_flags(name, flags);
-    sys.ioctl(fd, &mut Ioctl::TunSetIff(&mut req))
-        .map_err(|e| diagnose::set_iff(sys, e, name, flags))?;
-    Ok(req.name())
+    set_iff_raw(sys, fd, name, flags).map_err(|e| diagnose::set_iff(sys, e, name, flags))
 }
