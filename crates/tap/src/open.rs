@@ -435,8 +435,9 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, created: bool) -> Res
         if owner.is_some() || opts.group.is_some() || opts.ownerless {
             tap.persist_ioctl(sys, true)?;
         } else {
-            // An existing device: make it persistent by the common rule.
-            tap.set_persist(sys, true)?;
+            // An existing device: make it persistent by the common rule
+            // (this runs in its namespace already).
+            tap.set_persist_in_ns(sys, true)?;
         }
     }
     if let Some(sz) = opts.vnet_hdr_size {
