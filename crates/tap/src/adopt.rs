@@ -18,7 +18,7 @@ use nix::errno::Errno;
 
 use crate::device::Tap;
 use crate::error::{Error, Result};
-use crate::link::format_mac;
+use crate::link::{self, format_mac};
 use crate::rules;
 use crate::sys::consts::*;
 use crate::sys::{Fcntl, IfReq, Ioctl, Sys};
@@ -178,13 +178,7 @@ fn attached(sys: &dyn Sys, fd: BorrowedFd<'_>, what: &str) -> Result<Attached> {
                 .with_ifname(name.clone())
                 .with_hint(format!("the MAC address of {what} could not be read"))
         })?;
-    let mut mac = [0u8; 6];
-    // SAFETY: SIOCGIFHWADDR filled the sockaddr member; every bit pattern
-    // of its bytes is valid.
-    let data = unsafe { req.data.hwaddr.sa_data };
-    for (m, d) in mac.iter_mut().zip(data.iter()) {
-        *m = *d as u8;
-    }
+    let mac = link::hwaddr(&req);
     Ok(Attached { name, flags, mac })
 }
 

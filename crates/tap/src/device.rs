@@ -170,15 +170,33 @@ impl Tap {
     /// A macvtap has no persistence flag: for one, this only chooses
     /// whether closing (or dropping) this `Tap` deletes the link.
     pub fn set_persist(&self, sys: &dyn Sys, on: bool) -> Result<()> {
+        self.persist_by_rule(sys, on, false)
+    }
+
+    /// [`Tap::set_persist`] from a thread that is in the device's namespace
+    /// already (open's `configure`): the owner check looks the device up
+    /// there, without a thread of its own entering the namespace again.
+    pub(crate) fn set_persist_in_ns(&self, sys: &dyn Sys, on: bool) -> Result<()> {
+        self.persist_by_rule(sys, on, true)
+    }
+
+    /// [`Tap::set_persist`]; `in_ns`: the calling thread is in the device's
+    /// namespace.
+    fn persist_by_rule(&self, sys: &dyn Sys, on: bool, in_ns: bool) -> Result<()> {
         if let Some(m) = &self.macvtap {
             m.set_persistent(on);
             return Ok(());
         }
         if on && !self.ownerless {
-            let info = self.on_link(sys, |name| {
+            let look_up = |name: &str| {
                 let mut nl = Netlink::open(sys)?;
                 nl.link(LinkRef::Name(name))
-            })?;
+            };
+            let info = if in_ns {
+                look_up(&self.current_name(sys)?)?
+            } else {
+                self.on_link(sys, look_up)?
+            };
             let unowned = info
                 .and_then(|l| l.tun)
                 .is_some_and(|t| t.owner.is_none() && t.group.is_none());

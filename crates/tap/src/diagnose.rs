@@ -13,6 +13,7 @@ use nix::errno::Errno;
 
 use crate::error::{Error, Result};
 use crate::netlink::{Link, LinkRef, Netlink};
+use crate::open::Mode;
 use crate::sys::consts::*;
 use crate::sys::{Ioctl, Sys};
 
@@ -111,10 +112,9 @@ pub(crate) fn set_iff(sys: &dyn Sys, errno: Errno, name: &str, flags: u16) -> Er
     } else {
         ("TAP", "TUN")
     };
-    let shown = match (name.is_empty(), want_tun) {
-        (false, _) => name,
-        (true, true) => "tun%d",
-        (true, false) => "tap%d",
+    let shown = match name.is_empty() {
+        false => name,
+        true => Mode::of_flags(flags).template(),
     };
     let err = ioctl_error(errno, "ioctl(TUNSETIFF)", Some(shown));
     // A look-up that fails only costs the hint.

@@ -29,6 +29,7 @@ use nix::errno::Errno;
 use crate::error::{Error, Result};
 use crate::rules;
 pub use crate::rules::SCM_MAX_FD;
+use crate::sys::{retry_eintr, RealSys, Sys};
 
 /// The outcome of one non-blocking attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,19 +61,23 @@ impl AsFd for StreamSocket {
 /// A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC); `what` names it in
 /// the error.
 pub fn dup_fd(fd: RawFd, what: &str) -> Result<OwnedFd> {
-    // SAFETY: fcntl on a caller-provided number; failure is reported.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if d < 0 {
-        let e = Errno::last();
+    let dup = if fd < 0 {
+        // What fcntl answers for any negative number (a BorrowedFd may not
+        // hold -1).
+        Err(Errno::EBADF)
+    } else {
+        // SAFETY: fd is not negative (checked above); it is only duplicated
+        // here, and if it is not open the duplicate fails with EBADF.
+        RealSys.dup_cloexec(unsafe { BorrowedFd::borrow_raw(fd) })
+    };
+    dup.map_err(|e| {
         let hint = match e {
             Errno::EBADF => format!("{what} ({fd}) is not an open fd"),
             Errno::EMFILE => "too many open files in this process".to_owned(),
             _ => format!("{what} ({fd}) could not be duplicated"),
         };
-        return Err(Error::os(e, "fcntl(F_DUPFD_CLOEXEC)").with_hint(hint));
-    }
-    // SAFETY: a fresh duplicate that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+        Error::os(e, "fcntl(F_DUPFD_CLOEXEC)").with_hint(hint)
+    })
 }
 
 /// Close-on-exec duplicates of `fds`, made at the call so the numbers are
@@ -130,17 +135,11 @@ fn dup_socket(fd: RawFd) -> Result<OwnedFd> {
 
 /// Run one socket call with `MSG_DONTWAIT`: again on EINTR; EAGAIN is
 /// [`Step::WouldBlock`].
-fn attempt(syscall: &'static str, mut call: impl FnMut() -> isize) -> Result<Step<usize>> {
-    loop {
-        let n = call();
-        if n >= 0 {
-            return Ok(Step::Done(n as usize));
-        }
-        match Errno::last() {
-            Errno::EINTR => {}
-            Errno::EAGAIN => return Ok(Step::WouldBlock),
-            e => return Err(Error::os(e, syscall)),
-        }
+fn attempt(syscall: &'static str, call: impl FnMut() -> isize) -> Result<Step<usize>> {
+    match retry_eintr(call) {
+        Ok(n) => Ok(Step::Done(n)),
+        Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
+        Err(e) => Err(Error::os(e, syscall)),
     }
 }
 

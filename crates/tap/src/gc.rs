@@ -189,10 +189,11 @@ fn others_attached(l: &Link) -> bool {
 /// Attach a queue to `t` by name. `Ok(None)`: it is held (EBUSY).
 fn attach(sys: &dyn Sys, t: &TapInfo, tun_path: &CString) -> Result<Option<OwnedFd>> {
     let fd = tun::open_tun(sys, tun_path)?;
-    match tun::set_iff(sys, fd.as_fd(), &t.ifname, attach_flags(t)) {
+    let flags = attach_flags(t);
+    match tun::set_iff_raw(sys, fd.as_fd(), &t.ifname, flags) {
         Ok(_) => Ok(Some(fd)),
-        Err(e) if e.errno() == Some(Errno::EBUSY) => Ok(None),
-        Err(e) => Err(e),
+        Err(Errno::EBUSY) => Ok(None),
+        Err(e) => Err(diagnose::set_iff(sys, e, &t.ifname, flags)),
     }
 }
 

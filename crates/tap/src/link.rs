@@ -86,8 +86,9 @@ pub fn get_link_info(sys: &dyn Sys, name: &str) -> Result<LinkInfo> {
 }
 
 /// The MAC in an ifreq filled by SIOCGIFHWADDR.
-fn hwaddr(req: &IfReq) -> [u8; 6] {
-    // SAFETY: SIOCGIFHWADDR filled the sockaddr member.
+pub(crate) fn hwaddr(req: &IfReq) -> [u8; 6] {
+    // SAFETY: SIOCGIFHWADDR filled the sockaddr member; every bit pattern
+    // of its bytes is valid.
     let data = unsafe { req.data.hwaddr.sa_data };
     let mut out = [0u8; 6];
     for (o, d) in out.iter_mut().zip(data.iter()) {

@@ -54,7 +54,7 @@ use crate::netns::{self, NetNs, NetNsSpec};
 use crate::open::{compute_flags, Tristate};
 use crate::rules::{self, IfName};
 use crate::sys::{DevT, IfReq, Ioctl, RealSys, Sys};
-use crate::tun::{self, VHOST_NET_PATH};
+use crate::tun::{self, path_str, VHOST_NET_PATH};
 use crate::uevent::{MacvtapDevice, Uevents};
 
 /// Where device nodes are looked for and vmtap's own node is made.
@@ -121,8 +121,6 @@ impl Default for MacvtapOptions {
 pub struct MacvtapLink {
     ifindex: u32,
     mac: [u8; 6],
-    lower: String,
-    mode: MacvlanMode,
     dev: DevT,
     persist: AtomicBool,
     /// The link's namespace (the caller's at open time when no namespace
@@ -141,15 +139,6 @@ impl MacvtapLink {
     /// The MAC the link had when it was created: the guest NIC's MAC.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
-    }
-
-    /// The lower device's name when the link was created.
-    pub fn lower(&self) -> &str {
-        &self.lower
-    }
-
-    pub fn mode(&self) -> MacvlanMode {
-        self.mode
     }
 
     /// The character device's number.
@@ -446,11 +435,7 @@ fn open_here(
 ) -> Result<Tap> {
     let queues = opts.queues as usize;
     // vhost first: a missing /dev/vhost-net fails before any link exists.
-    let vhost_fds = match opts.vhost {
-        Tristate::Off => Vec::new(),
-        Tristate::On => open_vhost_set(sys, &opts.vhost_path, queues)?,
-        Tristate::Auto => open_vhost_set(sys, &opts.vhost_path, queues).unwrap_or_default(),
-    };
+    let vhost_fds = tun::open_vhost_fds(sys, &opts.vhost_path, queues, opts.vhost)?;
 
     let mut nl = Netlink::open(sys)?;
     let lower = lower_link(&mut nl, &opts.link)?;
@@ -537,18 +522,12 @@ fn open_here(
         macvtap: Some(MacvtapLink {
             ifindex: link.ifindex,
             mac,
-            lower: opts.link.clone(),
-            mode: opts.mode,
             dev,
             persist: AtomicBool::new(opts.persist),
             netns: home,
             released: false,
         }),
     })
-}
-
-fn open_vhost_set(sys: &dyn Sys, path: &CStr, queues: usize) -> Result<Vec<OwnedFd>> {
-    (0..queues).map(|_| tun::open_vhost(sys, path)).collect()
 }
 
 fn path_of(dir: &CStr, file: &str) -> CString {
@@ -558,10 +537,6 @@ fn path_of(dir: &CStr, file: &str) -> CString {
     }
     p.extend_from_slice(file.as_bytes());
     CString::new(p).expect("no NUL in a path built from C strings")
-}
-
-fn shown(p: &CStr) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 /// Open the macvtap's device `dev` once per queue: `/dev/tap<ifindex>` when
@@ -583,10 +558,10 @@ fn open_queues(
         Ok(_) | Err(Errno::ENOENT) => {}
         Err(e) => {
             return Err(Error::os(e, "stat")
-                .with_path(shown(&shared))
+                .with_path(path_str(&shared))
                 .with_hint(format!(
                     "could not look at {}, the usual node of {ifname}'s device",
-                    shown(&shared)
+                    path_str(&shared)
                 )))
         }
     }
@@ -612,13 +587,13 @@ fn open_node(
             .map_err(|e| open_error(e, path, ifname, q))?;
         let st = sys
             .fstat(fd.as_fd())
-            .map_err(|e| Error::os(e, "fstat").with_path(shown(path)))?;
+            .map_err(|e| Error::os(e, "fstat").with_path(path_str(path)))?;
         if !st.is_char_device(dev) {
             return Err(Error::os(Errno::ENXIO, "open")
-                .with_path(shown(path))
+                .with_path(path_str(path))
                 .with_hint(format!(
                     "{} changed while it was being opened: it is no longer {ifname}'s device {dev}",
-                    shown(path)
+                    path_str(path)
                 )));
         }
         fds.push(fd);
@@ -628,7 +603,7 @@ fn open_node(
 
 fn open_error(errno: Errno, path: &CStr, ifname: &str, queue: usize) -> Error {
     let err = Error::os(errno, "open")
-        .with_path(shown(path))
+        .with_path(path_str(path))
         .with_ifname(ifname);
     let hint = match errno {
         Errno::EBUSY if queue >= rules::MAX_QUEUES as usize => format!(
@@ -666,12 +641,12 @@ impl<'a> PrivateNode<'a> {
         let template = path_of(dev_dir, ".vmtap-XXXXXX");
         let dir = sys.mkdtemp(&template).map_err(|e| {
             Error::os(e, "mkdtemp")
-                .with_path(shown(&template))
+                .with_path(path_str(&template))
                 .with_hint(format!(
                     "the macvtap's device node {}/{file} is missing (or belongs to another \
                      device) and vmtap could not make a private directory for its own in {}",
-                    shown(dev_dir),
-                    shown(dev_dir)
+                    path_str(dev_dir),
+                    path_str(dev_dir)
                 ))
         })?;
         let mut this = PrivateNode {
@@ -681,12 +656,12 @@ impl<'a> PrivateNode<'a> {
         };
         let node = path_of(this.dir.as_ref().expect("set"), file);
         sys.mknod_char(&node, 0o600, dev).map_err(|e| {
-            let err = Error::os(e, "mknod").with_path(shown(&node));
+            let err = Error::os(e, "mknod").with_path(path_str(&node));
             match e {
                 Errno::EPERM => err.with_hint(format!(
                     "the macvtap's device node {}/{file} is missing, and making one needs \
                      CAP_MKNOD outside a user namespace (or let devtmpfs or udev make it)",
-                    shown(dev_dir)
+                    path_str(dev_dir)
                 )),
                 _ => err,
             }
@@ -700,13 +675,13 @@ impl<'a> PrivateNode<'a> {
         if let Some(node) = &self.node {
             self.sys
                 .unlink(node)
-                .map_err(|e| Error::os(e, "unlink").with_path(shown(node)))?;
+                .map_err(|e| Error::os(e, "unlink").with_path(path_str(node)))?;
             self.node = None;
         }
         if let Some(dir) = &self.dir {
             self.sys
                 .rmdir(dir)
-                .map_err(|e| Error::os(e, "rmdir").with_path(shown(dir)))?;
+                .map_err(|e| Error::os(e, "rmdir").with_path(path_str(dir)))?;
             self.dir = None;
         }
         Ok(())

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
@@ -229,14 +229,6 @@ pub fn compute_flags(features: u32, queues: u32, vnet_hdr: Tristate, mode: Mode)
     Ok(flags)
 }
 
-fn open_vhost_set(sys: &dyn Sys, opts: &OpenOptions) -> Result<Vec<OwnedFd>> {
-    let mut fds = Vec::with_capacity(opts.queues as usize);
-    for _ in 0..opts.queues {
-        fds.push(tun::open_vhost(sys, &opts.vhost_path)?);
-    }
-    Ok(fds)
-}
-
 /// Check an exact name before TUNSETIFF, in this thread's namespace: an
 /// existing device must be a TUN or TAP device as asked, whose multi_queue
 /// flag matches the request (libvirt's hint). Returns whether a device of
@@ -299,9 +291,10 @@ fn attach_unique(sys: &dyn Sys, fd: BorrowedFd<'_>, template: &str, flags: u16) 
         if link::lookup(sys, &name)?.is_some() {
             continue;
         }
-        match tun::set_iff(sys, fd, &name, flags | IFF_TUN_EXCL) {
-            Err(e) if e.errno() == Some(Errno::EBUSY) => continue,
-            other => return other,
+        let flags = flags | IFF_TUN_EXCL;
+        match tun::set_iff_raw(sys, fd, &name, flags) {
+            Err(Errno::EBUSY) => continue,
+            other => return other.map_err(|e| diagnose::set_iff(sys, e, &name, flags)),
         }
     }
     let what = if tries == space {
@@ -366,12 +359,7 @@ fn open_here(
     let queues = opts.queues as usize;
 
     // vhost first: a missing /dev/vhost-net fails before any device exists.
-    let vhost_fds = match opts.vhost {
-        Tristate::Off => Vec::new(),
-        Tristate::On => open_vhost_set(sys, opts)?,
-        // All or nothing: a partial set is closed when the Err is dropped.
-        Tristate::Auto => open_vhost_set(sys, opts).unwrap_or_default(),
-    };
+    let vhost_fds = tun::open_vhost_fds(sys, &opts.vhost_path, queues, opts.vhost)?;
 
     let first = tun::open_tun(sys, &opts.tun_path)?;
     let tun_path = || tun::path_str(&opts.tun_path);
@@ -447,8 +435,9 @@ fn configure(sys: &dyn Sys, tap: &Tap, opts: &OpenOptions, created: bool) -> Res
         if owner.is_some() || opts.group.is_some() || opts.ownerless {
             tap.persist_ioctl(sys, true)?;
         } else {
-            // An existing device: make it persistent by the common rule.
-            tap.set_persist(sys, true)?;
+            // An existing device: make it persistent by the common rule
+            // (this runs in its namespace already).
+            tap.set_persist_in_ns(sys, true)?;
         }
     }
     if let Some(sz) = opts.vnet_hdr_size {
@@ -669,6 +658,7 @@ pub(crate) fn euid() -> u32 {
 mod tests {
     use super::*;
     use crate::fault::NoSys;
+    use std::os::fd::OwnedFd;
 
     const ALL: u32 =
         (IFF_TUN | IFF_TAP | IFF_NO_PI | IFF_ONE_QUEUE | IFF_VNET_HDR | IFF_MULTI_QUEUE) as u32;

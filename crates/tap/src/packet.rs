@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fdpass::Step;
 use crate::open::Mode;
 use crate::rules;
-use crate::sys::{Ioctl, Sys};
+use crate::sys::Sys;
 
 /// A read buffer that holds any frame: the longest frame (a 64 KiB GSO
 /// frame) and the longest vnet header, with room to spare.
@@ -118,14 +118,7 @@ impl Tap {
         if !self.vnet_hdr() {
             return Ok(0);
         }
-        let mut v = 0;
-        crate::diagnose::ioctl(
-            sys,
-            self.control_fd(),
-            &mut Ioctl::TunGetVnetHdrSz(&mut v),
-            &self.ifname,
-        )?;
-        Ok(v.max(0) as usize)
+        Ok(self.get_vnet_hdr_size(sys)?.max(0) as usize)
     }
 }
 

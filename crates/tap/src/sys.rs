@@ -554,7 +554,7 @@ fn rw_nowait(nr: libc::c_long, fd: c_int, iov: &[libc::iovec]) -> isize {
 }
 
 /// Run `call` (-1 and errno on failure) again on EINTR.
-fn retry_eintr(mut call: impl FnMut() -> isize) -> Result<usize, Errno> {
+pub(crate) fn retry_eintr(mut call: impl FnMut() -> isize) -> Result<usize, Errno> {
     loop {
         let n = call();
         if n >= 0 {
@@ -734,22 +734,16 @@ impl Sys for RealSys {
     }
 
     fn netlink_send(&self, fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
-        loop {
-            // SAFETY: send reads msg.len() bytes from a live slice; an
-            // unconnected netlink socket sends to the kernel (port 0).
-            let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-            if n >= 0 {
-                // A netlink datagram goes whole or not at all.
-                return if n as usize == msg.len() {
-                    Ok(())
-                } else {
-                    Err(Errno::EMSGSIZE)
-                };
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => return Err(e),
-            }
+        // SAFETY: send reads msg.len() bytes from a live slice; an
+        // unconnected netlink socket sends to the kernel (port 0).
+        let n = retry_eintr(|| unsafe {
+            libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0)
+        })?;
+        // A netlink datagram goes whole or not at all.
+        if n == msg.len() {
+            Ok(())
+        } else {
+            Err(Errno::EMSGSIZE)
         }
     }
 
@@ -821,25 +815,16 @@ impl Sys for RealSys {
     }
 
     fn netlink_recv(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
-        loop {
-            // SAFETY: recv writes at most buf.len() bytes into a live
-            // mutable slice; MSG_TRUNC only changes the returned length.
-            let n = unsafe {
-                libc::recv(
-                    fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => return Err(e),
-            }
-        }
+        // SAFETY: recv writes at most buf.len() bytes into a live mutable
+        // slice; MSG_TRUNC only changes the returned length.
+        retry_eintr(|| unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
+        })
     }
 
     fn read_dir(&self, path: &CStr) -> Result<Vec<String>, Errno> {

@@ -9,6 +9,7 @@ use nix::errno::Errno;
 
 use crate::diagnose;
 use crate::error::{Error, Result};
+use crate::open::Tristate;
 use crate::sys::{IfReq, Ioctl, Sys};
 
 /// Where the TUN/TAP clone device lives.
@@ -32,6 +33,23 @@ pub fn open_vhost(sys: &dyn Sys, path: &CStr) -> Result<OwnedFd> {
         .map_err(|e| diagnose::open_vhost(Error::os(e, "open").with_path(path_str(path)), e))
 }
 
+/// The vhost-net fds of `queues` queues, as `want` asks: none (`Off`), one
+/// per queue or the error (`On`), one per queue or none (`Auto`: a partial
+/// set is closed when the Err is dropped).
+pub(crate) fn open_vhost_fds(
+    sys: &dyn Sys,
+    path: &CStr,
+    queues: usize,
+    want: Tristate,
+) -> Result<Vec<OwnedFd>> {
+    let all = || (0..queues).map(|_| open_vhost(sys, path)).collect();
+    match want {
+        Tristate::Off => Ok(Vec::new()),
+        Tristate::On => all(),
+        Tristate::Auto => Ok(all().unwrap_or_default()),
+    }
+}
+
 /// TUNGETFEATURES on `fd`.
 pub fn get_features(sys: &dyn Sys, fd: BorrowedFd<'_>) -> std::result::Result<u32, Errno> {
     let mut v: libc::c_uint = 0;
@@ -46,11 +64,23 @@ pub fn get_iff(sys: &dyn Sys, fd: BorrowedFd<'_>) -> std::result::Result<(String
     Ok((req.name(), req.flags()))
 }
 
+/// [`set_iff`] with the bare errno on failure, for a caller that handles
+/// some errnos itself and explains ([`diagnose::set_iff`]) only the errors
+/// it returns: the explanation looks the name up with rtnetlink and, for
+/// EBUSY, walks `/proc`.
+pub(crate) fn set_iff_raw(
+    sys: &dyn Sys,
+    fd: BorrowedFd<'_>,
+    name: &str,
+    flags: u16,
+) -> std::result::Result<String, Errno> {
+    let mut req = IfReq::with_name_flags(name, flags);
+    sys.ioctl(fd, &mut Ioctl::TunSetIff(&mut req))?;
+    Ok(req.name())
+}
+
 /// Attach `fd` to the device named `name` with `flags` (TUNSETIFF). Returns
 /// the device's name as the kernel filled it in.
 pub(crate) fn set_iff(sys: &dyn Sys, fd: BorrowedFd<'_>, name: &str, flags: u16) -> Result<String> {
-    let mut req = IfReq::with_name_flags(name, flags);
-    sys.ioctl(fd, &mut Ioctl::TunSetIff(&mut req))
-        .map_err(|e| diagnose::set_iff(sys, e, name, flags))?;
-    Ok(req.name())
+    set_iff_raw(sys, fd, name, flags).map_err(|e| diagnose::set_iff(sys, e, name, flags))
 }
