@@ -19,8 +19,15 @@ import { withNetns } from './netns'
 const RUNS = Number(process.env.VMTAP_BROKER_FUZZ_RUNS ?? 1500)
 const WARMUP = 2000
 const CONCURRENCY = 16
-/** The broker's per-connection deadline in this test. */
-const DEADLINE_MS = 400
+/**
+ * The broker's per-connection deadline in this test: its default. It covers a
+ * whole connection, a valid request's open included, and an open may queue
+ * behind the other connections on a busy machine; the silent and stalled
+ * connections still end on it (their `refuse ETIMEDOUT` lines are asserted).
+ */
+const DEADLINE_MS = 5000
+/** How long a connection may go neither answered nor closed: well above the broker's deadline. */
+const GUARD_MS = DEADLINE_MS + 25_000
 /**
  * How much the broker's VmRSS may grow over the RUNS connections after the
  * warm-up. V8 keeps the heap pages it grew into: measured here, the broker's
@@ -96,9 +103,9 @@ rootTest(
               connections++
               const s = connect(stage.sock)
               const guard = setTimeout(() => {
-                failures.push('a connection was neither answered nor closed by the broker within 10 s')
+                failures.push(`a connection was neither answered nor closed by the broker within ${GUARD_MS} ms`)
                 s.destroy()
-              }, 10_000)
+              }, GUARD_MS)
               s.on('error', () => {})
               s.on('data', () => {}) // read whatever comes (an error frame), to EOF
               s.once('close', () => {

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { checkOpenTapOptions, gcTaps, limits, listTaps, openTap, TapError, type TapInfo, tapHolders } from '../index'
 import { makeError } from '../lib/errors'
 import { native } from '../lib/native'
-import { ensureDistBuilt, rootTest } from './helpers'
+import { ensureDistBuilt, rootTest, uniqueName } from './helpers'
 import { runIn, withNetns } from './netns'
 
 const scenario = 'scenarios/inventory.ts'
@@ -138,7 +138,9 @@ rootTest(
   'a child holds a single-queue tap: openTap fails with EBUSY naming its pid; tapHolders lists it',
   async (t) => {
     const cli = ensureDistBuilt()
-    const r = await withNetns((ns) => runIn<Row>(ns, scenario, 'busyByChild', [cli]))
+    // A name of this run's: the holders walk matches names in every namespace of the machine.
+    const name = uniqueName('bsq')
+    const r = await withNetns((ns) => runIn<Row>(ns, scenario, 'busyByChild', [cli, name]))
     t.like(r.busy, { code: 'EBUSY', isTapError: true })
     t.true(r.busy.message.includes(`held by pid ${r.pid} (${r.comm})`), r.busy.message)
     const expected = [{ pid: r.pid, command: r.comm, fds: [3] }]
@@ -146,7 +148,7 @@ rootTest(
     t.deepEqual(r.holders, expected)
     // The same through the CLI.
     t.is(r.cliHolders.status, 0)
-    t.deepEqual(JSON.parse(r.cliHolders.stdout), { schema: 1, ifname: 'bsq0', holders: expected })
+    t.deepEqual(JSON.parse(r.cliHolders.stdout), { schema: 1, ifname: name, holders: expected })
     const [w1, w2] = [Math.max(3, String(r.pid).length), Math.max(7, r.comm.length)]
     const line = (a: string, b: string, c: string) => `${a.padEnd(w1)}  ${b.padEnd(w2)}  ${c}\n`
     t.is(r.cliHoldersText.stdout, line('PID', 'COMMAND', 'FDS') + line(String(r.pid), r.comm, '3'))
@@ -163,14 +165,16 @@ rootTest(
   'vmtap gc --tag T: unheld tagged goes, held/untagged/other tag stay; the held one goes once released',
   async (t) => {
     const cli = ensureDistBuilt()
-    const r = await withNetns((ns) => runIn<Row>(ns, scenario, 'gcByCli', [cli]))
-    const all = ['gfree0:T', 'gfreem0:T', 'gheld0:T', 'gother0:U', 'guntag0:-']
+    // Names of this run's: gc names the holders of what it keeps, found by name in every namespace.
+    const p = uniqueName('i')
+    const r = await withNetns((ns) => runIn<Row>(ns, scenario, 'gcByCli', [cli, p]))
+    const all = [`${p}gfree0:T`, `${p}gfreem0:T`, `${p}gheld0:T`, `${p}gother0:U`, `${p}guntag0:-`]
     t.is(r.dry.status, 0)
     const dry = JSON.parse(r.dry.stdout)
     t.true(dry.dryRun)
     t.deepEqual(
       dry.removed.map((e: Row) => e.ifname),
-      ['gfree0', 'gfreem0'],
+      [`${p}gfree0`, `${p}gfreem0`],
     )
     t.deepEqual(r.afterDry, all, 'a dry run removes nothing')
     t.is(r.first.status, 0, r.first.stderr)
@@ -178,15 +182,15 @@ rootTest(
     t.like(first, { schema: 1, dryRun: false, failed: [] })
     t.deepEqual(
       first.removed.map((e: Row) => `${e.ifname}:${e.tag}`),
-      ['gfree0:T', 'gfreem0:T'],
+      [`${p}gfree0:T`, `${p}gfreem0:T`],
     )
     t.is(first.kept.length, 1)
-    t.like(first.kept[0], { ifname: 'gheld0', tag: 'T' })
+    t.like(first.kept[0], { ifname: `${p}gheld0`, tag: 'T' })
     t.deepEqual(first.kept[0].holders, [{ pid: r.pid, command: r.comm, fds: [3] }])
-    t.deepEqual(r.afterFirst, ['gheld0:T', 'gother0:U', 'guntag0:-'])
+    t.deepEqual(r.afterFirst, [`${p}gheld0:T`, `${p}gother0:U`, `${p}guntag0:-`])
     t.is(r.second.status, 0)
-    t.is(r.second.stdout, 'removed gheld0 (tag T)\n')
-    t.deepEqual(r.afterSecond, ['gother0:U', 'guntag0:-'])
+    t.is(r.second.stdout, `removed ${p}gheld0 (tag T)\n`)
+    t.deepEqual(r.afterSecond, [`${p}gother0:U`, `${p}guntag0:-`])
     t.deepEqual(r.api, { dryRun: false, removed: [], kept: [], failed: [] })
   },
 )

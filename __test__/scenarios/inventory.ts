@@ -68,15 +68,18 @@ function errInfo(f: () => unknown) {
   }
 }
 
-/** A child holds a single-queue device: openTap's EBUSY names it, tapHolders lists it. */
-export async function busyByChild(cliPath: string) {
-  const { child, pid } = await holdInChild('bsq0')
+/**
+ * A child holds a single-queue device: openTap's EBUSY names it, tapHolders lists it.
+ * `name` is the test's own: the holders walk matches names in every namespace of the machine.
+ */
+export async function busyByChild(cliPath: string, name: string) {
+  const { child, pid } = await holdInChild(name)
   try {
     const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
-    const busy = errInfo(() => openTap({ name: 'bsq0' }))
-    const holders = tapHolders('bsq0')
-    const cliHolders = cli(cliPath, 'holders', 'bsq0', '--json')
-    const cliHoldersText = cli(cliPath, 'holders', 'bsq0')
+    const busy = errInfo(() => openTap({ name }))
+    const holders = tapHolders(name)
+    const cliHolders = cli(cliPath, 'holders', name, '--json')
+    const cliHoldersText = cli(cliPath, 'holders', name)
     const cliList = cli(cliPath, 'list', '--json')
     const list = listTaps()
     const cliMissing = cli(cliPath, 'holders', 'nope0')
@@ -91,8 +94,8 @@ export async function busyByChild(cliPath: string) {
       cliList,
       list,
       cliMissing,
-      after: tapHolders('bsq0'),
-      gone: !listTaps().some((t) => t.ifname === 'bsq0'),
+      after: tapHolders(name),
+      gone: !listTaps().some((t) => t.ifname === name),
     }
   } finally {
     await release(child)
@@ -108,14 +111,18 @@ function cli(cliPath: string, ...args: string[]) {
   }
 }
 
-/** vmtap gc --tag T: an unheld tagged device goes; held, untagged and other-tagged stay; held goes once released. */
-export async function gcByCli(cliPath: string) {
-  openTap({ name: 'gfree0', persist: true, tag: 'T' }).close()
-  openTap({ name: 'gfreem0', persist: true, tag: 'T', queues: 2 }).close()
-  openTap({ name: 'gheld0', persist: true, tag: 'T' }).close()
-  openTap({ name: 'guntag0', persist: true }).close()
-  openTap({ name: 'gother0', persist: true, tag: 'U' }).close()
-  const { child, pid } = await holdInChild('gheld0')
+/**
+ * vmtap gc --tag T: an unheld tagged device goes; held, untagged and other-tagged stay; held goes once released.
+ * The devices' names start with the test's own `prefix`: gc names the holders of what it keeps,
+ * found by name in every namespace of the machine.
+ */
+export async function gcByCli(cliPath: string, prefix: string) {
+  openTap({ name: `${prefix}gfree0`, persist: true, tag: 'T' }).close()
+  openTap({ name: `${prefix}gfreem0`, persist: true, tag: 'T', queues: 2 }).close()
+  openTap({ name: `${prefix}gheld0`, persist: true, tag: 'T' }).close()
+  openTap({ name: `${prefix}guntag0`, persist: true }).close()
+  openTap({ name: `${prefix}gother0`, persist: true, tag: 'U' }).close()
+  const { child, pid } = await holdInChild(`${prefix}gheld0`)
   const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
   const persistent = () =>
     listTaps()

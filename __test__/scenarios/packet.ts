@@ -231,10 +231,61 @@ export async function closeWhileReading() {
   }
 }
 
+/** read(2)'s number, as /proc/<pid>/syscall shows it. */
+const READ_SYSCALL: Partial<Record<string, number>> = { x64: 0, arm64: 63 }
+
+/** The state letter of /proc/<pid>/stat (after the parenthesised command, which may hold a parenthesis). */
+const procState = (pid: number) => {
+  const st = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return st[st.lastIndexOf(')') + 2]
+}
+
+/**
+ * `head -c 1` with `fd` as its stdin, watched until it sleeps in read(0, ...)
+ * (bounded), then killed. /proc/<pid>/syscall shows the syscall a task that
+ * is not running is in ("running" while it runs); it must show read on fd 0
+ * on both sides of a look at /proc/<pid>/stat saying S (asleep), so a task
+ * merely preempted in a read that would not block is not taken for blocked.
+ * A non-blocking fd would end the read at once (EAGAIN) and head with it.
+ */
+async function blockedInRead(fd: number) {
+  const nr = READ_SYSCALL[process.arch]
+  if (nr === undefined) throw new Error(`read(2)'s syscall number on ${process.arch} is not known here`)
+  const c = spawn('head', ['-c', '1'], { stdio: [fd, 'ignore', 'ignore'] })
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    c.on('close', (code, signal) => resolve({ code, signal })),
+  )
+  let exited = false
+  c.once('exit', () => {
+    exited = true
+  })
+  const inRead = (pid: number) => {
+    const line = readFileSync(`/proc/${pid}/syscall`, 'utf8').trim()
+    const [n, arg0] = line.split(' ')
+    return { line, yes: Number(n) === nr && Number(arg0) === 0 }
+  }
+  let syscall = ''
+  let blocked = false
+  const until = Date.now() + 30_000
+  while (c.pid !== undefined && !exited && Date.now() < until) {
+    try {
+      const before = inRead(c.pid)
+      syscall = before.line
+      blocked = before.yes && procState(c.pid) === 'S' && inRead(c.pid).yes
+    } catch {
+      // not started yet, or gone: the exit event tells
+    }
+    if (blocked) break
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  c.kill('SIGKILL')
+  return { blocked: { inRead: blocked, ...(await closed) }, syscall }
+}
+
 /**
  * A queue read and written by vmtap keeps its blocking flags: what a VMM
  * handed the same queue sees. A child given queue 0 by handOff blocks in
- * read(2) (killed by timeout: 124), while vmtap waits on it too.
+ * read(2) until it is killed, while vmtap waits on it too.
  */
 export async function flagsStayBlocking() {
   const tap = openTap({ name: 'evfl0', queues: 2 })
@@ -252,16 +303,14 @@ export async function flagsStayBlocking() {
       encoding: 'utf8',
     })
     // The child reads queue 0 with its own blocking read: the link is down, no frame comes.
-    const blocked = await new Promise<number | null>((resolve) => {
-      const c = spawn('timeout', ['0.3', 'head', '-c', '1'], { stdio: [tap.tapFds[0], 'ignore', 'ignore'] })
-      c.on('close', (code) => resolve(code))
-    })
+    const { blocked, syscall } = await blockedInRead(tap.tapFds[0])
     tap.close()
     const ended = await pending
     return {
       flags,
       childNonblock: (parseInt(/flags:\s+([0-7]+)/.exec(childFlags)![1], 8) & O_NONBLOCK) !== 0,
       blocked,
+      syscall,
       writeErr,
       ended: ended.done,
     }

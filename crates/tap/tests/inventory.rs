@@ -2,7 +2,11 @@
 //! each test in a network namespace of its own, compared with `ip -j`.
 //! Needs root (ignored otherwise; scripts/test-rust.mjs includes them as
 //! root). Device names differ between tests: the holders walk sees this
-//! whole process, whose threads hold devices in several namespaces.
+//! whole process, whose threads hold devices in several namespaces. The
+//! tests that look at holders go further: the walk sees every process of the
+//! machine, in any namespace, so their names carry this process's id
+//! ([`dev`]) and another copy of the suite running meanwhile holds none of
+//! them.
 //!
 //! The tests take turns ([`serial`]): reading `/proc/<pid>/fdinfo/<fd>`
 //! holds a reference to that file for a moment, and a close() racing with
@@ -33,6 +37,14 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// One test at a time (see the module docs).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `base` made this run's own: `i<pid><base>` (at most 1 + 7 + 7 bytes for a
+/// `base` of 7). The holders walk matches device names machine-wide.
+fn dev(base: &str) -> String {
+    let name = format!("i{}{base}", std::process::id());
+    assert!(name.len() < libc::IFNAMSIZ, "{name} is too long");
+    name
 }
 
 fn detach_queue(fd: &OwnedFd) {
@@ -190,21 +202,23 @@ fn holders_and_ebusy_name_the_process() {
     let _serial = serial();
     let ns = Netns::new("hold");
     let me = std::process::id();
-    let held = ns.hold("hsq0", IFF_TAP | IFF_NO_PI, 1);
-    let mq = ns.hold("hmq0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 3);
+    let (sq, mq_name, none) = (dev("hsq0"), dev("hmq0"), dev("hnone0"));
+    let held = ns.hold(&sq, IFF_TAP | IFF_NO_PI, 1);
+    let mq = ns.hold(&mq_name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 3);
     let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
     let comm = comm.trim_end();
 
-    let h = tap_holders(&RealSys, "hsq0").unwrap();
+    let h = tap_holders(&RealSys, &sq).unwrap();
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!((h[0].pid, h[0].command.as_str()), (me, comm));
     assert_eq!(h[0].fds, raw_fds(&held));
-    let h = tap_holders(&RealSys, "hmq0").unwrap();
+    let h = tap_holders(&RealSys, &mq_name).unwrap();
+    assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0].fds, raw_fds(&mq));
-    assert!(tap_holders(&RealSys, "hnone0").unwrap().is_empty());
+    assert!(tap_holders(&RealSys, &none).unwrap().is_empty());
     // Opening the held single-queue device: EBUSY, naming this process.
     let opts = OpenOptions {
-        name: "hsq0".into(),
+        name: sq.clone(),
         vnet_hdr: Tristate::Off,
         ..OpenOptions::default()
     };
@@ -221,7 +235,7 @@ fn holders_and_ebusy_name_the_process() {
     );
     // Released: the device (not persistent) is gone, and so are its holders.
     drop(held);
-    assert!(tap_holders(&RealSys, "hsq0").unwrap().is_empty());
+    assert!(tap_holders(&RealSys, &sq).unwrap().is_empty());
 }
 
 #[test]
@@ -293,7 +307,7 @@ fn tags_and_stats_of_an_open_device() {
 /// The gc's devices: what each is, and whether it must survive a gc of `t`.
 fn gc_setup(ns: &Netns) -> Vec<OwnedFd> {
     let tag = |dev: &str, t: &str| ns.ip(&["link", "set", dev, "alias", &format!("vmtap:tag={t}")]);
-    for (dev, mq) in [
+    for (base, mq) in [
         ("gfree0", false),  // tagged t, unheld: removed
         ("gfreem0", true),  // tagged t, multi-queue, unheld: removed
         ("gheld0", false),  // tagged t, held: kept
@@ -301,22 +315,28 @@ fn gc_setup(ns: &Netns) -> Vec<OwnedFd> {
         ("guntag0", false), // untagged: never touched
         ("gother0", false), // tagged u: only a gc of any tag removes it
     ] {
-        let mut args = vec!["tuntap", "add", "dev", dev, "mode", "tap"];
+        let name = dev(base);
+        let mut args = vec!["tuntap", "add", "dev", &name, "mode", "tap"];
         if mq {
             args.push("multi_queue");
         }
         ns.ip(&args);
     }
-    for dev in ["gfree0", "gfreem0", "gheld0", "gheldm0"] {
-        tag(dev, "t");
+    for base in ["gfree0", "gfreem0", "gheld0", "gheldm0"] {
+        tag(&dev(base), "t");
     }
-    tag("gother0", "u");
-    ns.ip(&["link", "set", "guntag0", "alias", "not a tag"]);
-    let mut fds = ns.hold("gheld0", IFF_TAP | IFF_NO_PI, 1);
-    let m = ns.hold("gheldm0", IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 1);
+    tag(&dev("gother0"), "u");
+    ns.ip(&["link", "set", &dev("guntag0"), "alias", "not a tag"]);
+    let mut fds = ns.hold(&dev("gheld0"), IFF_TAP | IFF_NO_PI, 1);
+    let m = ns.hold(&dev("gheldm0"), IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 1);
     detach_queue(&m[0]);
     fds.extend(m);
     fds
+}
+
+/// [`dev`] of each.
+fn devs(bases: &[&str]) -> Vec<String> {
+    bases.iter().map(|b| dev(b)).collect()
 }
 
 fn names<T>(v: &[(vmtap_core::gc::GcEntry, T)]) -> Vec<&str> {
@@ -338,15 +358,15 @@ fn gc_removes_unheld_tagged_devices_only() {
 
     let dry = ns.enter(|| gc_taps(&RealSys, &t(true))).unwrap();
     let removed: Vec<&str> = dry.removed.iter().map(|e| e.ifname.as_str()).collect();
-    assert_eq!(removed, ["gfree0", "gfreem0"]);
-    assert_eq!(names(&dry.kept), ["gheld0", "gheldm0"]);
+    assert_eq!(removed, devs(&["gfree0", "gfreem0"]));
+    assert_eq!(names(&dry.kept), devs(&["gheld0", "gheldm0"]));
     assert_eq!(ns.persistent_taps(), all, "a dry run removes nothing");
 
     let r = ns.enter(|| gc_taps(&RealSys, &t(false))).unwrap();
     let removed: Vec<&str> = r.removed.iter().map(|e| e.ifname.as_str()).collect();
-    assert_eq!(removed, ["gfree0", "gfreem0"]);
+    assert_eq!(removed, devs(&["gfree0", "gfreem0"]));
     assert!(r.failed.is_empty(), "{:?}", r.failed);
-    assert_eq!(names(&r.kept), ["gheld0", "gheldm0"]);
+    assert_eq!(names(&r.kept), devs(&["gheld0", "gheldm0"]));
     let me = std::process::id();
     for (e, holders) in &r.kept {
         assert_eq!(holders.len(), 1, "{}: {holders:?}", e.ifname);
@@ -355,15 +375,15 @@ fn gc_removes_unheld_tagged_devices_only() {
     }
     assert_eq!(
         ns.persistent_taps(),
-        ["gheld0", "gheldm0", "gother0", "guntag0"]
+        devs(&["gheld0", "gheldm0", "gother0", "guntag0"])
     );
 
     // The holders let go: a second gc takes them.
     drop(held);
     let r = ns.enter(|| gc_taps(&RealSys, &t(false))).unwrap();
     let removed: Vec<&str> = r.removed.iter().map(|e| e.ifname.as_str()).collect();
-    assert_eq!(removed, ["gheld0", "gheldm0"]);
-    assert_eq!(ns.persistent_taps(), ["gother0", "guntag0"]);
+    assert_eq!(removed, devs(&["gheld0", "gheldm0"]));
+    assert_eq!(ns.persistent_taps(), devs(&["gother0", "guntag0"]));
     // Any tag: the other one too; untagged never.
     let r = ns
         .enter(|| gc_taps(&RealSys, &GcOptions::default()))
@@ -371,9 +391,9 @@ fn gc_removes_unheld_tagged_devices_only() {
     assert_eq!(r.removed.len(), 1);
     assert_eq!(
         (r.removed[0].ifname.as_str(), r.removed[0].tag.as_str()),
-        ("gother0", "u")
+        (dev("gother0").as_str(), "u")
     );
-    assert_eq!(ns.persistent_taps(), ["guntag0"]);
+    assert_eq!(ns.persistent_taps(), devs(&["guntag0"]));
 }
 
 /// RealSys, plus a "VMM" that attaches a queue to `name` at a chosen moment

@@ -149,14 +149,16 @@ fn thread_netns() -> std::path::PathBuf {
     std::fs::read_link("/proc/thread-self/ns/net").unwrap()
 }
 
-/// The `.vmtap-*` directories in `dir`.
-fn private_dirs(dir: &str) -> Vec<String> {
-    std::fs::read_dir(dir)
+/// The directory of the node an fd was opened from (`/dev/.vmtap-XXXXXX`
+/// for `/dev/.vmtap-XXXXXX/tap5 (deleted)`).
+fn opened_dir(fd: &OwnedFd) -> String {
+    let from = opened_from(fd);
+    let path = from.strip_suffix(" (deleted)").unwrap_or(&from);
+    std::path::Path::new(path)
+        .parent()
         .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".vmtap-"))
-        .collect()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn os(e: &Error) -> &vmtap_core::OsError {
@@ -420,11 +422,16 @@ fn the_same_ifindex_in_two_namespaces_gets_the_right_device() {
             "{from}"
         );
     }
-    assert_eq!(
-        private_dirs("/dev"),
-        Vec::<String>::new(),
-        "vmtap's node is gone"
-    );
+    // vmtap's node and its directory are gone. Only the directories this
+    // open made are looked at: /dev is shared with every process of the
+    // machine, and another vmtap may have a `.vmtap-*` of its own there.
+    let mut dirs: Vec<String> = tap.tap_fds().iter().map(opened_dir).collect();
+    dirs.dedup();
+    let left: Vec<&String> = dirs
+        .iter()
+        .filter(|d| std::fs::symlink_metadata(d).is_ok())
+        .collect();
+    assert_eq!(left, Vec::<&String>::new(), "vmtap's node is gone");
     tap.close().unwrap();
     assert!(!exists(&b, "mv0"));
     assert!(exists(&a, "mv0"), "A's macvtap is untouched");

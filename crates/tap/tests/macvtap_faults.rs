@@ -48,10 +48,34 @@ fn entries(dir: &str) -> Vec<String> {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| dir != "/dev" || n.starts_with(".vmtap-"))
         .collect();
     v.sort();
     v
+}
+
+/// The private directories this run made: the parents of the nodes it
+/// asked for (a successful mkdtemp is always followed by its mknod, which
+/// is recorded even when it is the call that fails).
+fn made_dirs(sys: &FaultSys<RealSys>) -> Vec<String> {
+    sys.calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Mknod(path) => std::path::Path::new(path)
+                .parent()
+                .map(|d| d.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Of the directories this run made, those still there. /dev is shared with
+/// every process of the machine (another vmtap makes its own `.vmtap-*`
+/// there), so only this run's own are looked for.
+fn left_dirs(sys: &FaultSys<RealSys>) -> Vec<String> {
+    made_dirs(sys)
+        .into_iter()
+        .filter(|d| fs::symlink_metadata(d).is_ok())
+        .collect()
 }
 
 struct Case {
@@ -174,6 +198,12 @@ fn run_all(ns: &Netns, private: &str) {
             "{}: clean run left a link",
             case.label
         );
+        assert_eq!(
+            left_dirs(&clean),
+            Vec::<String>::new(),
+            "{}: clean run left a private directory",
+            case.label
+        );
 
         let fds = fd_count();
         let threads = thread_count();
@@ -233,10 +263,18 @@ fn run_all(ns: &Netns, private: &str) {
                 Vec::<String>::new(),
                 "{what}: a link survived"
             );
+            if dev_dir != "/dev" {
+                // The test's own directory: nothing at all may be left in it.
+                assert_eq!(
+                    entries(&dev_dir),
+                    Vec::<String>::new(),
+                    "{what}: a node or directory survived"
+                );
+            }
             assert_eq!(
-                entries(&dev_dir),
+                left_dirs(&sys),
                 Vec::<String>::new(),
-                "{what}: a node or directory survived"
+                "{what}: a private directory survived"
             );
             assert_eq!(thread_count(), threads, "{what}: a thread survived");
             assert_eq!(
