@@ -80,6 +80,23 @@ export function offloadsToBits(value: unknown, name: string): number {
   return bits
 }
 
+/**
+ * @internal `vnetHdr: false` with offloads (TUNSETOFFLOAD bits, 0 for none) or
+ * a header size is refused: virtio-net headers carry them. openTap's and the
+ * broker's rule.
+ */
+export function checkVnetHdrFor(
+  vnetHdr: Tristate | undefined,
+  offloadBits: number,
+  hasSize: boolean,
+  name: string,
+  value: unknown,
+): void {
+  if (vnetHdr === false && (offloadBits !== 0 || hasSize)) {
+    throw invalidValue(name, 'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)', value)
+  }
+}
+
 /** @internal TUNSETOFFLOAD bits → offloads by name. */
 export function bitsToOffloads(bits: number): Required<Offloads> {
   const out = {} as Required<Offloads>
@@ -344,13 +361,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   if (c.uniqueName && n.name !== '' && !n.name.includes('%d')) {
     throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
   }
-  if (n.vnetHdr === false && ((c.offloads ?? 0) !== 0 || c.vnetHdrSize !== null)) {
-    throw invalidValue(
-      'options.vnetHdr',
-      'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)',
-      o.vnetHdr,
-    )
-  }
+  checkVnetHdrFor(n.vnetHdr, c.offloads ?? 0, c.vnetHdrSize !== null, 'options.vnetHdr', o.vnetHdr)
   n.config = c
   return n
 }

@@ -7,7 +7,7 @@
 
 import { invalidType, invalidValue } from '../errors'
 import { limits } from '../limits'
-import { offloadsToBits, bitsToOffloads, type Offloads } from '../options'
+import { bitsToOffloads, checkVnetHdrFor, type Offloads, offloadsToBits } from '../options'
 import {
   snapshotOptions,
   type Tristate,
@@ -130,7 +130,11 @@ export function normalizeRemoteOptions(options: unknown, argName = 'options'): R
   if (o.vhost !== undefined) out.vhost = validateTristate(o.vhost, at('vhost'), false)
   if (o.vnetHdrSize !== undefined)
     out.vnetHdrSize = validateVnetHdrSize(o.vnetHdrSize, at('vnetHdrSize')) as RemoteTapOptions['vnetHdrSize']
-  if (o.offloads !== undefined) out.offloads = bitsToOffloads(offloadsToBits(o.offloads, at('offloads')))
+  let offloadBits = 0
+  if (o.offloads !== undefined) {
+    offloadBits = offloadsToBits(o.offloads, at('offloads'))
+    out.offloads = bitsToOffloads(offloadBits)
+  }
   if (o.persist !== undefined) out.persist = validateBoolean(o.persist, at('persist'))
   if (o.mtu !== undefined) out.mtu = validateMtu(o.mtu, at('mtu'))
   if (o.mac !== undefined) {
@@ -150,13 +154,7 @@ export function normalizeRemoteOptions(options: unknown, argName = 'options'): R
     netnsPath(o.netns, at('netns'))
     out.netns = o.netns as string
   }
-  if (out.vnetHdr === false && (out.vnetHdrSize !== undefined || offloadsToBits(out.offloads ?? {}, 'x') !== 0)) {
-    throw invalidValue(
-      at('vnetHdr'),
-      'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)',
-      o.vnetHdr,
-    )
-  }
+  checkVnetHdrFor(out.vnetHdr, offloadBits, out.vnetHdrSize !== undefined, at('vnetHdr'), o.vnetHdr)
   return out
 }
 
