@@ -336,7 +336,7 @@ export function addMacvtapFlags(cmd: Command): Command {
 }
 
 /** --netns, the same on every command that takes it. */
-export const NETNS_HELP = 'work in this network namespace: a name (as ip netns has it) or a namespace file path'
+const NETNS_HELP = 'work in this network namespace: a name (as ip netns has it) or a namespace file path'
 export function addNetnsFlag(cmd: Command): Command {
   return cmd.option('--netns <name|path>', NETNS_HELP)
 }
