@@ -13,7 +13,9 @@ import type {
 import { validateAddresses, validateRoutes } from './net'
 import {
   type NetnsSpec,
+  netnsOf,
   snapshotOptions,
+  TUN_PATH,
   type Tristate,
   validateBoolean,
   validateDeviceName,
@@ -23,11 +25,11 @@ import {
   validateMac,
   validateMtu,
   validateName,
-  validateNetns,
   validatePath,
   validateTag,
   validateTristate,
   validateVnetHdrSize,
+  VHOST_PATH,
 } from './validate'
 import { limits } from './limits'
 
@@ -316,10 +318,10 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     queues: o.queues === undefined ? 1 : validateInteger(o.queues, 'options.queues', 1, limits.maxQueues),
     vnetHdr: validateTristate(o.vnetHdr, 'options.vnetHdr', 'auto'),
     vhost: validateTristate(o.vhost, 'options.vhost', false),
-    tunPath: o.tunPath === undefined ? null : validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun'),
-    vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+    tunPath: o.tunPath === undefined ? null : validatePath(o.tunPath, 'options.tunPath', TUN_PATH),
+    vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', VHOST_PATH),
     config: null,
-    netns: o.netns === undefined ? null : validateNetns(o.netns, 'options.netns'),
+    netns: netnsOf(o.netns),
   }
   if (mode === 'tun') checkTunOptions(o)
   if (!CONFIG_KEYS.some((k) => o[k] !== undefined)) return n
@@ -462,11 +464,11 @@ export function normalizeMacvtapOptions(options: unknown): NormalizedMacvtap {
   }
   const name = validateName(o.name, 'options.name', 'macvtap%d')
   if (name === link) throw invalidValue('options.name', 'must not be the name of its lower link', o.name)
-  const netns = o.netns === undefined ? null : validateNetns(o.netns, 'options.netns')
+  const netns = netnsOf(o.netns)
   let config: NativeMacvtapConfig | null = null
   if (['vhostPath', 'mac', 'mtu', 'up', 'persist', 'tag'].some((k) => o[k] !== undefined)) {
     config = {
-      vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+      vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', VHOST_PATH),
       mac: o.mac === undefined ? null : validateMac(o.mac, 'options.mac'),
       mtu: o.mtu === undefined ? null : validateMtu(o.mtu, 'options.mtu'),
       up: o.up === undefined ? false : validateBoolean(o.up, 'options.up'),

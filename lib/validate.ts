@@ -226,6 +226,16 @@ export function validateNetns(value: unknown, name: string): NetnsSpec {
   return `/run/netns/${value}`
 }
 
+/** @internal `options.netns` of the calls that take one: null when absent. */
+export function netnsOf(value: unknown): NetnsSpec | null {
+  return value === undefined ? null : validateNetns(value, 'options.netns')
+}
+
+/** @internal The TUN/TAP clone device where no `tunPath` says otherwise. */
+export const TUN_PATH = '/dev/net/tun'
+/** @internal The vhost-net device where no `vhostPath` says otherwise. */
+export const VHOST_PATH = '/dev/vhost-net'
+
 /**
  * @internal The exact name of an existing device (to delete, to look up): no
  * template. It accepts what validateIfName accepts (that rule, in one place),
