@@ -132,20 +132,32 @@ export function networkOf(c: Cidr): number[] {
   })
 }
 
-/** An interface address in CIDR form (host bits kept); a bare one is /32 or /128. @internal */
-export function validateAddress(value: unknown, name: string): string {
+/** An interface address, parsed and checked. */
+function addressCidr(value: unknown, name: string): Cidr {
   const c = parseCidr(value, name)
   checkAddress(c, name, value)
-  return value as string
+  return c
 }
 
-/** A route destination in CIDR form, host bits zero (`/0` is the default route). @internal */
-export function validateRoute(value: unknown, name: string): string {
+/** A route destination, parsed and checked. */
+function routeCidr(value: unknown, name: string): Cidr {
   const c = parseCidr(value, name)
   const net = networkOf(c)
   if (net.some((x, i) => x !== c.bytes[i])) {
     throw invalidValue(name, `must have no host bits set; the network is ${formatIp(net)}/${c.prefixLen}`, value)
   }
+  return c
+}
+
+/** An interface address in CIDR form (host bits kept); a bare one is /32 or /128. @internal */
+export function validateAddress(value: unknown, name: string): string {
+  addressCidr(value, name)
+  return value as string
+}
+
+/** A route destination in CIDR form, host bits zero (`/0` is the default route). @internal */
+export function validateRoute(value: unknown, name: string): string {
+  routeCidr(value, name)
   return value as string
 }
 
@@ -153,7 +165,7 @@ function list(
   value: unknown,
   name: string,
   max: number,
-  one: (v: unknown, n: string) => string,
+  one: (v: unknown, n: string) => Cidr,
   key: (c: Cidr) => string,
 ): string[] {
   if (!isArray(value, name)) throw invalidType(name, 'an array of strings', value)
@@ -161,21 +173,20 @@ function list(
   if (items.length > max) throw outOfRange(`${name}.length`, `<= ${max}`, items.length)
   const seen = new Map<string, number>()
   return items.map((v, i) => {
-    const s = one(v, `${name}[${i}]`)
-    const k = key(parseCidr(s, `${name}[${i}]`))
+    const k = key(one(v, `${name}[${i}]`))
     const j = seen.get(k)
     if (j !== undefined) throw invalidValue(`${name}[${i}]`, `repeats ${name}[${j}]`, v)
     seen.set(k, i)
-    return s
+    return v as string
   })
 }
 
 /** openTap's `addresses`: at most limits.maxAddresses, none twice (whatever the prefix length). @internal */
 export function validateAddresses(value: unknown, name: string): string[] {
-  return list(value, name, limits.maxAddresses, validateAddress, (c) => c.bytes.join('.'))
+  return list(value, name, limits.maxAddresses, addressCidr, (c) => c.bytes.join('.'))
 }
 
 /** openTap's `routes`: at most limits.maxRoutes, none twice. @internal */
 export function validateRoutes(value: unknown, name: string): string[] {
-  return list(value, name, limits.maxRoutes, validateRoute, (c) => `${c.bytes.join('.')}/${c.prefixLen}`)
+  return list(value, name, limits.maxRoutes, routeCidr, (c) => `${c.bytes.join('.')}/${c.prefixLen}`)
 }
