@@ -318,10 +318,13 @@ export function checkNic(nic: NicSpec, where?: (flag: string) => string): void {
   else checkOpenTapOptions(nicOpenOptions(nic))
 }
 
-/** Open a NIC: a TAP device, or a macvtap on `nic.macvtap`; `persist` as asked. */
-export function openNic(nic: NicSpec, extra: { persist?: boolean } = {}): TapDevice {
+/** openTap's options that a macvtap does not take, for {@link openNic}. */
+export type TapOnlyOptions = Pick<OpenTapOptions, 'exclusive' | 'owner' | 'group'>
+
+/** Open a NIC: a TAP device (with `tapOnly`), or a macvtap on `nic.macvtap`; `persist` as asked. */
+export function openNic(nic: NicSpec, extra: { persist?: boolean } = {}, tapOnly: TapOnlyOptions = {}): TapDevice {
   if (isMacvtapNic(nic)) return openMacvtap({ ...nicMacvtapOptions(nic), ...extra })
-  return openTap({ ...nicOpenOptions(nic), ...extra })
+  return openTap({ ...nicOpenOptions(nic), ...extra, ...tapOnly })
 }
 
 /** The macvtap flags exec and create both take. */
