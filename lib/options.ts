@@ -442,8 +442,8 @@ const MACVTAP_KEYS = [
   'tag',
 ] as const
 
-/** @internal The validated arguments of the addon's openMacvtap, and the namespace as given. */
-export interface NormalizedMacvtap {
+/** The validated arguments of the addon's openMacvtap, and the namespace as given. */
+interface NormalizedMacvtap {
   args: NativeMacvtapArgs
   netns: NetnsSpec | null
 }

@@ -340,7 +340,7 @@ export interface Requester {
 }
 
 /** authorize()'s answer. */
-export type Decision =
+type Decision =
   | {
       granted: true
       rule: PolicyRule

@@ -26,9 +26,7 @@ export const PROTOCOL_VERSION = 1
 /** The largest JSON payload of one frame, in bytes. */
 export const MAX_MESSAGE_BYTES = 4096
 /** The length prefix. */
-export const HEADER_BYTES = 4
-/** The most fds one response carries: a tap fd and a vhost fd per queue. */
-export const MAX_RESPONSE_FDS = 2 * limits.maxQueues
+const HEADER_BYTES = 4
 
 /** A malformed frame or message: `code` is the errno name the other side gets (EPROTO, EMSGSIZE, EPROTONOSUPPORT). */
 export class ProtocolError extends Error {
@@ -159,7 +157,7 @@ export function normalizeRemoteOptions(options: unknown, argName = 'options'): R
 }
 
 /** A request: open a device. */
-export interface OpenRequest {
+interface OpenRequest {
   v: typeof PROTOCOL_VERSION
   op: 'open'
   options: RemoteTapOptions
@@ -192,7 +190,7 @@ export interface ErrorResponse {
   rule?: string
 }
 
-export type Response = GrantResponse | ErrorResponse
+type Response = GrantResponse | ErrorResponse
 
 /** One frame: the 4-byte big-endian length, then the JSON. */
 export function encodeFrame(message: object): Buffer {
