@@ -452,7 +452,6 @@ interface NormalizedMacvtap {
 export function normalizeMacvtapOptions(options: unknown): NormalizedMacvtap {
   if (options === undefined) throw invalidType('options', 'of type object', options)
   const o = snapshotOptions(options, 'options', MACVTAP_KEYS)
-  if (o.link === undefined) throw invalidType('options.link', 'of type string', o.link)
   const link = validateDeviceName(o.link, 'options.link', 'the lower device')
   let mode: MacvtapMode = 'bridge'
   if (o.mode !== undefined) {
