@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander'
 
-import { openMacvtap, openTap, type TapDevice } from '../index'
+import type { TapDevice } from '../index'
 import { renameOptions, UsageError } from './errors'
 import {
   addHostFlags,
@@ -13,9 +13,9 @@ import {
   HOST_HELP,
   isMacvtapNic,
   type NicSpec,
-  nicMacvtapOptions,
-  nicOpenOptions,
+  openNic,
   parseInteger,
+  type TapOnlyOptions,
 } from './flags'
 
 export interface CreateFlags extends Omit<NicSpec, 'vhost'> {
@@ -27,7 +27,6 @@ export interface CreateFlags extends Omit<NicSpec, 'vhost'> {
 
 /** Create a persistent device (a macvtap with --macvtap); returns its name (a %d template filled in). */
 export function runCreate(o: CreateFlags): string {
-  let tap: TapDevice
   if (isMacvtapNic(o)) {
     for (const flag of ['owner', 'group'] as const) {
       if (o[flag] !== undefined) {
@@ -36,23 +35,18 @@ export function runCreate(o: CreateFlags): string {
         )
       }
     }
-    const opts = { ...nicMacvtapOptions(o), persist: true }
-    try {
-      tap = openMacvtap(opts)
-    } catch (e) {
-      throw renameOptions(e, null)
-    }
-  } else {
-    if (o.name === undefined)
-      throw new UsageError("required option '--name <name>' not specified (or give --macvtap LINK)")
-    const opts = { ...nicOpenOptions(o), persist: true, exclusive: true }
-    if (o.owner !== undefined) opts.owner = o.owner
-    if (o.group !== undefined) opts.group = o.group
-    try {
-      tap = openTap(opts)
-    } catch (e) {
-      throw renameOptions(e, null)
-    }
+  } else if (o.name === undefined) {
+    throw new UsageError("required option '--name <name>' not specified (or give --macvtap LINK)")
+  }
+  // A TAP device: a new one (never attach to one that exists), owned as asked.
+  const tapOnly: TapOnlyOptions = { exclusive: true }
+  if (o.owner !== undefined) tapOnly.owner = o.owner
+  if (o.group !== undefined) tapOnly.group = o.group
+  let tap: TapDevice
+  try {
+    tap = openNic(o, { persist: true }, tapOnly)
+  } catch (e) {
+    throw renameOptions(e, null)
   }
   tap.close()
   return tap.ifname

@@ -8,7 +8,7 @@ import { CommanderError } from 'commander'
 import { TapError } from '../index'
 
 export const EXIT_SYSTEM = 1
-export const EXIT_USAGE = 2
+const EXIT_USAGE = 2
 export const EXIT_NOT_FOUND = 127
 
 /** A mistake in how vmtap was called: exit 2. */

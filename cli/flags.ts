@@ -26,8 +26,8 @@ export function parseInteger(value: string): number {
 }
 
 /** How a Tristate is spelled on the command line. */
-export type TristateFlag = 'on' | 'off' | 'auto'
-export const TRISTATE_FLAGS: readonly TristateFlag[] = ['on', 'off', 'auto']
+type TristateFlag = 'on' | 'off' | 'auto'
+const TRISTATE_FLAGS: readonly TristateFlag[] = ['on', 'off', 'auto']
 
 function parseTristateFlag(value: string, what: string): TristateFlag {
   if (!(TRISTATE_FLAGS as readonly string[]).includes(value)) {
@@ -37,7 +37,7 @@ function parseTristateFlag(value: string, what: string): TristateFlag {
 }
 
 /** The library's Tristate for a flag value. */
-export function tristateOfFlag(v: TristateFlag): Tristate {
+function tristateOfFlag(v: TristateFlag): Tristate {
   return v === 'auto' ? 'auto' : v === 'on'
 }
 
@@ -53,7 +53,7 @@ export function tristateOption(flags: string, description: string): Option {
 }
 
 /** The MTU range, as the help shows it. */
-export const MTU_HELP = `${limits.minMtu}-${limits.maxMtu}; a TAP device takes at most ${limits.tapMaxMtu}`
+const MTU_HELP = `${limits.minMtu}-${limits.maxMtu}; a TAP device takes at most ${limits.tapMaxMtu}`
 
 /** How a macvtap shares its lower device, as the flags spell it. */
 export const MACVTAP_MODES: readonly MacvtapMode[] = ['bridge', 'vepa', 'private', 'passthru']
@@ -66,8 +66,8 @@ function parseMacvtapMode(value: string, what: string): MacvtapMode {
 }
 
 /** How a device kind is spelled on the command line (openTap's `mode`). */
-export type ModeFlag = 'tap' | 'tun'
-export const MODE_FLAGS: readonly ModeFlag[] = ['tap', 'tun']
+type ModeFlag = 'tap' | 'tun'
+const MODE_FLAGS: readonly ModeFlag[] = ['tap', 'tun']
 
 /** One NIC, as the flags or one --net group describe it. */
 export interface NicSpec {
@@ -124,7 +124,7 @@ const REPEATABLE_KEYS: readonly string[] = ['address', 'route']
 const SWITCH_KEYS: readonly string[] = ['up', 'proxy-arp', 'proxy-ndp', 'forwarding']
 
 /** `--bridge-port`: `isolated,learning=off,unicast-flood=off,hairpin` (a flag alone means on). */
-export function parseBridgePort(value: string): BridgePortFlags {
+function parseBridgePort(value: string): BridgePortFlags {
   const keys: Record<string, keyof BridgePortFlags> = {
     isolated: 'isolated',
     learning: 'learning',
@@ -318,10 +318,13 @@ export function checkNic(nic: NicSpec, where?: (flag: string) => string): void {
   else checkOpenTapOptions(nicOpenOptions(nic))
 }
 
-/** Open a NIC: a TAP device, or a macvtap on `nic.macvtap`; `persist` as asked. */
-export function openNic(nic: NicSpec, extra: { persist?: boolean } = {}): TapDevice {
+/** openTap's options that a macvtap does not take, for {@link openNic}. */
+export type TapOnlyOptions = Pick<OpenTapOptions, 'exclusive' | 'owner' | 'group'>
+
+/** Open a NIC: a TAP device (with `tapOnly`), or a macvtap on `nic.macvtap`; `persist` as asked. */
+export function openNic(nic: NicSpec, extra: { persist?: boolean } = {}, tapOnly: TapOnlyOptions = {}): TapDevice {
   if (isMacvtapNic(nic)) return openMacvtap({ ...nicMacvtapOptions(nic), ...extra })
-  return openTap({ ...nicOpenOptions(nic), ...extra })
+  return openTap({ ...nicOpenOptions(nic), ...extra, ...tapOnly })
 }
 
 /** The macvtap flags exec and create both take. */
@@ -336,7 +339,7 @@ export function addMacvtapFlags(cmd: Command): Command {
 }
 
 /** --netns, the same on every command that takes it. */
-export const NETNS_HELP = 'work in this network namespace: a name (as ip netns has it) or a namespace file path'
+const NETNS_HELP = 'work in this network namespace: a name (as ip netns has it) or a namespace file path'
 export function addNetnsFlag(cmd: Command): Command {
   return cmd.option('--netns <name|path>', NETNS_HELP)
 }

@@ -4,7 +4,7 @@
 import type { Command } from 'commander'
 
 import { type GcEntry, type GcResult, gcTaps, type TapHolder } from '../index'
-import { NETNS_HELP } from './flags'
+import { addNetnsFlag } from './flags'
 import { describeError, EXIT_SYSTEM, renameOptions } from './errors'
 
 /** `vmtap gc --json`, schema 1. */
@@ -70,13 +70,13 @@ Examples:
 
 /** Add `gc` to the program. */
 export function addGcCommand(program: Command, onStatus: (status: number) => void): void {
-  program
+  const cmd = program
     .command('gc')
     .description('remove unheld persistent devices that carry a vmtap tag')
     .option('--tag <tag>', 'only devices with this tag (default: any vmtap tag)')
     .option('--dry-run', 'print what would be removed; remove nothing')
     .option('--json', 'print JSON (schema 1)')
-    .option('--netns <name|path>', NETNS_HELP)
+  addNetnsFlag(cmd)
     .addHelpText('after', GC_HELP)
     .action(async (opts: { tag?: string; dryRun?: boolean; json?: boolean; netns?: string }) => {
       const r = await runGc(opts)

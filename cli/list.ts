@@ -4,7 +4,7 @@
 import type { Command } from 'commander'
 
 import { listTaps, type TapInfo } from '../index'
-import { NETNS_HELP } from './flags'
+import { addNetnsFlag } from './flags'
 
 /** `vmtap list --json`, schema 1. */
 export interface ListReport {
@@ -67,11 +67,11 @@ Examples:
 
 /** Add `list` to the program. */
 export function addListCommand(program: Command, onStatus: (status: number) => void): void {
-  program
+  const cmd = program
     .command('list')
     .description('list the TUN/TAP devices of this network namespace')
     .option('--json', 'print JSON (schema 1) instead of a table')
-    .option('--netns <name|path>', NETNS_HELP)
+  addNetnsFlag(cmd)
     .addHelpText('after', LIST_HELP)
     .action((opts: { json?: boolean; netns?: string }) => {
       const taps = listTaps(opts.netns === undefined ? {} : { netns: opts.netns })

@@ -11,7 +11,7 @@ export type Format = 'qemu' | 'cloud-hypervisor'
 const PLACEHOLDER_RE = /\{(ifname|fds|fd|vhostfds|vhostfd|netdev|device)(0|[1-9][0-9]*)?\}/g
 
 /** The QEMU netdev id of NIC i. */
-export function netdevId(i: number): string {
+function netdevId(i: number): string {
   return `net${i}`
 }
 

@@ -18,7 +18,7 @@ export interface ServeFlags {
 }
 
 /** An octal file mode, like chmod's: 666, 0660. */
-export function parseMode(value: string): number {
+function parseMode(value: string): number {
   if (!/^0?[0-7]{3}$/.test(value))
     throw new UsageError(`--socket-mode must be an octal mode like 666 or 0660, got ${value}`)
   return parseInt(value, 8)

@@ -298,7 +298,10 @@ export class TapDevice implements Disposable, AsyncDisposable {
   }
 
   #write(q: number, buf: Buffer, header: Buffer | null, track = false): Promise<void> {
-    const r = this.#do((n, h) => n.writeFrame(h, q, buf, header, null))
+    // #do written out: no closure per frame on this path.
+    const h = this.#handle
+    if (h === null) throw closedError(this.ifname)
+    const r = native().writeFrame(h, q, buf, header, null)
     if (typeof r === 'number') return WRITTEN
     const p = r.then(() => undefined)
     return track ? this.#track(q, p) : p

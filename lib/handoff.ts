@@ -279,8 +279,8 @@ export function qemuDevice(device: HandedDevice, options: QemuNetOptions): strin
   return deviceValue(d, snapshotOptions(options, 'options', QEMU_KEYS))
 }
 
-/** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. @internal */
-export function propValue(v: unknown, name: string): string {
+/** A property value for a command line: a string or a finite number without `,`, `=`, whitespace or control characters. */
+function propValue(v: unknown, name: string): string {
   if (
     (typeof v !== 'string' && (typeof v !== 'number' || !Number.isFinite(v))) ||
     /[,=\s\x00-\x1f\x7f]/.test(String(v))

@@ -5,16 +5,15 @@ import { native } from './native'
 import { bitsToOffloads, type Offloads } from './options'
 import {
   type NetnsSpec,
+  netnsOf,
   snapshotOptions,
+  TUN_PATH,
+  VHOST_PATH,
   validateDeviceName,
   validateFd,
   validateMac,
-  validateNetns,
   validatePath,
 } from './validate'
-
-const TUN_PATH = '/dev/net/tun'
-const VHOST_PATH = '/dev/vhost-net'
 
 /** What this host supports (from TUNGETFEATURES and /dev/vhost-net). */
 export interface TapFeatures {
@@ -36,8 +35,6 @@ export interface TunPathOptions {
   /** The network namespace to act in (as openTap's `netns`). Default: the caller's. */
   netns?: NetnsSpec
 }
-
-const netnsOf = (v: unknown) => (v === undefined ? null : validateNetns(v, 'options.netns'))
 
 /**
  * Ask the kernel what it supports (in `netns` when given). Never throws for a

@@ -5,10 +5,11 @@ import type { TapError } from './errors'
 import { native } from './native'
 import {
   type NetnsSpec,
+  netnsOf,
   snapshotOptions,
+  TUN_PATH,
   validateBoolean,
   validateIfName,
-  validateNetns,
   validatePath,
   validateTag,
 } from './validate'
@@ -130,7 +131,7 @@ const UP = 16
 export function listTaps(options?: InventoryOptions): TapInfo[] {
   const o = snapshotOptions(options, 'options', ['netns'])
   return native()
-    .listTaps(o.netns === undefined ? null : validateNetns(o.netns, 'options.netns'))
+    .listTaps(netnsOf(o.netns))
     .map(([ifname, ifindex, bits, owner, group, queues, disabledQueues, mtu, mac, master, tag]) => ({
       ifname,
       ifindex,
@@ -177,8 +178,8 @@ export async function gcTaps(options?: GcTapsOptions): Promise<GcResult> {
   const o = snapshotOptions(options, 'options', ['tag', 'dryRun', 'tunPath', 'netns'])
   const tag = o.tag === undefined ? null : validateTag(o.tag, 'options.tag')
   const dryRun = o.dryRun === undefined ? false : validateBoolean(o.dryRun, 'options.dryRun')
-  const tunPath = validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun')
-  const netns = o.netns === undefined ? null : validateNetns(o.netns, 'options.netns')
+  const tunPath = validatePath(o.tunPath, 'options.tunPath', TUN_PATH)
+  const netns = netnsOf(o.netns)
   const r = await native().gcTaps(tag, dryRun, tunPath, netns)
   return { dryRun, removed: r.removed, kept: r.kept, failed: r.failed as GcFailed[] }
 }

@@ -7,8 +7,8 @@ import { invalidType, invalidValue, outOfRange } from './errors'
 import { limits } from './limits'
 import { copyArray, isArray } from './validate'
 
-/** A parsed address: its bytes (4 or 16) and prefix length. @internal */
-export interface Cidr {
+/** A parsed address: its bytes (4 or 16) and prefix length. */
+interface Cidr {
   bytes: number[]
   prefixLen: number
 }
@@ -60,8 +60,8 @@ function parseIpv6(s: string): number[] | null {
   return g.flatMap((x) => [x >> 8, x & 0xff])
 }
 
-/** An address as the core shows it in messages (IPv6 with its longest zero run as `::`). @internal */
-export function formatIp(bytes: readonly number[]): string {
+/** An address as the core shows it in messages (IPv6 with its longest zero run as `::`). */
+function formatIp(bytes: readonly number[]): string {
   if (bytes.length === 4) return bytes.join('.')
   const g: number[] = []
   for (let i = 0; i < 16; i += 2) g.push((bytes[i] << 8) | bytes[i + 1])
@@ -91,9 +91,8 @@ const CIDR_RULE = 'must be an IPv4 or IPv6 address in CIDR form (like 192.0.2.1/
  * `ADDR[/LEN]` (the core's parse_cidr): a dotted quad without leading zeros
  * or an RFC 4291 IPv6 address (no zone, no brackets), and a decimal prefix
  * length without leading zeros; a bare address is /32 or /128.
- * @internal
  */
-export function parseCidr(value: unknown, name: string): Cidr {
+function parseCidr(value: unknown, name: string): Cidr {
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
   const slash = value.indexOf('/')
   const addr = slash < 0 ? value : value.slice(0, slash)
@@ -124,28 +123,40 @@ function checkAddress(c: Cidr, name: string, value: unknown): void {
   if (why) throw invalidValue(name, `must be an address for an interface, not ${why}`, value)
 }
 
-/** The network of `c`: its host bits cleared. @internal */
-export function networkOf(c: Cidr): number[] {
+/** The network of `c`: its host bits cleared. */
+function networkOf(c: Cidr): number[] {
   return c.bytes.map((x, i) => {
     const bits = Math.min(8, Math.max(0, c.prefixLen - i * 8))
     return x & ((0xff << (8 - bits)) & 0xff)
   })
 }
 
-/** An interface address in CIDR form (host bits kept); a bare one is /32 or /128. @internal */
-export function validateAddress(value: unknown, name: string): string {
+/** An interface address, parsed and checked. */
+function addressCidr(value: unknown, name: string): Cidr {
   const c = parseCidr(value, name)
   checkAddress(c, name, value)
-  return value as string
+  return c
 }
 
-/** A route destination in CIDR form, host bits zero (`/0` is the default route). @internal */
-export function validateRoute(value: unknown, name: string): string {
+/** A route destination, parsed and checked. */
+function routeCidr(value: unknown, name: string): Cidr {
   const c = parseCidr(value, name)
   const net = networkOf(c)
   if (net.some((x, i) => x !== c.bytes[i])) {
     throw invalidValue(name, `must have no host bits set; the network is ${formatIp(net)}/${c.prefixLen}`, value)
   }
+  return c
+}
+
+/** An interface address in CIDR form (host bits kept); a bare one is /32 or /128. @internal */
+export function validateAddress(value: unknown, name: string): string {
+  addressCidr(value, name)
+  return value as string
+}
+
+/** A route destination in CIDR form, host bits zero (`/0` is the default route). @internal */
+export function validateRoute(value: unknown, name: string): string {
+  routeCidr(value, name)
   return value as string
 }
 
@@ -153,7 +164,7 @@ function list(
   value: unknown,
   name: string,
   max: number,
-  one: (v: unknown, n: string) => string,
+  one: (v: unknown, n: string) => Cidr,
   key: (c: Cidr) => string,
 ): string[] {
   if (!isArray(value, name)) throw invalidType(name, 'an array of strings', value)
@@ -161,21 +172,20 @@ function list(
   if (items.length > max) throw outOfRange(`${name}.length`, `<= ${max}`, items.length)
   const seen = new Map<string, number>()
   return items.map((v, i) => {
-    const s = one(v, `${name}[${i}]`)
-    const k = key(parseCidr(s, `${name}[${i}]`))
+    const k = key(one(v, `${name}[${i}]`))
     const j = seen.get(k)
     if (j !== undefined) throw invalidValue(`${name}[${i}]`, `repeats ${name}[${j}]`, v)
     seen.set(k, i)
-    return s
+    return v as string
   })
 }
 
 /** openTap's `addresses`: at most limits.maxAddresses, none twice (whatever the prefix length). @internal */
 export function validateAddresses(value: unknown, name: string): string[] {
-  return list(value, name, limits.maxAddresses, validateAddress, (c) => c.bytes.join('.'))
+  return list(value, name, limits.maxAddresses, addressCidr, (c) => c.bytes.join('.'))
 }
 
 /** openTap's `routes`: at most limits.maxRoutes, none twice. @internal */
 export function validateRoutes(value: unknown, name: string): string[] {
-  return list(value, name, limits.maxRoutes, validateRoute, (c) => `${c.bytes.join('.')}/${c.prefixLen}`)
+  return list(value, name, limits.maxRoutes, routeCidr, (c) => `${c.bytes.join('.')}/${c.prefixLen}`)
 }

@@ -13,7 +13,9 @@ import type {
 import { validateAddresses, validateRoutes } from './net'
 import {
   type NetnsSpec,
+  netnsOf,
   snapshotOptions,
+  TUN_PATH,
   type Tristate,
   validateBoolean,
   validateDeviceName,
@@ -23,11 +25,11 @@ import {
   validateMac,
   validateMtu,
   validateName,
-  validateNetns,
   validatePath,
   validateTag,
   validateTristate,
   validateVnetHdrSize,
+  VHOST_PATH,
 } from './validate'
 import { limits } from './limits'
 
@@ -78,6 +80,23 @@ export function offloadsToBits(value: unknown, name: string): number {
     throw invalidValue(name, 'needs uso4 and uso6 together (the kernel takes them only as a pair)', value)
   }
   return bits
+}
+
+/**
+ * @internal `vnetHdr: false` with offloads (TUNSETOFFLOAD bits, 0 for none) or
+ * a header size is refused: virtio-net headers carry them. openTap's and the
+ * broker's rule.
+ */
+export function checkVnetHdrFor(
+  vnetHdr: Tristate | undefined,
+  offloadBits: number,
+  hasSize: boolean,
+  name: string,
+  value: unknown,
+): void {
+  if (vnetHdr === false && (offloadBits !== 0 || hasSize)) {
+    throw invalidValue(name, 'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)', value)
+  }
 }
 
 /** @internal TUNSETOFFLOAD bits → offloads by name. */
@@ -299,10 +318,10 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
     queues: o.queues === undefined ? 1 : validateInteger(o.queues, 'options.queues', 1, limits.maxQueues),
     vnetHdr: validateTristate(o.vnetHdr, 'options.vnetHdr', 'auto'),
     vhost: validateTristate(o.vhost, 'options.vhost', false),
-    tunPath: o.tunPath === undefined ? null : validatePath(o.tunPath, 'options.tunPath', '/dev/net/tun'),
-    vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+    tunPath: o.tunPath === undefined ? null : validatePath(o.tunPath, 'options.tunPath', TUN_PATH),
+    vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', VHOST_PATH),
     config: null,
-    netns: o.netns === undefined ? null : validateNetns(o.netns, 'options.netns'),
+    netns: netnsOf(o.netns),
   }
   if (mode === 'tun') checkTunOptions(o)
   if (!CONFIG_KEYS.some((k) => o[k] !== undefined)) return n
@@ -344,13 +363,7 @@ export function normalizeOpenOptions(options: unknown): NativeOpenOptions {
   if (c.uniqueName && n.name !== '' && !n.name.includes('%d')) {
     throw invalidValue('options.uniqueName', 'needs a name template with %d (or no name)', o.name)
   }
-  if (n.vnetHdr === false && ((c.offloads ?? 0) !== 0 || c.vnetHdrSize !== null)) {
-    throw invalidValue(
-      'options.vnetHdr',
-      'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)',
-      o.vnetHdr,
-    )
-  }
+  checkVnetHdrFor(n.vnetHdr, c.offloads ?? 0, c.vnetHdrSize !== null, 'options.vnetHdr', o.vnetHdr)
   n.config = c
   return n
 }
@@ -429,8 +442,8 @@ const MACVTAP_KEYS = [
   'tag',
 ] as const
 
-/** @internal The validated arguments of the addon's openMacvtap, and the namespace as given. */
-export interface NormalizedMacvtap {
+/** The validated arguments of the addon's openMacvtap, and the namespace as given. */
+interface NormalizedMacvtap {
   args: NativeMacvtapArgs
   netns: NetnsSpec | null
 }
@@ -439,7 +452,6 @@ export interface NormalizedMacvtap {
 export function normalizeMacvtapOptions(options: unknown): NormalizedMacvtap {
   if (options === undefined) throw invalidType('options', 'of type object', options)
   const o = snapshotOptions(options, 'options', MACVTAP_KEYS)
-  if (o.link === undefined) throw invalidType('options.link', 'of type string', o.link)
   const link = validateDeviceName(o.link, 'options.link', 'the lower device')
   let mode: MacvtapMode = 'bridge'
   if (o.mode !== undefined) {
@@ -451,11 +463,11 @@ export function normalizeMacvtapOptions(options: unknown): NormalizedMacvtap {
   }
   const name = validateName(o.name, 'options.name', 'macvtap%d')
   if (name === link) throw invalidValue('options.name', 'must not be the name of its lower link', o.name)
-  const netns = o.netns === undefined ? null : validateNetns(o.netns, 'options.netns')
+  const netns = netnsOf(o.netns)
   let config: NativeMacvtapConfig | null = null
   if (['vhostPath', 'mac', 'mtu', 'up', 'persist', 'tag'].some((k) => o[k] !== undefined)) {
     config = {
-      vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', '/dev/vhost-net'),
+      vhostPath: o.vhostPath === undefined ? null : validatePath(o.vhostPath, 'options.vhostPath', VHOST_PATH),
       mac: o.mac === undefined ? null : validateMac(o.mac, 'options.mac'),
       mtu: o.mtu === undefined ? null : validateMtu(o.mtu, 'options.mtu'),
       up: o.up === undefined ? false : validateBoolean(o.up, 'options.up'),

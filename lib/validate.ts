@@ -226,21 +226,30 @@ export function validateNetns(value: unknown, name: string): NetnsSpec {
   return `/run/netns/${value}`
 }
 
-/** @internal The exact name of an existing device (to delete, to look up): no template. */
+/** @internal `options.netns` of the calls that take one: null when absent. */
+export function netnsOf(value: unknown): NetnsSpec | null {
+  return value === undefined ? null : validateNetns(value, 'options.netns')
+}
+
+/** @internal The TUN/TAP clone device where no `tunPath` says otherwise. */
+export const TUN_PATH = '/dev/net/tun'
+/** @internal The vhost-net device where no `vhostPath` says otherwise. */
+export const VHOST_PATH = '/dev/vhost-net'
+
+/**
+ * @internal The exact name of an existing device (to delete, to look up): no
+ * template. It accepts what validateIfName accepts (that rule, in one place),
+ * with its own messages: one for '' and a template, one for the rest.
+ */
 export function validateDeviceName(value: unknown, name: string, what = 'the device to delete'): string {
   if (typeof value !== 'string') throw invalidType(name, 'of type string', value)
   const rule = `must name ${what} exactly: 1 to ${limits.maxNameBytes} bytes of printable ASCII without '/', ':', whitespace or '%'`
   if (value === '' || value.includes('%d')) throw invalidValue(name, `${rule} (not empty, not a template)`, value)
-  if (
-    Buffer.byteLength(value) > limits.maxNameBytes ||
-    !/^[\x21-\x7e]+$/.test(value) ||
-    /[/:%]/.test(value) ||
-    value === '.' ||
-    value === '..'
-  ) {
+  try {
+    return validateIfName(value, name)
+  } catch {
     throw invalidValue(name, rule, value)
   }
-  return value
 }
 
 const TAG_RULE = "must be 1 to {max} bytes of ASCII letters, digits and '.', '_', '-', ':', '@', '/'"

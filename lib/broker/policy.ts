@@ -340,7 +340,7 @@ export interface Requester {
 }
 
 /** authorize()'s answer. */
-export type Decision =
+type Decision =
   | {
       granted: true
       rule: PolicyRule
@@ -356,9 +356,9 @@ function selects(rule: PolicyRule, who: Requester): boolean {
 
 const list = (xs: readonly string[]) => (xs.length ? xs.join(', ') : 'none')
 
-/** Why `rule` refuses `req`, or null when it allows it. */
-function refusal(rule: PolicyRule, req: RemoteTapOptions): string | null {
-  if (req.netns !== undefined && !rule.netns.includes(netnsPath(req.netns, 'netns'))) {
+/** Why `rule` refuses `req` (whose namespace is at `netns`), or null when it allows it. */
+function refusal(rule: PolicyRule, req: RemoteTapOptions, netns: string | undefined): string | null {
+  if (netns !== undefined && !rule.netns.includes(netns)) {
     return `netns ${req.netns} is not in its netns (${list(rule.netns)})`
   }
   if (req.bridge === undefined) {
@@ -392,9 +392,12 @@ function refusal(rule: PolicyRule, req: RemoteTapOptions): string | null {
 export function authorize(policy: Policy, who: Requester, req: RemoteTapOptions): Decision {
   const reasons: string[] = []
   let first: PolicyRule | null = null
+  let netns: string | undefined
   for (const rule of policy.rules) {
     if (!selects(rule, who)) continue
-    const why = refusal(rule, req)
+    // The namespace as a path, the same for every rule: worked out at the first that selects the requester.
+    if (req.netns !== undefined) netns ??= netnsPath(req.netns, 'netns')
+    const why = refusal(rule, req, netns)
     if (why === null) {
       const options = { ...req }
       if (options.vhost === 'auto' && !rule.vhost) options.vhost = false

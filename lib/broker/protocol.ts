@@ -7,7 +7,7 @@
 
 import { invalidType, invalidValue } from '../errors'
 import { limits } from '../limits'
-import { offloadsToBits, bitsToOffloads, type Offloads } from '../options'
+import { bitsToOffloads, checkVnetHdrFor, type Offloads, offloadsToBits } from '../options'
 import {
   snapshotOptions,
   type Tristate,
@@ -26,9 +26,7 @@ export const PROTOCOL_VERSION = 1
 /** The largest JSON payload of one frame, in bytes. */
 export const MAX_MESSAGE_BYTES = 4096
 /** The length prefix. */
-export const HEADER_BYTES = 4
-/** The most fds one response carries: a tap fd and a vhost fd per queue. */
-export const MAX_RESPONSE_FDS = 2 * limits.maxQueues
+const HEADER_BYTES = 4
 
 /** A malformed frame or message: `code` is the errno name the other side gets (EPROTO, EMSGSIZE, EPROTONOSUPPORT). */
 export class ProtocolError extends Error {
@@ -130,7 +128,11 @@ export function normalizeRemoteOptions(options: unknown, argName = 'options'): R
   if (o.vhost !== undefined) out.vhost = validateTristate(o.vhost, at('vhost'), false)
   if (o.vnetHdrSize !== undefined)
     out.vnetHdrSize = validateVnetHdrSize(o.vnetHdrSize, at('vnetHdrSize')) as RemoteTapOptions['vnetHdrSize']
-  if (o.offloads !== undefined) out.offloads = bitsToOffloads(offloadsToBits(o.offloads, at('offloads')))
+  let offloadBits = 0
+  if (o.offloads !== undefined) {
+    offloadBits = offloadsToBits(o.offloads, at('offloads'))
+    out.offloads = bitsToOffloads(offloadBits)
+  }
   if (o.persist !== undefined) out.persist = validateBoolean(o.persist, at('persist'))
   if (o.mtu !== undefined) out.mtu = validateMtu(o.mtu, at('mtu'))
   if (o.mac !== undefined) {
@@ -150,18 +152,12 @@ export function normalizeRemoteOptions(options: unknown, argName = 'options'): R
     netnsPath(o.netns, at('netns'))
     out.netns = o.netns as string
   }
-  if (out.vnetHdr === false && (out.vnetHdrSize !== undefined || offloadsToBits(out.offloads ?? {}, 'x') !== 0)) {
-    throw invalidValue(
-      at('vnetHdr'),
-      'must not be false with offloads or vnetHdrSize (virtio-net headers carry them)',
-      o.vnetHdr,
-    )
-  }
+  checkVnetHdrFor(out.vnetHdr, offloadBits, out.vnetHdrSize !== undefined, at('vnetHdr'), o.vnetHdr)
   return out
 }
 
 /** A request: open a device. */
-export interface OpenRequest {
+interface OpenRequest {
   v: typeof PROTOCOL_VERSION
   op: 'open'
   options: RemoteTapOptions
@@ -194,7 +190,7 @@ export interface ErrorResponse {
   rule?: string
 }
 
-export type Response = GrantResponse | ErrorResponse
+type Response = GrantResponse | ErrorResponse
 
 /** One frame: the 4-byte big-endian length, then the JSON. */
 export function encodeFrame(message: object): Buffer {
